@@ -1,0 +1,246 @@
+"""The lab's echo client: sends messages over TCP then UDP, checks every echo, logs both ends.
+
+`python3 -m lab.echo client [options]`. Each protocol runs --sessions concurrent sessions
+(threads, each with its own socket and ephemeral port) and ends with one `summary` record.
+Exit 0 only if every summary is ok; 1 when a conversation failed; 2 for bad options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Callable
+
+from lab.echo.client_core import ClientPlan, SessionTally, StopFlag, percentile
+from lab.echo.client_tcp import run_tcp_session
+from lab.echo.client_udp import run_udp_session
+from lab.echo.record import RecordWriter
+
+DEFAULT_PORT = 19200
+UDP_PAYLOAD_MAX = 65507  # IPv4: 65535 - 20 (IP header) - 8 (UDP header)
+FILLER = b"abcdefghijklmnopqrstuvwxyz0123456789"
+RUNNERS: dict[str, Callable[..., SessionTally]] = {"tcp": run_tcp_session, "udp": run_udp_session}
+
+
+class OptionError(Exception):
+    """A bad option value: one line on stderr, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise OptionError(message)
+
+
+def default_messages() -> list[bytes]:
+    """The tutorial-style default: the time, plain ASCII, and two lines of UTF-8 Chinese."""
+    return [
+        time.asctime().encode(),
+        b"hello from the socket lab",
+        "你好，服务器！这是来自客户端的问候。".encode(),
+        "网络实验：一条消息，一次回声。".encode(),
+    ]
+
+
+def generated_message(seq: int, size: int, fill: str) -> bytes:
+    """Message seq of exactly size bytes: a numbered ASCII pattern, or seeded random bytes."""
+    if fill == "bytes":
+        return random.Random(seq).randbytes(size)
+    head = f"{seq:06d} ".encode()
+    body = head + FILLER * (size // len(FILLER) + 1)
+    return body[:size]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python3 -m lab.echo client", add_help=True,
+                description="Send messages to the echo server, wait for each echo, check it, log it all as "
+                            "JSON lines (docs/log-schema.md). Exit 0 ok, 1 conversation failed, 2 bad options.")
+    p.add_argument("--server", default="127.0.0.1", help="server name or IPv4/IPv6 address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
+    p.add_argument("--proto", default="tcp,udp", help="tcp, udp or tcp,udp (default: TCP then UDP)")
+    p.add_argument("--message", action="append", default=[], metavar="TEXT",
+                   help="a message to send (repeatable, sent in order)")
+    p.add_argument("--messages", metavar="LIST", help="several messages in one value, split on --separator")
+    p.add_argument("--separator", default="|", help="separator for --messages (default '|')")
+    p.add_argument("--count", type=int, help="send N messages: cycles the given/default messages, "
+                                             "or generates N messages of --size bytes")
+    p.add_argument("--size", type=int, help="generate messages of exactly BYTES bytes (default count 1)")
+    p.add_argument("--fill", choices=("text", "bytes"), default="text",
+                   help="generated content: numbered ASCII text, or random bytes (not UTF-8)")
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between messages (default 0.5)")
+    p.add_argument("--timeout", type=float, default=2.0,
+                   help="seconds to wait for an echo (TCP: without progress) (default 2)")
+    p.add_argument("--retries", type=int, default=2, help="UDP: resends of a datagram after a timeout (default 2)")
+    p.add_argument("--max-loss", type=float, default=0.0,
+                   help="UDP: fraction of messages that may be lost with exit 0 (default 0)")
+    p.add_argument("--sessions", type=int, default=1,
+                   help="concurrent sessions per protocol, each its own socket and port (default 1)")
+    p.add_argument("--connect-timeout", type=float, default=0.0,
+                   help="keep retrying the first connect/exchange with backoff for this many seconds "
+                        "while the server starts (default 0: one try)")
+    p.add_argument("--reconnect", action="store_true",
+                   help="TCP: reconnect with backoff when the connection drops and resend the lost message")
+    p.add_argument("--reconnect-for", type=float, metavar="SECONDS",
+                   help="budget for each reconnect (default 30; implies --reconnect)")
+    p.add_argument("--name", help="host name in the records (default $LAB_NAME or the host name)")
+    return p
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise OptionError(message)
+
+
+def plan_from_args(args: argparse.Namespace) -> ClientPlan:
+    """Validate the options and turn them into the plan the sessions follow."""
+    protos = tuple(dict.fromkeys(part.strip().lower() for part in args.proto.split(",") if part.strip()))
+    _check(bool(protos) and all(proto in RUNNERS for proto in protos),
+           f"--proto: expected tcp, udp or tcp,udp, got {args.proto!r}")
+    _check(args.server.strip() != "", "--server: empty host")
+    _check(1 <= args.port <= 65535, f"--port: {args.port} is not in 1..65535")
+    texts = list(args.message)
+    if args.messages is not None:
+        _check(args.separator != "", "--separator: must not be empty")
+        texts += args.messages.split(args.separator)
+    base = [text.encode("utf-8", "surrogateescape") for text in texts]
+    _check(all(base), "--message/--messages: a message must not be empty (TCP cannot echo zero bytes)")
+    _check(args.count is None or args.count >= 1, f"--count: {args.count} must be at least 1")
+    if args.size is not None:
+        _check(not base, "--size generates messages: do not combine it with --message/--messages")
+        _check(args.size >= 1, f"--size: {args.size} must be at least 1 byte")
+        messages = [generated_message(seq, args.size, args.fill) for seq in range(1, (args.count or 1) + 1)]
+    else:
+        base = base or default_messages()
+        count = args.count or len(base)
+        messages = [base[i % len(base)] for i in range(count)]
+    if "udp" in protos:
+        biggest = max(len(m) for m in messages)
+        _check(biggest <= UDP_PAYLOAD_MAX, f"a {biggest}-byte message does not fit in one UDP datagram "
+                                           f"(max {UDP_PAYLOAD_MAX}); use --proto tcp")
+    _check(args.interval >= 0, f"--interval: {args.interval} must be >= 0")
+    _check(args.timeout > 0, f"--timeout: {args.timeout} must be > 0")
+    _check(args.retries >= 0, f"--retries: {args.retries} must be >= 0")
+    _check(0 <= args.max_loss <= 1, f"--max-loss: {args.max_loss} must be a fraction in 0..1")
+    _check(1 <= args.sessions <= 1000, f"--sessions: {args.sessions} must be in 1..1000")
+    _check(args.connect_timeout >= 0, f"--connect-timeout: {args.connect_timeout} must be >= 0")
+    _check(args.reconnect_for is None or args.reconnect_for > 0, f"--reconnect-for: {args.reconnect_for} must be > 0")
+    for value, name in ((args.interval, "--interval"), (args.timeout, "--timeout"), (args.max_loss, "--max-loss"),
+                        (args.connect_timeout, "--connect-timeout"), (args.reconnect_for or 0, "--reconnect-for")):
+        _check(value == value and value != float("inf"), f"{name}: must be a finite number")
+    return ClientPlan(
+        server=args.server.strip(), port=args.port, protos=protos, messages=tuple(messages),
+        interval=args.interval, timeout=args.timeout, retries=args.retries, max_loss=args.max_loss,
+        sessions=args.sessions, connect_timeout=args.connect_timeout,
+        reconnect=args.reconnect or args.reconnect_for is not None,
+        reconnect_for=args.reconnect_for if args.reconnect_for is not None else 30.0,
+    )
+
+
+def summarize(plan: ClientPlan, proto: str, tallies: list[SessionTally], interrupted: bool) -> dict:
+    """The fields of one protocol's `summary` record, with ok and the reason when not ok."""
+    planned = len(plan.messages) * plan.sessions
+    sent = sum(t.sent for t in tallies)
+    echoed = sum(t.echoed for t in tallies)
+    mismatched = sum(t.mismatched for t in tallies)
+    lost = sum(t.lost for t in tallies)
+    rtts = [rtt for t in tallies for rtt in t.rtts]
+    ports = [port for t in tallies for port in t.local_ports]
+    failures = [f"session {t.session}: {t.failure}" for t in tallies if t.failure]
+    reasons = []
+    if interrupted or any(t.interrupted for t in tallies):
+        reasons.append("interrupted")
+    reasons += failures[:3] + ([f"... {len(failures) - 3} more sessions failed"] if len(failures) > 3 else [])
+    if mismatched:
+        reasons.append(f"{mismatched} of {sent} echoes were not intact")
+    allowed = int(plan.max_loss * planned + 1e-9) if proto == "udp" else 0
+    if lost > allowed:
+        reasons.append(f"{lost} of {sent} messages lost" + (f" (allowed {allowed})" if proto == "udp" else ""))
+    if sent < planned and not reasons:
+        reasons.append(f"only {sent} of {planned} messages sent")
+    fields = {
+        "planned": planned, "sent": sent, "echoed": echoed, "mismatched": mismatched, "lost": lost,
+        "rtt_p50_ms": _ms(percentile(rtts, 0.50)), "rtt_p95_ms": _ms(percentile(rtts, 0.95)),
+        "rtt_max_ms": _ms(max(rtts) if rtts else None), "local_ports": ports, "sessions": plan.sessions,
+        "ok": not reasons,
+    }
+    if reasons:
+        fields["reason"] = "; ".join(reasons)
+    return fields
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def run_proto(plan: ClientPlan, proto: str, writer: RecordWriter, stop: StopFlag) -> list[SessionTally]:
+    """Run the sessions of one protocol concurrently, one thread each, and collect their tallies."""
+    tallies: list[SessionTally | None] = [None] * plan.sessions
+
+    def session_main(index: int) -> None:
+        try:
+            tallies[index] = RUNNERS[proto](plan, index, writer, stop)
+        except Exception as exc:  # a bug: keep the traceback, still summarise the others
+            traceback.print_exc()
+            writer.emit(proto, "error", session=index, reason="internal", detail=repr(exc))
+            tallies[index] = SessionTally(index, len(plan.messages), failure=f"internal error: {exc!r}")
+
+    threads = [threading.Thread(target=session_main, args=(i,), name=f"{proto}-{i}", daemon=True)
+               for i in range(plan.sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.1)  # short joins keep the main thread free to run signal handlers
+    return [t if t is not None else SessionTally(i, len(plan.messages), failure="no result")
+            for i, t in enumerate(tallies)]
+
+
+def run(plan: ClientPlan, writer: RecordWriter, stop: StopFlag) -> int:
+    """TCP then UDP (as asked); one summary per protocol, including ones never started."""
+    all_ok = True
+    for proto in plan.protos:
+        if stop.is_set():
+            tallies: list[SessionTally] = []
+        else:
+            tallies = run_proto(plan, proto, writer, stop)
+        fields = summarize(plan, proto, tallies, stop.is_set())
+        writer.emit(proto, "summary", **fields)
+        all_ok = all_ok and fields["ok"]
+    return 0 if all_ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        plan = plan_from_args(args)
+    except OptionError as exc:
+        print(f"lab.echo client: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    writer = RecordWriter(role="client", host=args.name)
+    stop = StopFlag()
+    previous = {}
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[signum] = signal.signal(signum, on_signal)
+        except ValueError:  # not the main thread (embedded use): no signal handling
+            pass
+    try:
+        return run(plan, writer, stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""What the echo client's TCP and UDP sessions share: the plan, the tallies, stoppable waits.
+
+Every wait polls the shared stop flag at least every POLL_S seconds, so SIGTERM/SIGINT ends
+the client promptly even while a session is blocked on a slow server.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from lab.echo.record import RecordWriter, format_addr
+
+POLL_S = 0.1
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 2.0
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    """Validated options: what to send, where, and how patiently."""
+
+    server: str
+    port: int
+    protos: tuple[str, ...]
+    messages: tuple[bytes, ...]
+    interval: float
+    timeout: float
+    retries: int
+    max_loss: float
+    sessions: int
+    connect_timeout: float
+    reconnect: bool
+    reconnect_for: float
+
+
+@dataclass
+class SessionTally:
+    """One session's outcome; `failure` says why it stopped before its last message."""
+
+    session: int
+    planned: int
+    sent: int = 0
+    echoed: int = 0
+    mismatched: int = 0
+    rtts: list[float] = field(default_factory=list)
+    local_ports: list[int] = field(default_factory=list)
+    failure: str | None = None
+    interrupted: bool = False
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.echoed - self.mismatched
+
+    def add_port(self, port: int) -> None:
+        if port not in self.local_ports:
+            self.local_ports.append(port)
+
+
+class Interrupted(Exception):
+    """The client was told to stop (SIGTERM/SIGINT)."""
+
+
+class SessionFailed(Exception):
+    """The session cannot go on; `reason` is the short word for the summary."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class StopFlag:
+    """Set once by the signal handler; sessions check it between and during waits."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Interrupted()
+
+    def sleep(self, seconds: float) -> None:
+        """Pause, raising Interrupted as soon as the flag is set."""
+        if seconds > 0 and self._event.wait(seconds):
+            raise Interrupted()
+        self.check()
+
+
+def backoff_delays():
+    """0.1 s, 0.2 s, 0.4 s ... capped at 2 s: the pause before each retry/reconnect."""
+    delay = BACKOFF_FIRST_S
+    while True:
+        yield delay
+        delay = min(delay * 2, BACKOFF_MAX_S)
+
+
+def wait_ready(sock: socket.socket, events: int, deadline: float, stop: StopFlag) -> int:
+    """Poll until `events` are ready on sock; 0 when the deadline passes first."""
+    poller = select.poll()
+    poller.register(sock, events)
+    while True:
+        stop.check()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return 0
+        ready = poller.poll(min(remaining, POLL_S) * 1000)
+        if ready:
+            return ready[0][1]
+
+
+def resolve(server: str, port: int, socktype: int) -> list[tuple[int, tuple]]:
+    """(family, sockaddr) candidates for the server, IPv4 or IPv6 as the name resolves."""
+    try:
+        infos = socket.getaddrinfo(server, port, socket.AF_UNSPEC, socktype)
+    except socket.gaierror as exc:
+        raise SessionFailed("resolve", f"{server}: {exc.strerror}") from exc
+    return [(family, addr) for family, _, _, _, addr in infos]
+
+
+def connect_stoppable(sock: socket.socket, addr: tuple, timeout: float, stop: StopFlag) -> None:
+    """Non-blocking connect that honours the stop flag; raises OSError like connect()."""
+    sock.setblocking(False)
+    err = sock.connect_ex(addr)
+    if err in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK):
+        if not wait_ready(sock, select.POLLOUT, time.monotonic() + timeout, stop):
+            raise TimeoutError(errno.ETIMEDOUT, "connect timed out")
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
+
+
+def route_source(family: int, addr: tuple) -> str | None:
+    """The source address the kernel would use toward addr (connect on UDP sends nothing)."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(addr)
+            return probe.getsockname()[0]
+    except OSError:
+        return None
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile, or None when there are no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-int(round(fraction * 1000)) * len(ordered) // 1000))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def session_fields(session: int, local: tuple | None, peer: tuple | None) -> dict:
+    """The fields that place a record in one session's conversation."""
+    return {"session": session, "local": format_addr(local), "peer": format_addr(peer)}
+
+
+def emit_error(writer: RecordWriter, proto: str, session: int, reason: str, detail: str, **extra) -> None:
+    writer.emit(proto, "error", session=session, reason=reason, detail=detail, **extra)

@@ -1,0 +1,212 @@
+"""One TCP session of the echo client: connect, send each message, read its whole echo back.
+
+TCP is a byte stream, so an echo is complete only when as many bytes came back as were sent,
+however many recv calls that takes. Sending and reading are interleaved, so a message larger
+than both socket buffers cannot deadlock against a server that echoes as it reads.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+
+from lab.echo.client_core import (
+    ClientPlan, Interrupted, SessionFailed, SessionTally, StopFlag, backoff_delays,
+    connect_stoppable, emit_error, resolve, session_fields, wait_ready,
+)
+from lab.echo.record import RecordWriter, text_fields
+
+RECV_MAX = 65536
+
+
+class Dropped(Exception):
+    """The connection ended or stalled before the whole echo came back."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class TcpSession:
+    """Runs one session's messages over one connection, reconnecting when allowed."""
+
+    def __init__(self, plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag) -> None:
+        self.plan = plan
+        self.session = session
+        self.writer = writer
+        self.stop = stop
+        self.tally = SessionTally(session, planned=len(plan.messages))
+        self.sock: socket.socket | None = None
+        self.local: tuple | None = None
+        self.peer: tuple | None = None
+        self.any_echo = False
+
+    def run(self) -> SessionTally:
+        try:
+            self._connect_first()
+            for seq, payload in enumerate(self.plan.messages, 1):
+                if seq > 1:
+                    self.stop.sleep(self.plan.interval)
+                self._exchange(seq, payload)
+            self._close("done")
+        except Interrupted:
+            self.tally.interrupted = True
+            self._close("interrupted")
+        except SessionFailed as exc:
+            self.tally.failure = exc.reason if not exc.detail else f"{exc.reason}: {exc.detail}"
+            emit_error(self.writer, "tcp", self.session, exc.reason, exc.detail)
+            self._close(exc.reason)
+        return self.tally
+
+    # -- connecting --------------------------------------------------------------------------
+
+    def _try_connect(self, attempt: int) -> None:
+        """One connect attempt to each resolved address; logs `connected` on success."""
+        last: OSError | None = None
+        for family, addr in resolve(self.plan.server, self.plan.port, socket.SOCK_STREAM):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                connect_stoppable(sock, addr, self.plan.timeout, self.stop)
+            except (OSError, Interrupted) as exc:
+                sock.close()
+                if isinstance(exc, Interrupted):
+                    raise
+                last = exc
+                continue
+            self.sock = sock
+            self.local = sock.getsockname()
+            self.peer = sock.getpeername()
+            self.tally.add_port(self.local[1])
+            self.writer.emit("tcp", "connected", attempt=attempt,
+                             **session_fields(self.session, self.local, self.peer))
+            return
+        raise SessionFailed("connect", str(last) if last else "no address")
+
+    def _connect_first(self) -> None:
+        """Connect, retrying with backoff while --connect-timeout lasts (the server may be starting)."""
+        deadline = time.monotonic() + self.plan.connect_timeout
+        delays = backoff_delays()
+        attempt = 1
+        while True:
+            try:
+                self._try_connect(attempt)
+                return
+            except SessionFailed as exc:
+                delay = next(delays)
+                if time.monotonic() + delay > deadline:
+                    raise SessionFailed(exc.reason, f"{exc.detail} (after {attempt} attempts)") from None
+                self.writer.emit("tcp", "retry", session=self.session, attempt=attempt,
+                                 delay_ms=round(delay * 1000), reason=exc.reason, detail=exc.detail)
+                self.stop.sleep(delay)
+                attempt += 1
+
+    def _reconnect(self, drop: Dropped) -> None:
+        """After a drop: new connection with backoff within the budget, or SessionFailed."""
+        if self.plan.reconnect:
+            budget = self.plan.reconnect_for
+        elif not self.any_echo and self.plan.connect_timeout > 0:
+            budget = self.plan.connect_timeout  # still the first exchange: the server may be starting
+        else:
+            raise SessionFailed(drop.reason, drop.detail)
+        deadline = time.monotonic() + budget
+        last = drop.detail or drop.reason
+        for attempt, delay in enumerate(backoff_delays(), 1):
+            delay = min(delay, max(0.0, deadline - time.monotonic()))
+            self.writer.emit("tcp", "reconnect", session=self.session, attempt=attempt,
+                             delay_ms=round(delay * 1000), reason=drop.reason)
+            self.stop.sleep(delay)
+            try:
+                self._try_connect(attempt)
+                return
+            except SessionFailed as exc:
+                last = exc.detail
+            if time.monotonic() >= deadline:
+                raise SessionFailed("reconnect", f"gave up after {attempt} attempts in {budget:g} s: {last}")
+        raise AssertionError("unreachable")
+
+    def _close(self, reason: str) -> None:
+        if self.sock is None:
+            return
+        self.sock.close()
+        self.writer.emit("tcp", "closed", reason=reason, **session_fields(self.session, self.local, self.peer))
+        self.sock = None
+
+    # -- one message -------------------------------------------------------------------------
+
+    def _exchange(self, seq: int, payload: bytes) -> None:
+        """Send one message and read its echo, resending it after a reconnect."""
+        attempt = 1
+        counted = False
+        while True:
+            if self.sock is None:
+                raise SessionFailed("closed", "no connection")
+            base = session_fields(self.session, self.local, self.peer)
+            self.writer.emit("tcp", "sent", seq=seq, bytes=len(payload),
+                             attempt=attempt if attempt > 1 else None, **base, **text_fields(payload))
+            if not counted:
+                self.tally.sent += 1
+                counted = True
+            try:
+                echo, reads, rtt_ms = self._round_trip(payload)
+            except Dropped as drop:
+                if drop.reason == "timeout":
+                    self.writer.emit("tcp", "timeout", session=self.session, seq=seq, attempt=attempt)
+                self._close(drop.reason)
+                self._reconnect(drop)
+                attempt += 1
+                continue
+            intact = echo == payload
+            fields = {} if intact else text_fields(echo)
+            self.writer.emit("tcp", "reply", seq=seq, bytes=len(echo), rtt_ms=round(rtt_ms, 3),
+                             reads=reads, intact=intact, **base, **fields)
+            self.any_echo = True
+            self.tally.rtts.append(rtt_ms)
+            if intact:
+                self.tally.echoed += 1
+            else:
+                self.tally.mismatched += 1
+            return
+
+    def _round_trip(self, payload: bytes) -> tuple[bytes, int, float]:
+        """Write payload and read len(payload) bytes back: (echo, recv calls, rtt in ms).
+
+        The wait is an inactivity timeout: --timeout seconds without any progress."""
+        sock = self.sock
+        assert sock is not None
+        out = memoryview(payload)
+        chunks: list[bytes] = []
+        got = 0
+        reads = 0
+        started = time.monotonic()
+        deadline = started + self.plan.timeout
+        while got < len(payload):
+            events = select.POLLIN | (select.POLLOUT if out else 0)
+            ready = wait_ready(sock, events, deadline, self.stop)
+            if not ready:
+                raise Dropped("timeout", f"no echo within {self.plan.timeout:g} s ({got} of {len(payload)} bytes)")
+            try:
+                if out and ready & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+                    sent = sock.send(out)
+                    out = out[sent:]
+                    deadline = time.monotonic() + self.plan.timeout
+                if ready & (select.POLLIN | select.POLLERR | select.POLLHUP):
+                    data = sock.recv(min(RECV_MAX, len(payload) - got))
+                    if not data:
+                        raise Dropped("eof", f"server closed the connection after {got} of {len(payload)} bytes")
+                    reads += 1
+                    got += len(data)
+                    chunks.append(data)
+                    deadline = time.monotonic() + self.plan.timeout
+            except (BlockingIOError, InterruptedError):
+                continue
+            except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+                raise Dropped("reset", str(exc)) from None
+            except OSError as exc:
+                raise Dropped("error", str(exc)) from None
+        return b"".join(chunks), reads, (time.monotonic() - started) * 1000
+
+
+def run_tcp_session(plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag) -> SessionTally:
+    return TcpSession(plan, session, writer, stop).run()

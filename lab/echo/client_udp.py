@@ -1,0 +1,166 @@
+"""One UDP session of the echo client: sendto without connect, wait for each datagram's echo.
+
+The socket stays unconnected, as in the tutorial, so the kernel picks the ephemeral port at
+the first sendto. Replies are matched by content: a late echo of an earlier message (after
+its timeout, or a second copy after a retry) is logged as `duplicate`, never counted for the
+message being waited on. Datagrams from any other address are logged as stray.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+
+from lab.echo.client_core import (
+    ClientPlan, Interrupted, SessionFailed, SessionTally, StopFlag, backoff_delays,
+    emit_error, resolve, route_source, session_fields, wait_ready,
+)
+from lab.echo.record import RecordWriter, format_addr, text_fields
+
+DATAGRAM_MAX = 65535
+
+
+class UdpSession:
+    """Runs one session's messages from one unconnected UDP socket."""
+
+    def __init__(self, plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag) -> None:
+        self.plan = plan
+        self.session = session
+        self.writer = writer
+        self.stop = stop
+        self.tally = SessionTally(session, planned=len(plan.messages))
+        self.sock: socket.socket | None = None
+        self.local: tuple | None = None
+        self.peer: tuple | None = None
+        # payload -> (seq, echoed?) for every message already given up on or answered
+        self.earlier: dict[bytes, tuple[int, bool]] = {}
+
+    def run(self) -> SessionTally:
+        try:
+            self._open()
+            for seq, payload in enumerate(self.plan.messages, 1):
+                if seq > 1:
+                    self.stop.sleep(self.plan.interval)
+                self._exchange(seq, payload)
+        except Interrupted:
+            self.tally.interrupted = True
+        except SessionFailed as exc:
+            self.tally.failure = exc.reason if not exc.detail else f"{exc.reason}: {exc.detail}"
+            emit_error(self.writer, "udp", self.session, exc.reason, exc.detail)
+        finally:
+            if self.sock is not None:
+                self.sock.close()
+                if self.local is not None:
+                    self.writer.emit("udp", "closed", **session_fields(self.session, self.local, self.peer))
+        return self.tally
+
+    def _open(self) -> None:
+        """Resolve the server (retrying while --connect-timeout lasts) and make the socket."""
+        deadline = time.monotonic() + self.plan.connect_timeout
+        delays = backoff_delays()
+        attempt = 1
+        while True:
+            try:
+                family, addr = resolve(self.plan.server, self.plan.port, socket.SOCK_DGRAM)[0]
+                break
+            except SessionFailed as exc:
+                delay = next(delays)
+                if time.monotonic() + delay > deadline:
+                    raise
+                self.writer.emit("udp", "retry", session=self.session, attempt=attempt,
+                                 delay_ms=round(delay * 1000), reason=exc.reason, detail=exc.detail)
+                self.stop.sleep(delay)
+                attempt += 1
+        self.peer = addr
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+
+    def _send(self, seq: int, payload: bytes, attempt: int) -> float:
+        """sendto once; logs `bound` after the first one. Returns the send time."""
+        assert self.sock is not None and self.peer is not None
+        started = time.monotonic()
+        try:
+            self.sock.sendto(payload, self.peer)
+        except OSError as exc:
+            # e.g. network unreachable while the lab network is being set up: counts as a timeout
+            emit_error(self.writer, "udp", self.session, "send", str(exc), seq=seq, attempt=attempt)
+            return started
+        if self.local is None:
+            self.local = self.sock.getsockname()
+            self.tally.add_port(self.local[1])
+            extra = {}
+            if self.local[0] in ("0.0.0.0", "::"):
+                source = route_source(self.sock.family, self.peer)
+                if source:
+                    extra["local_route"] = format_addr((source, self.local[1]))
+            self.writer.emit("udp", "bound", **session_fields(self.session, self.local, self.peer), **extra)
+        self.writer.emit("udp", "sent", seq=seq, bytes=len(payload), attempt=attempt if attempt > 1 else None,
+                         **session_fields(self.session, self.local, self.peer), **text_fields(payload))
+        return started
+
+    def _attempts(self, seq: int):
+        """Attempt numbers for one message: 1 + --retries, and for the first message as many
+        more as fit in --connect-timeout (the server may still be starting)."""
+        deadline = time.monotonic() + self.plan.connect_timeout
+        attempt = 1
+        while attempt <= 1 + self.plan.retries or (seq == 1 and time.monotonic() < deadline):
+            yield attempt
+            attempt += 1
+
+    def _exchange(self, seq: int, payload: bytes) -> None:
+        for attempt in self._attempts(seq):
+            started = self._send(seq, payload, attempt)
+            if attempt == 1:
+                self.tally.sent += 1
+            reply = self._await_reply(seq, payload)
+            if reply is not None:
+                self._record_reply(seq, payload, reply, started)
+                return
+            self.writer.emit("udp", "timeout", session=self.session, seq=seq, attempt=attempt)
+        self.earlier[payload] = (seq, False)
+
+    def _await_reply(self, seq: int, payload: bytes) -> tuple[bytes, float] | None:
+        """The echo for this message (data, arrival time), or None after --timeout."""
+        assert self.sock is not None and self.peer is not None
+        deadline = time.monotonic() + self.plan.timeout
+        while wait_ready(self.sock, select.POLLIN, deadline, self.stop):
+            try:
+                data, source = self.sock.recvfrom(DATAGRAM_MAX)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                # ICMP errors only reach connected sockets on Linux, but be safe elsewhere
+                emit_error(self.writer, "udp", self.session, "recv", str(exc), seq=seq)
+                continue
+            arrived = time.monotonic()
+            if source[:2] != self.peer[:2]:
+                emit_error(self.writer, "udp", self.session, "stray", f"{len(data)} bytes from another address",
+                           peer=format_addr(source), bytes=len(data))
+                continue
+            if data != payload and data in self.earlier:
+                earlier_seq, was_echoed = self.earlier[data]
+                self.writer.emit("udp", "duplicate", session=self.session, seq=earlier_seq, bytes=len(data),
+                                 reason="duplicate" if was_echoed else "late", local=format_addr(self.local),
+                                 peer=format_addr(source))
+                continue
+            return data, arrived
+        return None
+
+    def _record_reply(self, seq: int, payload: bytes, reply: tuple[bytes, float], started: float) -> None:
+        data, arrived = reply
+        rtt_ms = (arrived - started) * 1000
+        intact = data == payload
+        fields = {} if intact else text_fields(data)
+        self.writer.emit("udp", "reply", seq=seq, bytes=len(data), rtt_ms=round(rtt_ms, 3), intact=intact,
+                         **session_fields(self.session, self.local, self.peer), **fields)
+        self.tally.rtts.append(rtt_ms)
+        if intact:
+            self.tally.echoed += 1
+        else:
+            self.tally.mismatched += 1
+        self.earlier[payload] = (seq, True)
+
+
+def run_udp_session(plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag) -> SessionTally:
+    return UdpSession(plan, session, writer, stop).run()
