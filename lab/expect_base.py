@@ -1,0 +1,131 @@
+"""Building blocks of expectations: the result, the base models, bounds and value formatting.
+
+Kept apart from the kinds themselves (lab/expect.py, lab/expect_server.py) so each file stays
+small; nothing here reads records.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Sequence
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from lab.metrics import Record
+
+Proto = Literal["tcp", "udp", "any"]
+FaultAction = Literal["stop", "kill", "restart", "pause", "unpause", "disconnect", "reconnect", "impair"]
+MAX_LISTED = 6
+
+
+def _percent(value: Any) -> Any:
+    """`'5%'` -> 0.05; anything else is left for pydantic to check as a number."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            raise ValueError("expected a fraction like 0.05 or a percentage like '5%'") from None
+    return value
+
+
+Fraction = Annotated[float, BeforeValidator(_percent), Field(ge=0, le=1)]
+Number = Annotated[float, BeforeValidator(_percent)]
+Count = Annotated[int, Field(ge=0)]
+Millis = Annotated[float, Field(ge=0)]
+
+
+class ExpectationResult(BaseModel):
+    """One line of `lab run`'s verdict: what was checked, what was measured, pass or fail."""
+
+    name: str
+    passed: bool
+    measured: str
+    expected: str
+    detail: str = ""
+    value: float | None = None
+
+
+def listed(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:MAX_LISTED])
+    return shown + (f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.1f}".rstrip("0").rstrip(".") + "%"
+
+
+def num(x: float) -> str:
+    return f"{x:.3f}".rstrip("0").rstrip(".") if x != int(x) else str(int(x))
+
+
+def range_text(lo: float | None, hi: float | None, fmt=num, unit: str = "") -> str:
+    if lo is not None and hi is not None:
+        return f"exactly {fmt(lo)}{unit}" if lo == hi else f"between {fmt(lo)}{unit} and {fmt(hi)}{unit}"
+    return f"at least {fmt(lo)}{unit}" if lo is not None else f"at most {fmt(hi)}{unit}"
+
+
+def within(value: float, lo: float | None, hi: float | None) -> bool:
+    return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(None, description="Label shown instead of the generated one")
+
+    def title(self) -> str:
+        raise NotImplementedError
+
+    def expected(self) -> str:
+        raise NotImplementedError
+
+    def evaluate(self, events: list[Record]) -> ExpectationResult:
+        raise NotImplementedError
+
+    def _result(self, passed: bool, measured: str, detail: str = "", value: float | None = None) -> ExpectationResult:
+        return ExpectationResult(name=self.name or self.title(), passed=passed, measured=measured,
+                                 expected=self.expected(), detail=detail, value=value)
+
+    def _no_data(self, why: str) -> ExpectationResult:
+        return self._result(False, "no data", why)
+
+
+class Scoped(Check):
+    """A check on some protocol's records, optionally only some clients' records."""
+
+    proto: Proto = "any"
+    service: tuple[str, ...] = Field((), description="Only these clients (compose service names)")
+
+    @field_validator("service", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    def _scope(self) -> str:
+        words = "" if self.proto == "any" else f"{self.proto} "
+        return words
+
+    def _suffix(self) -> str:
+        return f" ({', '.join(self.service)})" if self.service else ""
+
+    def _services(self) -> tuple[str, ...] | None:
+        return self.service or None
+
+
+class Bounded(BaseModel):
+    """`min`/`max` bounds (at least one); `equals` where a kind has it is shorthand for both."""
+
+    @property
+    def bounds(self) -> tuple[Any, Any]:
+        equals = getattr(self, "equals", None)
+        return (equals, equals) if equals is not None else (self.min, self.max)
+
+    @model_validator(mode="after")
+    def _check_bounds(self):
+        if getattr(self, "equals", None) is not None and (self.min is not None or self.max is not None):
+            raise ValueError("give either 'equals' or 'min'/'max', not both")
+        lo, hi = self.bounds
+        if lo is None and hi is None:
+            raise ValueError("give at least one bound: 'min' or 'max'")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"'min' ({lo}) is greater than 'max' ({hi})")
+        return self

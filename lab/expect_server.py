@@ -1,0 +1,185 @@
+"""Expectations on addresses and on how the server served: the two views of each conversation.
+
+The client's `connected`/`bound` record carries its own address (getsockname); the server's
+`accepted`/`received` carries the peer. These kinds compare the two, and the server's accept
+order and timing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from lab import metrics as m
+from lab.expect_base import Bounded, Check, Count, Millis, Proto, Scoped, listed, num, range_text, within
+from lab.metrics import Record
+
+# --- address checks: the client's getsockname() view against the server's accept/recvfrom view ---
+
+class DistinctPorts(Scoped):
+    """Every client socket (sessions, reconnects, clients) had its own (ip, port)."""
+
+    check: Literal["distinct_ports"]
+
+    def title(self) -> str:
+        return f"every {self._scope()}client socket has its own address{self._suffix()}"
+
+    def expected(self) -> str:
+        return "no address used twice"
+
+    def evaluate(self, events):
+        seen: dict[tuple[str, str], list[str]] = {}
+        for rec in m.client_sockets(events, self.proto, self._services()):
+            seen.setdefault((rec["proto"], m.client_address(rec)), []).append(m.who(rec))
+        if not seen:
+            return self._no_data(f"no {self._scope()}connected/bound record")
+        total = sum(len(v) for v in seen.values())
+        dups = [f"{p} {addr} used by {', '.join(names)}" for (p, addr), names in seen.items() if len(names) > 1]
+        return self._result(not dups, f"{len(seen)} distinct of {total} sockets", listed(dups),
+                            float(total - len(seen)))
+
+
+def unmatched_addresses(events: list[Record], proto: str) -> tuple[list[str], int]:
+    """Addresses seen by only one side, and how many addresses there were at all."""
+    clients = {(r["proto"], m.client_address(r)): m.who(r) for r in m.client_sockets(events, proto)}
+    servers = {(p, addr) for p, addr, _ in m.server_peers(events, proto)}
+    only_client = [f"{who} {p} {addr}: server never saw it" for (p, addr), who in clients.items()
+                   if (p, addr) not in servers]
+    only_server = [f"server saw {p} {addr}: no client had it" for p, addr in sorted(servers - clients.keys())]
+    return only_client + only_server, len(clients.keys() | servers)
+
+
+class ViewsAgree(Check):
+    """Each client's own address appears as a peer at the server, and each server peer is a client."""
+
+    check: Literal["views_agree"]
+    proto: Proto = "any"
+    max_unmatched: Count = 0
+
+    def title(self) -> str:
+        scope = "" if self.proto == "any" else f" ({self.proto})"
+        return f"client and server views agree{scope}"
+
+    def expected(self) -> str:
+        return "every address seen by both sides" if self.max_unmatched == 0 else f"at most {self.max_unmatched} unmatched"
+
+    def evaluate(self, events):
+        unmatched, total = unmatched_addresses(events, self.proto)
+        if total == 0:
+            return self._no_data("no client socket and no server peer")
+        return self._result(len(unmatched) <= self.max_unmatched, f"{len(unmatched)} unmatched of {total}",
+                            listed(unmatched), float(len(unmatched)))
+
+
+# --- server-side checks ---------------------------------------------------------------------------
+
+class DistinctPeers(Bounded, Check):
+    """How many distinct peer addresses the server accepted (TCP) or received from (UDP)."""
+
+    check: Literal["distinct_peers"]
+    proto: Proto = "any"
+    min: Count | None = None
+    max: Count | None = None
+    equals: Count | None = None
+
+    def title(self) -> str:
+        scope = "" if self.proto == "any" else f"{self.proto} "
+        return f"server saw {self.expected()} distinct {scope}peers"
+
+    def expected(self) -> str:
+        return range_text(*self.bounds)
+
+    def evaluate(self, events):
+        peers = {(p, addr) for p, addr, _ in m.server_peers(events, self.proto)}
+        if not peers:
+            return self._no_data("the server accepted or received nothing")
+        return self._result(within(len(peers), *self.bounds), f"{len(peers)} peers", value=float(len(peers)))
+
+
+class Concurrency(Bounded, Check):
+    """Most TCP connections the server had accepted and not yet closed at one moment."""
+
+    check: Literal["concurrency"]
+    min: Count | None = None
+    max: Count | None = None
+
+    def title(self) -> str:
+        return f"server served {self.expected()} tcp clients at once"
+
+    def expected(self) -> str:
+        return range_text(*self.bounds)
+
+    def evaluate(self, events):
+        spans = m.server_connection_spans(events)
+        if not spans:
+            return self._no_data("the server accepted no tcp connection")
+        most = m.max_concurrent(spans)
+        return self._result(within(most, *self.bounds), f"{most} at once ({len(spans)} connections)",
+                            value=float(most))
+
+
+def _accept_pairs(events: list[Record], services) -> list[tuple[str, str, str]]:
+    """(client label, client connected ts, server accepted ts) per TCP socket, by connect time."""
+    accepted: dict[str, str] = {}
+    for _, addr, rec in m.server_peers(events, "tcp"):
+        accepted.setdefault(addr, rec["ts"])
+    pairs = []
+    for rec in m.client_sockets(events, "tcp", services):
+        addr = m.client_address(rec)
+        if addr in accepted:
+            label = m.who(rec) + (f" s{rec['session']}" if rec.get("session") else "")
+            pairs.append((label, rec["ts"], accepted[addr]))
+    return sorted(pairs, key=lambda p: m.parse_ts(p[1]))
+
+
+class AcceptedInOrder(Scoped):
+    """The server accepted TCP clients in the order they connected (a FIFO accept queue)."""
+
+    check: Literal["accepted_in_order"]
+    proto: Literal["tcp"] = "tcp"
+    tolerance_ms: Millis = Field(10, description="Connects closer than this count as simultaneous")
+
+    def title(self) -> str:
+        return f"clients accepted in the order they connected{self._suffix()}"
+
+    def expected(self) -> str:
+        return "0 out-of-order pairs"
+
+    def evaluate(self, events):
+        pairs = _accept_pairs(events, self._services())
+        if len(pairs) < 2:
+            return self._no_data(f"{len(pairs)} tcp client(s) matched to an accept; need 2")
+        bad = [f"{a[0]} connected before {b[0]} but was accepted after"
+               for i, a in enumerate(pairs) for b in pairs[i + 1:]
+               if m.ms_between(a[1], b[1]) > self.tolerance_ms and m.ms_between(b[2], a[2]) > 0]
+        return self._result(not bad, f"{len(bad)} out-of-order pairs of {len(pairs)} clients", listed(bad),
+                            float(len(bad)))
+
+
+class AcceptWaitGrows(Scoped):
+    """Each later client waited longer between its connect and the server's accept (a queue)."""
+
+    check: Literal["accept_wait_grows"]
+    proto: Literal["tcp"] = "tcp"
+    tolerance_ms: Millis = Field(100, description="A wait may be this much shorter than the one before")
+    min_growth_ms: Millis = Field(200, description="The last client waits at least this much longer than the first")
+
+    def title(self) -> str:
+        return f"accept wait grows for later clients{self._suffix()}"
+
+    def expected(self) -> str:
+        return f"non-decreasing (±{num(self.tolerance_ms)} ms), growing by at least {num(self.min_growth_ms)} ms"
+
+    def evaluate(self, events):
+        pairs = _accept_pairs(events, self._services())
+        if len(pairs) < 2:
+            return self._no_data(f"{len(pairs)} tcp client(s) matched to an accept; need 2")
+        waits = [max(0.0, m.ms_between(conn, acc)) for _, conn, acc in pairs]
+        drops = [f"{pairs[i][0]} waited {waits[i]:.0f} ms, less than {pairs[i - 1][0]} ({waits[i - 1]:.0f} ms)"
+                 for i in range(1, len(waits)) if waits[i] < waits[i - 1] - self.tolerance_ms]
+        growth = waits[-1] - waits[0]
+        if growth < self.min_growth_ms:
+            drops.append(f"last wait only {growth:.0f} ms longer than the first")
+        measured = "waits " + ", ".join(f"{w:.0f}" for w in waits) + " ms"
+        return self._result(not drops, measured, listed(drops), growth)

@@ -1,0 +1,202 @@
+"""Pure measurements over a run's collected records (events.jsonl as a list of dicts).
+
+Shared by the orchestrator (reports) and lab/expect.py (checks). No I/O: every function takes
+the time-ordered records, as docs/log-schema.md describes them plus the orchestrator's
+`service`, `container` and `ip` fields, and returns numbers or small plain objects.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+Record = dict[str, Any]
+
+# Wildcard addresses a client may see from getsockname() on an unconnected UDP socket.
+_WILDCARDS = {"0.0.0.0", "::", ""}
+
+
+def percentile(values: Iterable[float], p: float) -> float:
+    """The p-th percentile (0..100) with linear interpolation between closest ranks.
+
+    Same definition as numpy's default: p=50 of [1, 2, 3, 4] is 2.5. Raises ValueError on an
+    empty input or p outside 0..100, because a percentile of nothing is a bug, not zero.
+    """
+    data = sorted(float(v) for v in values)
+    if not data:
+        raise ValueError("percentile of no values")
+    if not 0 <= p <= 100 or math.isnan(p):
+        raise ValueError(f"percentile must be within 0..100, got {p}")
+    pos = (len(data) - 1) * p / 100.0
+    low = math.floor(pos)
+    high = min(low + 1, len(data) - 1)
+    return data[low] + (data[high] - data[low]) * (pos - low)
+
+
+def parse_ts(text: str) -> _dt.datetime:
+    """A record's `ts` (`2026-11-25T08:46:00.123456Z`) as an aware datetime."""
+    return _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def ms_between(earlier: str, later: str) -> float:
+    """Milliseconds from one record timestamp to another (negative if `later` is earlier)."""
+    return (parse_ts(later) - parse_ts(earlier)).total_seconds() * 1000.0
+
+
+def who(record: Record) -> str:
+    """The name of the program a record came from: compose service, else container, else host."""
+    return str(record.get("service") or record.get("container") or record.get("host") or "?")
+
+
+def split_addr(text: str) -> tuple[str, int]:
+    """`1.2.3.4:5` or `[::1]:5` -> (host, port)."""
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]:")
+    else:
+        host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def normal_addr(text: str, own_ip: str | None = None) -> str:
+    """An address in the form both views can be compared in.
+
+    A wildcard host (an unconnected UDP socket reports 0.0.0.0) becomes the container's own IP
+    when known, and an IPv4-mapped IPv6 peer (`[::ffff:10.77.0.11]:5`) becomes plain IPv4.
+    """
+    host, port = split_addr(text)
+    if host.lower().startswith("::ffff:") and "." in host:
+        host = host[7:]
+    if host in _WILDCARDS and own_ip:
+        host = own_ip
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def port_of(address: str) -> int:
+    return split_addr(address)[1]
+
+
+def select(records: Iterable[Record], role: str, event: str | None = None,
+           proto: str | None = None, services: Sequence[str] | None = None) -> list[Record]:
+    """Records of one role (and event, proto unless "any"/None, client service names)."""
+    out = []
+    for rec in records:
+        if rec.get("role") != role:
+            continue
+        if event is not None and rec.get("event") != event:
+            continue
+        if proto not in (None, "any") and rec.get("proto") != proto:
+            continue
+        if services and who(rec) not in services:
+            continue
+        out.append(rec)
+    return out
+
+
+def client_address(record: Record) -> str:
+    """The client's own address from a `connected`/`bound` record, normalised."""
+    return normal_addr(record["local"], record.get("ip"))
+
+
+def client_sockets(records: Iterable[Record], proto: str | None = None,
+                   services: Sequence[str] | None = None) -> list[Record]:
+    """Every client socket as its `connected` (TCP) or `bound` (UDP) record, in time order."""
+    return [r for r in select(records, "client", proto=proto, services=services)
+            if r.get("event") in ("connected", "bound") and r.get("local")]
+
+
+def server_peers(records: Iterable[Record], proto: str | None = None) -> list[tuple[str, str, Record]]:
+    """(proto, normalised peer, record) for each server `accepted` (TCP) or `received` (UDP)."""
+    out = []
+    for rec in select(records, "server", proto=proto):
+        kind = rec.get("proto")
+        wanted = "accepted" if kind == "tcp" else "received"
+        if rec.get("event") == wanted and rec.get("peer"):
+            out.append((kind, normal_addr(rec["peer"]), rec))
+    return out
+
+
+@dataclass
+class Message:
+    """One `sent` record by a client and the `reply` that answered it, if any."""
+
+    client: str
+    proto: str
+    session: int
+    seq: int
+    sent: Record
+    reply: Record | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int, int]:
+        return (self.client, self.proto, self.session, self.seq)
+
+    @property
+    def intact(self) -> bool:
+        return self.reply is not None and self.reply.get("intact") is True
+
+
+def client_messages(records: Iterable[Record], proto: str | None = None,
+                    services: Sequence[str] | None = None) -> list[Message]:
+    """Every client `sent`, each paired with the reply that followed it for the same message.
+
+    A message is (client, proto, session, seq). If a client sends the same message again (a
+    retry, a resend after reconnecting), each send is its own entry and a reply answers the
+    most recent one, so an unanswered earlier send still counts as lost.
+    """
+    out: list[Message] = []
+    latest: dict[tuple[str, str, int, int], Message] = {}
+    for rec in select(records, "client", proto=proto, services=services):
+        event = rec.get("event")
+        if event not in ("sent", "reply") or rec.get("seq") is None:
+            continue
+        key = (who(rec), str(rec.get("proto")), int(rec.get("session") or 0), int(rec["seq"]))
+        if event == "sent":
+            msg = Message(*key, sent=rec)
+            out.append(msg)
+            latest[key] = msg
+        elif key in latest and latest[key].reply is None:
+            latest[key].reply = rec
+    return out
+
+
+def server_connection_spans(records: Iterable[Record]) -> list[tuple[str, str, str | None]]:
+    """(server, accepted ts, closed ts or None) for each TCP connection a server accepted.
+
+    Connection numbers restart when the server restarts, so a new `listening` record from the
+    same server ends every connection still open there (at that record's time).
+    """
+    spans: list[tuple[str, str, str | None]] = []
+    open_: dict[tuple[str, Any], int] = {}
+    for rec in select(records, "server"):
+        server, event = who(rec), rec.get("event")
+        if event == "listening" and rec.get("proto") in ("tcp", None):
+            for key in [k for k in open_ if k[0] == server]:
+                idx = open_.pop(key)
+                spans[idx] = (server, spans[idx][1], rec["ts"])
+        elif rec.get("proto") != "tcp":
+            continue
+        elif event == "accepted":
+            open_[(server, rec.get("conn"))] = len(spans)
+            spans.append((server, rec["ts"], None))
+        elif event == "closed" and (server, rec.get("conn")) in open_:
+            idx = open_.pop((server, rec.get("conn")))
+            spans[idx] = (server, spans[idx][1], rec["ts"])
+    return spans
+
+
+def max_concurrent(spans: Sequence[tuple[str, str, str | None]]) -> int:
+    """Most connections open at the same moment on any one server (a close at t ends first)."""
+    best = 0
+    for server in {s[0] for s in spans}:
+        points: list[tuple[_dt.datetime, int]] = []
+        for _, start, end in (s for s in spans if s[0] == server):
+            points.append((parse_ts(start), 1))
+            if end is not None:
+                points.append((parse_ts(end), -1))
+        level = 0
+        for _, step in sorted(points, key=lambda p: (p[0], p[1])):
+            level += step
+            best = max(best, level)
+    return best
