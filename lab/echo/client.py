@@ -143,33 +143,37 @@ def plan_from_args(args: argparse.Namespace) -> ClientPlan:
 def summarize(plan: ClientPlan, proto: str, tallies: list[SessionTally], interrupted: bool) -> dict:
     """The fields of one protocol's `summary` record, with ok and the reason when not ok."""
     planned = len(plan.messages) * plan.sessions
-    sent = sum(t.sent for t in tallies)
-    echoed = sum(t.echoed for t in tallies)
-    mismatched = sum(t.mismatched for t in tallies)
-    lost = sum(t.lost for t in tallies)
     rtts = [rtt for t in tallies for rtt in t.rtts]
-    ports = [port for t in tallies for port in t.local_ports]
-    failures = [f"session {t.session}: {t.failure}" for t in tallies if t.failure]
-    reasons = []
+    fields = {
+        "planned": planned, "sent": sum(t.sent for t in tallies), "echoed": sum(t.echoed for t in tallies),
+        "mismatched": sum(t.mismatched for t in tallies), "lost": sum(t.lost for t in tallies),
+        "rtt_p50_ms": _ms(percentile(rtts, 0.50)), "rtt_p95_ms": _ms(percentile(rtts, 0.95)),
+        "rtt_max_ms": _ms(max(rtts) if rtts else None),
+        "local_ports": [port for t in tallies for port in t.local_ports], "sessions": plan.sessions,
+    }
     if interrupted or any(t.interrupted for t in tallies):
-        reasons.append("interrupted")
-    reasons += failures[:3] + ([f"... {len(failures) - 3} more sessions failed"] if len(failures) > 3 else [])
-    if mismatched:
-        reasons.append(f"{mismatched} of {sent} echoes were not intact")
+        # the messages in flight were abandoned, not lost: the one reason is the interruption
+        reasons = ["interrupted"]
+    else:
+        reasons = _failure_reasons(plan, proto, tallies, fields)
+    fields["ok"] = not reasons
+    if reasons:
+        fields["reason"] = "; ".join(reasons)
+    return fields
+
+
+def _failure_reasons(plan: ClientPlan, proto: str, tallies: list[SessionTally], fields: dict) -> list[str]:
+    failures = [f"session {t.session}: {t.failure}" for t in tallies if t.failure]
+    reasons = failures[:3] + ([f"... {len(failures) - 3} more sessions failed"] if len(failures) > 3 else [])
+    sent, lost, planned = fields["sent"], fields["lost"], fields["planned"]
+    if fields["mismatched"]:
+        reasons.append(f"{fields['mismatched']} of {sent} echoes were not intact")
     allowed = int(plan.max_loss * planned + 1e-9) if proto == "udp" else 0
     if lost > allowed:
         reasons.append(f"{lost} of {sent} messages lost" + (f" (allowed {allowed})" if proto == "udp" else ""))
     if sent < planned and not reasons:
         reasons.append(f"only {sent} of {planned} messages sent")
-    fields = {
-        "planned": planned, "sent": sent, "echoed": echoed, "mismatched": mismatched, "lost": lost,
-        "rtt_p50_ms": _ms(percentile(rtts, 0.50)), "rtt_p95_ms": _ms(percentile(rtts, 0.95)),
-        "rtt_max_ms": _ms(max(rtts) if rtts else None), "local_ports": ports, "sessions": plan.sessions,
-        "ok": not reasons,
-    }
-    if reasons:
-        fields["reason"] = "; ".join(reasons)
-    return fields
+    return reasons
 
 
 def _ms(value: float | None) -> float | None:

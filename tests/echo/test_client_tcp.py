@@ -1,0 +1,199 @@
+"""The echo client over TCP against in-test servers that echo, alter, stall, drop and restart."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+from client_fakes import LiveClient, TcpEcho, events, run_client, summary
+
+from lab.echo.record import format_addr
+
+FAST = ("--interval", "0", "--timeout", "2", "--proto", "tcp")
+
+
+def test_default_messages_echo_intact_and_local_port_matches_server_view(capsys):
+    with TcpEcho() as server:
+        code, records = run_client(capsys, "--port", str(server.port), *FAST)
+    assert code == 0
+    (connected,) = events(records, "connected")
+    assert connected["local"] == format_addr(server.peers[0])
+    assert connected["peer"] == f"127.0.0.1:{server.port}"
+    sent = events(records, "sent")
+    assert len(sent) == 4
+    assert any("你好" in r["text"] for r in sent), "default messages include Chinese text"
+    replies = events(records, "reply")
+    assert [r["seq"] for r in replies] == [1, 2, 3, 4]
+    assert all(r["intact"] and r["reads"] >= 1 and r["rtt_ms"] >= 0 for r in replies)
+    assert [r["bytes"] for r in replies] == [r["bytes"] for r in sent]
+    total = summary(records, "tcp")
+    assert total["ok"] is True and "reason" not in total
+    assert (total["sent"], total["echoed"], total["mismatched"], total["lost"]) == (4, 4, 0, 0)
+    assert total["local_ports"] == [server.peers[0][1]]
+    assert total["rtt_p50_ms"] <= total["rtt_p95_ms"] <= total["rtt_max_ms"]
+    assert events(records, "closed")[0]["reason"] == "done"
+    assert b"".join(r["text"].encode() for r in sent) == bytes(server.received)
+
+
+def test_large_message_needs_several_reads_and_comes_back_whole(capsys):
+    # 200 000 bytes: more than one recv (the client reads at most 64 KiB at a time) and more
+    # than the socket buffers, so sending and reading must interleave.
+    with TcpEcho() as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--size", "200000", "--count", "2", *FAST)
+    assert code == 0
+    replies = events(records, "reply")
+    assert [r["bytes"] for r in replies] == [200000, 200000]
+    assert all(r["intact"] and r["reads"] > 1 for r in replies)
+    sent = events(records, "sent")
+    assert all(r["truncated"] and len(r["text"]) == 1024 for r in sent)
+    assert len(server.received) == 400000
+
+
+def test_non_utf8_payload_is_logged_as_base64(capsys):
+    with TcpEcho() as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--size", "300", "--fill", "bytes", *FAST)
+    assert code == 0
+    (sent,) = events(records, "sent")
+    assert sent["b64"] is True
+    import base64
+    assert base64.b64decode(sent["text"]) == bytes(server.received)
+
+
+def test_twenty_sessions_use_twenty_ports_the_server_saw(capsys):
+    with TcpEcho() as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--sessions", "20", "--count", "2", *FAST)
+    assert code == 0
+    connected = events(records, "connected")
+    assert sorted(r["session"] for r in connected) == list(range(20))
+    ports = {int(r["local"].rsplit(":", 1)[1]) for r in connected}
+    assert len(ports) == 20
+    assert {r["local"] for r in connected} == {format_addr(p) for p in server.peers}
+    total = summary(records, "tcp")
+    assert total["ok"] and total["sent"] == 40 and total["echoed"] == 40
+    assert sorted(total["local_ports"]) == sorted(ports)
+
+
+def test_altered_echo_is_not_intact_and_fails(capsys):
+    with TcpEcho(alter=lambda data: data.upper()) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "abc", "--message", "XYZ", *FAST)
+    assert code == 1
+    first, second = events(records, "reply")
+    assert first["intact"] is False and first["text"] == "ABC"
+    assert second["intact"] is True
+    total = summary(records, "tcp")
+    assert total["ok"] is False and total["mismatched"] == 1 and total["echoed"] == 1
+    assert "not intact" in total["reason"]
+
+
+def test_server_that_never_echoes_times_out(capsys):
+    with TcpEcho(mute=True) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "hi", "--message", "there",
+                                   "--interval", "0", "--timeout", "0.2", "--proto", "tcp")
+    assert code == 1
+    (timeout,) = events(records, "timeout")
+    assert timeout["seq"] == 1
+    total = summary(records, "tcp")
+    assert (total["sent"], total["lost"], total["ok"]) == (1, 1, False)
+    assert "timeout" in total["reason"]
+
+
+def test_dropped_connection_without_reconnect_fails(capsys):
+    with TcpEcho(drop_after=3) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "one", "--message", "two", *FAST)
+    assert code == 1
+    total = summary(records, "tcp")
+    assert total["echoed"] == 1 and total["lost"] == 1 and not total["ok"]
+    assert any(word in total["reason"] for word in ("eof", "reset"))
+    assert not events(records, "reconnect")
+
+
+def test_reconnect_after_drop_resends_the_message_from_a_new_port(capsys):
+    with TcpEcho(drop_after=3) as server:  # closes the first connection after echoing "one"
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "one", "--message", "two",
+                                   "--message", "three", "--reconnect", "--reconnect-for", "5", *FAST)
+    assert code == 0, records
+    first, second = events(records, "connected")
+    assert first["local"] != second["local"]
+    assert [first["local"], second["local"]] == [format_addr(p) for p in server.peers]
+    (reconnect,) = events(records, "reconnect")
+    assert reconnect["reason"] in ("eof", "reset") and reconnect["attempt"] == 1
+    resent = [r for r in events(records, "sent") if r["seq"] == 2]
+    assert [r.get("attempt") for r in resent] == [None, 2]
+    assert resent[1]["local"] == second["local"]
+    total = summary(records, "tcp")
+    assert (total["sent"], total["echoed"], total["lost"], total["ok"]) == (3, 3, 0, True)
+    assert total["local_ports"] == [p[1] for p in server.peers]
+
+
+def test_reconnect_survives_a_server_restart_on_the_same_port():
+    # The server dies on receiving message 2 and stays down until the client has been
+    # refused at least once; then it comes back on the same port.
+    server = TcpEcho(die_at=len("onetwo"))
+    try:
+        with LiveClient("--port", str(server.port), "--message", "one", "--message", "two", "--message", "three",
+                        "--reconnect-for", "8", *FAST) as client:
+            assert server.died.wait(5)
+            client.wait_record(lambda r: r["event"] == "reconnect" and r["attempt"] >= 2)
+            server.start()
+            code = client.finish()
+            records = client.records
+    finally:
+        server.stop()
+    assert code == 0, records
+    first, second = events(records, "connected")
+    assert [first["local"], second["local"]] == [format_addr(p) for p in server.peers]
+    assert first["local"] != second["local"]
+    assert second["attempt"] >= 2 and second["peer"] == first["peer"]
+    resent = [r for r in events(records, "sent") if r["seq"] == 2]
+    assert [r["local"] for r in resent] == [first["local"], second["local"]]
+    total = summary(records, "tcp")
+    assert (total["sent"], total["echoed"], total["ok"]) == (3, 3, True)
+    assert total["local_ports"] == [p[1] for p in server.peers]
+    assert bytes(server.received) == b"onetwotwothree"
+
+
+def test_connect_timeout_waits_for_a_server_that_starts_late(capsys):
+    port_holder = socket.socket()
+    port_holder.bind(("127.0.0.1", 0))
+    port = port_holder.getsockname()[1]
+    port_holder.close()
+    servers: list[TcpEcho] = []
+    started = threading.Timer(0.4, lambda: servers.append(TcpEcho(port=port)))
+    started.start()
+    try:
+        code, records = run_client(capsys, "--port", str(port), "--message", "hi", "--connect-timeout", "8", *FAST)
+    finally:
+        started.cancel()
+        started.join()
+        for server in servers:
+            server.stop()
+    assert code == 0, records
+    retries = events(records, "retry")
+    assert retries and all(r["reason"] == "connect" for r in retries)
+    assert [r["attempt"] for r in retries] == list(range(1, len(retries) + 1))
+
+
+def test_no_server_fails_fast_without_connect_timeout(capsys):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        port = holder.getsockname()[1]
+        code, records = run_client(capsys, "--port", str(port), *FAST)
+    assert code == 1
+    (error,) = events(records, "error")
+    assert error["reason"] == "connect" and "refused" in error["detail"].lower()
+    total = summary(records, "tcp")
+    assert total["sent"] == 0 and not total["ok"] and total["local_ports"] == []
+
+
+def test_ipv6_loopback(capsys):
+    try:
+        server = TcpEcho(host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback on this host")
+    with server:
+        code, records = run_client(capsys, "--server", "::1", "--port", str(server.port), "--message", "v6", *FAST)
+    assert code == 0
+    (connected,) = events(records, "connected")
+    assert connected["local"].startswith("[::1]:")
+    assert connected["local"] == format_addr(server.peers[0][:2])

@@ -1,0 +1,144 @@
+"""The echo client over UDP against in-test servers that echo, drop, delay, repeat and alter."""
+
+from __future__ import annotations
+
+import pytest
+from client_fakes import UdpEcho, events, run_client, summary
+
+from lab.echo.record import format_addr
+
+FAST = ("--interval", "0", "--proto", "udp")
+
+
+def drop_numbers(*numbers: int):
+    """A server policy: ignore the datagrams with these arrival numbers, echo the rest."""
+    return lambda n, data: [] if n in numbers else [data]
+
+
+def test_default_messages_and_bound_port_matches_server_view(capsys):
+    with UdpEcho() as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--timeout", "2", *FAST)
+    assert code == 0
+    (bound,) = events(records, "bound")
+    assert bound["local"].startswith("0.0.0.0:")  # getsockname() of an unconnected socket
+    assert bound["local_route"] == format_addr(server.peers[0])
+    assert {format_addr(p) for p in server.peers} == {bound["local_route"]}
+    replies = events(records, "reply")
+    assert [r["seq"] for r in replies] == [1, 2, 3, 4] and all(r["intact"] for r in replies)
+    assert "reads" not in replies[0]
+    total = summary(records, "udp")
+    assert total["ok"] and (total["sent"], total["echoed"], total["lost"]) == (4, 4, 0)
+    assert total["local_ports"] == [server.peers[0][1]]
+
+
+def test_retry_recovers_a_dropped_datagram(capsys):
+    with UdpEcho(policy=drop_numbers(2)) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--count", "3", "--timeout", "0.2",
+                                   "--retries", "2", *FAST)
+    assert code == 0
+    (timeout,) = events(records, "timeout")
+    assert (timeout["seq"], timeout["attempt"]) == (2, 1)
+    resent = [r for r in events(records, "sent") if r["seq"] == 2]
+    assert [r.get("attempt") for r in resent] == [None, 2]
+    assert len(server.datagrams) == 4
+    total = summary(records, "udp")
+    assert (total["sent"], total["echoed"], total["lost"], total["ok"]) == (3, 3, 0, True)
+
+
+@pytest.mark.parametrize("max_loss, expected_code", [("0", 1), ("0.3", 0), ("0.2", 1)])
+def test_loss_without_retries_is_judged_by_max_loss(capsys, max_loss, expected_code):
+    with UdpEcho(policy=drop_numbers(2)) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--count", "4", "--timeout", "0.2",
+                                   "--retries", "0", "--max-loss", max_loss, *FAST)
+    assert code == expected_code
+    total = summary(records, "udp")
+    assert (total["sent"], total["echoed"], total["lost"]) == (4, 3, 1)
+    assert total["ok"] is (expected_code == 0)
+    if expected_code:
+        assert "1 of 4 messages lost" in total["reason"]
+
+
+def test_late_echo_of_an_earlier_message_is_not_counted_as_the_current_one(capsys):
+    held: list[bytes] = []
+
+    def late_first(n: int, data: bytes) -> list[bytes]:
+        if n == 1:
+            held.append(data)  # answered only together with message 2, after the client gave up
+            return []
+        return held + [data]
+
+    with UdpEcho(policy=late_first) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "first", "--message", "second",
+                                   "--timeout", "0.3", "--retries", "0", *FAST)
+    assert code == 1
+    (late,) = events(records, "duplicate")
+    assert (late["seq"], late["reason"]) == (1, "late")
+    (reply,) = events(records, "reply")
+    assert reply["seq"] == 2 and reply["intact"]
+    total = summary(records, "udp")
+    assert (total["echoed"], total["lost"], total["mismatched"]) == (1, 1, 0)
+
+
+def test_duplicated_echoes_are_logged_not_counted(capsys):
+    with UdpEcho(policy=lambda n, data: [data, data]) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "a", "--message", "b",
+                                   "--message", "c", "--timeout", "1", *FAST)
+    assert code == 0
+    duplicates = events(records, "duplicate")
+    assert {r["reason"] for r in duplicates} == {"duplicate"}
+    assert {r["seq"] for r in duplicates} <= {1, 2} and duplicates
+    assert summary(records, "udp")["echoed"] == 3
+
+
+def test_stray_datagram_from_another_address_is_ignored(capsys):
+    with UdpEcho(stray_first=True) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "x", "--timeout", "1", *FAST)
+    assert code == 0
+    (stray,) = events(records, "error")
+    assert stray["reason"] == "stray" and stray["peer"] != f"127.0.0.1:{server.port}"
+    assert summary(records, "udp")["echoed"] == 1
+
+
+def test_altered_datagram_is_a_mismatch(capsys):
+    with UdpEcho(policy=lambda n, data: [data[::-1]]) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "abc", "--timeout", "1", *FAST)
+    assert code == 1
+    (reply,) = events(records, "reply")
+    assert reply["intact"] is False and reply["text"] == "cba"
+    total = summary(records, "udp")
+    assert total["mismatched"] == 1 and "not intact" in total["reason"]
+
+
+def test_twenty_sessions_use_twenty_ports_the_server_saw(capsys):
+    with UdpEcho() as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--sessions", "20", "--count", "2",
+                                   "--timeout", "2", *FAST)
+    assert code == 0
+    bound = events(records, "bound")
+    routes = {r["local_route"] for r in bound}
+    assert len(routes) == 20 and routes == {format_addr(p) for p in server.peers}
+    total = summary(records, "udp")
+    assert total["echoed"] == 40 and len(set(total["local_ports"])) == 20
+
+
+def test_first_datagram_is_resent_while_connect_timeout_lasts(capsys):
+    # a server that is "not up yet" for the first three datagrams
+    with UdpEcho(policy=drop_numbers(1, 2, 3)) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "hello", "--timeout", "0.1",
+                                   "--retries", "0", "--connect-timeout", "5", *FAST)
+    assert code == 0
+    assert [r["attempt"] for r in events(records, "timeout")] == [1, 2, 3]
+    assert summary(records, "udp")["echoed"] == 1
+
+
+def test_ipv6_loopback(capsys):
+    try:
+        server = UdpEcho(host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback on this host")
+    with server:
+        code, records = run_client(capsys, "--server", "::1", "--port", str(server.port), "--message", "v6",
+                                   "--timeout", "2", *FAST)
+    assert code == 0
+    (bound,) = events(records, "bound")
+    assert bound["local_route"] == format_addr(server.peers[0][:2])
