@@ -214,20 +214,23 @@ class ReconnectedAfterFault(Scoped):
 
 
 def _open_sessions(records: list[Record]) -> dict[tuple[str, int], set[str]]:
-    """(client, session) -> addresses it used, for TCP sessions still open at the end of `records`."""
+    """(client, session) -> addresses it used, for TCP sessions not finished by the end of `records`.
+
+    A `closed` for a drop (eof, reset, timeout) does not finish a session: the client reconnects.
+    Only `done`/`interrupted` or the client's summary does.
+    """
     used: dict[tuple[str, int], set[str]] = {}
-    is_open: dict[tuple[str, int], bool] = {}
-    finished: set[str] = set()
+    finished: set[tuple[str, int]] = set()
+    done_clients: set[str] = set()
     for rec in records:
         key = (m.who(rec), rec.get("session") or 0)
         if rec.get("event") == "connected":
             used.setdefault(key, set()).add(m.client_address(rec))
-            is_open[key] = True
-        elif rec.get("event") == "closed":
-            is_open[key] = False
+        elif rec.get("event") == "closed" and rec.get("reason") in ("done", "interrupted"):
+            finished.add(key)
         elif rec.get("event") == "summary":
-            finished.add(m.who(rec))
-    return {k: v for k, v in used.items() if is_open.get(k) and k[0] not in finished}
+            done_clients.add(m.who(rec))
+    return {k: v for k, v in used.items() if k not in finished and k[0] not in done_clients}
 
 
 # --- the generic form: one named number within bounds -------------------------------------------
@@ -287,6 +290,7 @@ class Metric(Scoped, Bounded):
     metric: MetricName
     min: Number | None = None
     max: Number | None = None
+    equals: Number | None = None
 
     def _fmt(self, x: float) -> str:
         return pct(x) if METRICS[self.metric][1] == "%" else num(round(x, 3)) + METRICS[self.metric][1]

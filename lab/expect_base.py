@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from lab.metrics import Record
 
 Proto = Literal["tcp", "udp", "any"]
-FaultAction = Literal["stop", "kill", "restart", "pause", "unpause", "disconnect", "reconnect", "impair"]
+FaultAction = Literal["stop", "start", "kill", "restart", "pause", "unpause", "disconnect", "reconnect", "impair"]
 MAX_LISTED = 6
 
 

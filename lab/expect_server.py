@@ -105,7 +105,8 @@ class Concurrency(Bounded, Check):
     max: Count | None = None
 
     def title(self) -> str:
-        return f"server served {self.expected()} tcp clients at once"
+        plural = "" if self.bounds == (1, 1) or self.bounds == (None, 1) else "s"
+        return f"server served {self.expected()} tcp client{plural} at once"
 
     def expected(self) -> str:
         return range_text(*self.bounds)
@@ -158,7 +159,7 @@ class AcceptedInOrder(Scoped):
 
 
 class AcceptWaitGrows(Scoped):
-    """Each later client waited longer between its connect and the server's accept (a queue)."""
+    """Each client the server accepted later had waited longer since its connect (a queue)."""
 
     check: Literal["accept_wait_grows"]
     proto: Literal["tcp"] = "tcp"
@@ -172,7 +173,8 @@ class AcceptWaitGrows(Scoped):
         return f"non-decreasing (±{num(self.tolerance_ms)} ms), growing by at least {num(self.min_growth_ms)} ms"
 
     def evaluate(self, events):
-        pairs = _accept_pairs(events, self._services())
+        # In accept order: connects within a millisecond of each other may be logged in either order.
+        pairs = sorted(_accept_pairs(events, self._services()), key=lambda p: m.parse_ts(p[2]))
         if len(pairs) < 2:
             return self._no_data(f"{len(pairs)} tcp client(s) matched to an accept; need 2")
         waits = [max(0.0, m.ms_between(conn, acc)) for _, conn, acc in pairs]

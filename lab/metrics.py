@@ -19,20 +19,19 @@ _WILDCARDS = {"0.0.0.0", "::", ""}
 
 
 def percentile(values: Iterable[float], p: float) -> float:
-    """The p-th percentile (0..100) with linear interpolation between closest ranks.
+    """The p-th percentile (0..100), nearest rank: the smallest value with p% of values at or below it.
 
-    Same definition as numpy's default: p=50 of [1, 2, 3, 4] is 2.5. Raises ValueError on an
-    empty input or p outside 0..100, because a percentile of nothing is a bug, not zero.
+    The same definition the echo client uses for its summary's rtt_p50_ms/rtt_p95_ms, so the lab's
+    numbers and the client's agree; always one of the values. Raises ValueError on no values or p
+    outside 0..100, because a percentile of nothing is a bug, not zero.
     """
     data = sorted(float(v) for v in values)
     if not data:
         raise ValueError("percentile of no values")
-    if not 0 <= p <= 100 or math.isnan(p):
+    if not 0 <= p <= 100:
         raise ValueError(f"percentile must be within 0..100, got {p}")
-    pos = (len(data) - 1) * p / 100.0
-    low = math.floor(pos)
-    high = min(low + 1, len(data) - 1)
-    return data[low] + (data[high] - data[low]) * (pos - low)
+    rank = math.ceil(round(p * len(data) / 100.0, 9))
+    return data[min(max(rank, 1), len(data)) - 1]
 
 
 def parse_ts(text: str) -> _dt.datetime:
@@ -95,8 +94,15 @@ def select(records: Iterable[Record], role: str, event: str | None = None,
 
 
 def client_address(record: Record) -> str:
-    """The client's own address from a `connected`/`bound` record, normalised."""
-    return normal_addr(record["local"], record.get("ip"))
+    """The client's own address from a `connected`/`bound` record, as the server would see it.
+
+    An unconnected UDP socket reports the wildcard (`0.0.0.0:41234`); the client then adds
+    `local_route`, the routed source address with the same port, else the container's `ip` is used.
+    """
+    local = record["local"]
+    if split_addr(local)[0] in _WILDCARDS and record.get("local_route"):
+        local = record["local_route"]
+    return normal_addr(local, record.get("ip"))
 
 
 def client_sockets(records: Iterable[Record], proto: str | None = None,
