@@ -100,30 +100,35 @@ class UdpSession:
         return started
 
     def _attempts(self, seq: int):
-        """Attempt numbers for one message: 1 + --retries, and for the first message as many
-        more as fit in --connect-timeout (the server may still be starting)."""
+        """(attempt, wait) for one message: 1 + --retries attempts waiting --timeout each. The
+        first message gets more while --connect-timeout lasts (the server may still be starting),
+        with waits growing by backoff from 0.1 s up to --timeout so a late server is found soon."""
         deadline = time.monotonic() + self.plan.connect_timeout
+        delays = backoff_delays()
         attempt = 1
-        while attempt <= 1 + self.plan.retries or (seq == 1 and time.monotonic() < deadline):
-            yield attempt
+        while True:
+            starting = seq == 1 and time.monotonic() < deadline
+            if not starting and attempt > 1 + self.plan.retries:
+                return
+            yield attempt, min(self.plan.timeout, next(delays)) if starting else self.plan.timeout
             attempt += 1
 
     def _exchange(self, seq: int, payload: bytes) -> None:
-        for attempt in self._attempts(seq):
+        for attempt, wait in self._attempts(seq):
             started = self._send(seq, payload, attempt)
             if attempt == 1:
                 self.tally.sent += 1
-            reply = self._await_reply(seq, payload)
+            reply = self._await_reply(seq, payload, wait)
             if reply is not None:
                 self._record_reply(seq, payload, reply, started)
                 return
             self.writer.emit("udp", "timeout", session=self.session, seq=seq, attempt=attempt)
         self.earlier[payload] = (seq, False)
 
-    def _await_reply(self, seq: int, payload: bytes) -> tuple[bytes, float] | None:
-        """The echo for this message (data, arrival time), or None after --timeout."""
+    def _await_reply(self, seq: int, payload: bytes, wait: float) -> tuple[bytes, float] | None:
+        """The echo for this message (data, arrival time), or None after `wait` seconds."""
         assert self.sock is not None and self.peer is not None
-        deadline = time.monotonic() + self.plan.timeout
+        deadline = time.monotonic() + wait
         while wait_ready(self.sock, select.POLLIN, deadline, self.stop):
             try:
                 data, source = self.sock.recvfrom(DATAGRAM_MAX)

@@ -281,3 +281,19 @@ class LiveProgram:
 
 def LiveClient(*args: str, env: dict[str, str] | None = None) -> LiveProgram:
     return LiveProgram("client", *args, env=env)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A loopback port that is free for both TCP and UDP right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = tcp.getsockname()[1]
+            try:
+                with socket.socket(family, socket.SOCK_DGRAM) as udp:
+                    udp.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both TCP and UDP")

@@ -197,3 +197,22 @@ def test_ipv6_loopback(capsys):
     (connected,) = events(records, "connected")
     assert connected["local"].startswith("[::1]:")
     assert connected["local"] == format_addr(server.peers[0][:2])
+
+
+def test_connection_dropped_before_the_first_echo_is_retried_within_connect_timeout(capsys):
+    # e.g. a port proxy that accepts before the real server is up: no --reconnect needed
+    with TcpEcho(drop_after=0) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "hi", "--connect-timeout", "5",
+                                   *FAST)
+    assert code == 0, records
+    assert len(events(records, "connected")) == 2 == len(server.peers)
+    assert events(records, "reconnect")[0]["reason"] in ("eof", "reset")
+    assert summary(records, "tcp")["echoed"] == 1
+
+
+def test_connection_dropped_after_an_echo_needs_reconnect_even_with_connect_timeout(capsys):
+    with TcpEcho(drop_after=2) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "hi", "--message", "yo",
+                                   "--connect-timeout", "5", *FAST)
+    assert code == 1
+    assert len(server.peers) == 1 and not events(records, "reconnect")
