@@ -60,16 +60,8 @@ class Impairment:
     rate_bits: int | None = None  # bits per second; None = unlimited
 
     def __post_init__(self) -> None:
-        for name in ("delay_ms", "jitter_ms"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ImpairmentError(f"bad --{_flag(name)} {value!r}: must be a number >= 0")
-            if value > 60_000:
-                raise ImpairmentError(f"bad --{_flag(name)} {value!r}: at most 60000 ms")
-        for name in ("loss", "duplicate", "reorder", "corrupt"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
-                raise ImpairmentError(f"bad --{name} {value!r}: must be a fraction from 0 to 1")
+        for name in ("delay_ms", "jitter_ms", "loss", "duplicate", "reorder", "corrupt"):
+            check_field(name, getattr(self, name))
         if self.reorder > 0 and self.delay_ms <= 0:
             raise ImpairmentError("--reorder needs --delay-ms > 0: reordered packets are the ones sent without the delay")
         if self.rate_bits is not None and self.rate_bits < MIN_RATE_BITS:
@@ -110,5 +102,20 @@ class Impairment:
         return Impairment.from_dict(data)
 
 
-def _flag(field: str) -> str:
-    return field.replace("_", "-")
+def check_field(name: str, value: Any) -> None:
+    """One field's range, on its own (`set` checks these before the merge with the live values)."""
+    flag = name.replace("_", "-")
+    if name == "rate":
+        if value is not None:
+            parse_rate(value)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ImpairmentError(f"bad --{flag} {value!r}: must be a number")
+    if name in ("delay_ms", "jitter_ms"):
+        if not 0 <= value <= 60_000:
+            raise ImpairmentError(f"bad --{flag} {value!r}: must be from 0 to 60000 ms")
+    elif name in ("loss", "duplicate", "reorder", "corrupt"):
+        if not 0 <= value <= 1:
+            raise ImpairmentError(f"bad --{flag} {value!r}: must be a fraction from 0 to 1")
+    else:
+        raise ImpairmentError(f"unknown impairment field {name!r}")

@@ -157,8 +157,9 @@ def error_code(body: bytes) -> int:
 class QueueSocket:
     """A bound NFQUEUE: receive packets, send verdicts. Non-blocking after bind."""
 
-    def __init__(self, queue_num: int, rcvbuf: int = 8 << 20, maxlen: int = 4096) -> None:
-        self.queue_num = queue_num
+    def __init__(self, queue_num: int, rcvbuf: int = 8 << 20, maxlen: int = 4096,
+                 also: tuple[int, ...] = ()) -> None:
+        self.queues = (queue_num, *also)
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         self._seq = 0
         try:
@@ -171,8 +172,9 @@ class QueueSocket:
             # PF (un)bind are no-ops on current kernels but needed on old ones; errors ignored.
             self._request(config_cmd(queue_num, NFQNL_CFG_CMD_PF_UNBIND, seq=self._next()), check=False)
             self._request(config_cmd(queue_num, NFQNL_CFG_CMD_PF_BIND, seq=self._next()), check=False)
-            self._request(config_cmd(queue_num, NFQNL_CFG_CMD_BIND, seq=self._next()))
-            self._request(config_params(queue_num, maxlen=maxlen, seq=self._next()))
+            for number in self.queues:  # one socket may serve several queues
+                self._request(config_cmd(number, NFQNL_CFG_CMD_BIND, seq=self._next()))
+                self._request(config_params(number, maxlen=maxlen, seq=self._next()))
         except OSError:
             self.sock.close()
             raise
@@ -224,8 +226,8 @@ class QueueSocket:
             if len(packets) >= 256:
                 return packets
 
-    def send_verdict(self, packet_id: int, decision: int, payload: bytes | None = None) -> None:
-        data = verdict(self.queue_num, packet_id, decision, payload)
+    def send_verdict(self, queue_num: int, packet_id: int, decision: int, payload: bytes | None = None) -> None:
+        data = verdict(queue_num, packet_id, decision, payload)
         while True:
             try:
                 self.sock.send(data)
@@ -236,7 +238,8 @@ class QueueSocket:
     def close(self) -> None:
         try:
             self.sock.setblocking(True)
-            self._request(config_cmd(self.queue_num, NFQNL_CFG_CMD_UNBIND, seq=self._next()), check=False)
+            for number in self.queues:
+                self._request(config_cmd(number, NFQNL_CFG_CMD_UNBIND, seq=self._next()), check=False)
         except OSError:
             pass
         self.sock.close()

@@ -4,6 +4,7 @@ Delay and jitter are a heap of release times (verdicts may be given out of order
 id, so jitter reorders as netem's does); reorder lets a fraction go at once past the delayed
 ones; corrupt flips one bit after the IP header so the transport checksum fails at the
 receiver; duplicate re-sends a copy through a raw socket, marked so our rules skip it.
+Packets on the drop queue were picked by the kernel's `statistic` match: they are dropped.
 """
 
 from __future__ import annotations
@@ -65,14 +66,14 @@ class PacketQueue:
     def __init__(self, config: QueueConfig, on_error: Callable[[str, str], None],
                  rng: random.Random | None = None) -> None:
         self.config = config
-        self.sock = netlink.QueueSocket(config.queue_num)
+        self.sock = netlink.QueueSocket(config.queue_num, also=(config.drop_queue,))
         self.rng = rng or random.Random()
         self._on_error = on_error
         self._held: list[tuple[float, int, int, bytes | None, bytes | None]] = []
         self._order = 0
         self._raw: socket.socket | None = None
         self._raw_failed = False
-        self.counts = {"seen": 0, "delayed": 0, "reordered": 0, "duplicated": 0,
+        self.counts = {"seen": 0, "dropped": 0, "delayed": 0, "reordered": 0, "duplicated": 0,
                        "corrupted": 0, "max_held": 0}
 
     def fileno(self) -> int:
@@ -89,6 +90,10 @@ class PacketQueue:
 
     def _admit(self, packet: netlink.Packet, now: float) -> None:
         cfg, rng = self.config, self.rng
+        if packet.queue_num == cfg.drop_queue:
+            self.sock.send_verdict(packet.queue_num, packet.packet_id, netlink.NF_DROP)
+            self.counts["dropped"] += 1
+            return
         self.counts["seen"] += 1
         payload = None
         if cfg.corrupt and rng.random() < cfg.corrupt:
@@ -114,7 +119,7 @@ class PacketQueue:
         self.counts["max_held"] = max(self.counts["max_held"], len(self._held))
 
     def _let_go(self, packet_id: int, payload: bytes | None, copy: bytes | None) -> None:
-        self.sock.send_verdict(packet_id, netlink.NF_ACCEPT, payload)
+        self.sock.send_verdict(self.config.queue_num, packet_id, netlink.NF_ACCEPT, payload)
         if copy is not None and self._send_copy(copy):
             self.counts["duplicated"] += 1
 
@@ -159,7 +164,7 @@ class PacketQueue:
         self.flush()
         # Packets queued after the rules went away but before this point get their verdict too.
         for packet in self.sock.receive():
-            self.sock.send_verdict(packet.packet_id, netlink.NF_ACCEPT)
+            self.sock.send_verdict(packet.queue_num, packet.packet_id, netlink.NF_ACCEPT)
         self.sock.close()
         if self._raw is not None:
             self._raw.close()

@@ -52,6 +52,7 @@ class QueueConfig:
     """What the userspace packet queue does with each packet it is given."""
 
     queue_num: int
+    drop_queue: int
     delay_ms: float
     jitter_ms: float
     reorder: float
@@ -85,9 +86,14 @@ def plan(impairment: Impairment, backend: str, dev: str = "eth0", direction: str
     raise ValueError(f"bad backend {backend!r}: netem or userspace")
 
 
+def drop_queue(queue_num: int) -> int:
+    """The NFQUEUE whose every packet is dropped: where the `statistic` match sends the lost."""
+    return queue_num + 1
+
+
 def queue_config(impairment: Impairment, queue_num: int = DEFAULT_QUEUE) -> QueueConfig:
     """The userspace queue's part of an impairment (loss and rate are done in the kernel)."""
-    return QueueConfig(queue_num, impairment.delay_ms, impairment.jitter_ms, impairment.reorder,
+    return QueueConfig(queue_num, drop_queue(queue_num), impairment.delay_ms, impairment.jitter_ms, impairment.reorder,
                        impairment.duplicate, impairment.corrupt)
 
 
@@ -135,8 +141,12 @@ def userspace_apply(impairment: Impairment, target: Target) -> list[Command]:
         if impairment.duplicate:
             commands.append(ipt + ["-A", chain, "-m", "mark", "--mark", hex(DUP_MARK), "-j", "RETURN"])
         if impairment.loss:
+            # Not `-j DROP`: a netfilter drop on the output path fails the sender's send() with
+            # EPERM, which a lost packet on a wire never does; the drop queue drops silently.
             commands.append(ipt + ["-A", chain, "-m", "statistic", "--mode", "random",
-                                   "--probability", _fraction(impairment.loss), "-j", "DROP"])
+                                   "--probability", _fraction(impairment.loss),
+                                   "-j", "NFQUEUE", "--queue-num", str(drop_queue(target.queue_num)),
+                                   "--queue-bypass"])
         if impairment.needs_queue:
             commands.append(ipt + ["-A", chain, "-j", "NFQUEUE", "--queue-num", str(target.queue_num),
                                    "--queue-bypass"])
