@@ -1,0 +1,311 @@
+"""The `lab` command: parse arguments, call the library, render. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from lab import __version__
+from lab.errors import EngineUnavailable, LabError, UsageError
+from lab.home import project_root, runs_dir, scenarios_dir
+
+EPILOG = "Exit status: 0 success, 1 failure (a client or expectation failed), 2 bad input, 130 interrupted."
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # SIGTERM ends a run like Ctrl-C does: collect, tear down, keep the logs.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        err = console(stderr=True)
+        err.print(f"[red]lab: {exc}[/]", markup=True, highlight=False)
+        if isinstance(exc, EngineUnavailable):
+            err.print(f"hint: {exc.hint}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console(stderr=True).print("lab: interrupted")
+        return 130
+
+
+def _raise_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lab", description="Run socket-level TCP/UDP echo scenarios in containers and join both views.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"lab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("doctor", help="check Docker, Compose v2, images, disk; print fixes")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("build", help="build the images (the base offline when no registry answers)")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("list", help="the scenarios, one line each")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run a scenario and print the per-client table", epilog=EPILOG)
+    p.add_argument("scenario", help="a name from `lab list`, or a path to a scenario file")
+    p.add_argument("--clients", type=_positive_int, help="number of clients (overrides the scenario)")
+    p.add_argument("--keep", action="store_true", help="leave the containers up after the run (remove with `lab clean`)")
+    p.add_argument("--out", type=Path, help="directory for run directories (default: runs/)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("test", help="run scenarios as tests; write a summary and JUnit XML", epilog=EPILOG)
+    p.add_argument("scenarios", nargs="*", help="scenario names (default: all)")
+    p.add_argument("--junit", type=Path, default=None, help="JUnit XML file (default: <out>/junit.xml)")
+    p.add_argument("--out", type=Path, help="directory for run directories (default: runs/)")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("runs", help="past runs, newest first")
+    p.add_argument("--out", type=Path, help="directory of run directories (default: runs/)")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("logs", help="the collected events of a run (default: the latest)")
+    p.add_argument("run", nargs="?", help="run id (or a unique prefix), default the latest")
+    p.add_argument("--client", help="only this client (and the server's records about it)")
+    p.add_argument("--proto", choices=["tcp", "udp"])
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a timeline")
+    p.add_argument("--out", type=Path, help="directory of run directories (default: runs/)")
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("clean", help="remove containers and networks left by crashed runs")
+    p.add_argument("--all", action="store_true", help="also runs still in progress and plain-compose projects")
+    p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser("render", help="write compose.yaml and scenarios/compose/*.yaml from the scenarios")
+    p.add_argument("--check", action="store_true", help="only check that the committed files are up to date")
+    p.set_defaults(func=cmd_render)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 500:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: 1 to 500 clients")
+    return value
+
+
+def console(stderr: bool = False):
+    from lab.report import console as make  # noqa: PLC0415 - rich only when printing
+
+    return make(stderr=stderr)
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+def cmd_doctor(args) -> int:
+    from lab.doctor import run_checks
+    from lab.engine import Engine
+
+    out = console()
+    failed = 0
+    for check in run_checks(Engine(), project_root()):
+        mark = "[green]ok[/]  " if check.ok else ("[red]FAIL[/]" if check.blocking else "[yellow]warn[/]")
+        out.print(f"{mark} {check.name:<16} {check.detail}")
+        if not check.ok and check.fix:
+            out.print(f"     fix: {check.fix}")
+        failed += (not check.ok) and check.blocking
+    return 1 if failed else 0
+
+
+def cmd_build(args) -> int:
+    from lab.engine import Engine
+    from lab.images import build_node
+
+    out = console()
+    image_id = build_node(Engine(), project_root(), progress=out.print)
+    out.print(f"[green]built[/] socketlab/node:latest {image_id[7:19]}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from lab.scenario import load_scenario, scenario_names
+
+    directory = scenarios_dir()
+    out = console()
+    names = scenario_names(directory)
+    if not names:
+        raise UsageError(f"no scenarios in {directory}")
+    width = max(len(n) for n in names)
+    for name in names:
+        scenario = load_scenario(directory / f"{name}.yaml")
+        first = " ".join(scenario.description.split()).split(". ")[0].rstrip(".")
+        out.print(f"{name:<{width}}  {first}", soft_wrap=True)
+    return 0
+
+
+def _load(name: str, clients: int | None = None):
+    from lab.scenario import find_scenario, load_scenario
+
+    path = find_scenario(name, scenarios_dir())
+    scenario = load_scenario(path)
+    if clients is not None:
+        scenario = scenario.with_clients(clients)
+    return scenario, path
+
+
+def cmd_run(args) -> int:
+    from lab.engine import Engine
+
+    scenario, path = _load(args.scenario, args.clients)
+    engine = Engine()
+    result = _run_one(scenario, path, engine, args.out, keep=args.keep)
+    return result.exit_code
+
+
+def _run_one(scenario, path, engine, out_dir, keep=False):
+    from lab.images import build_node
+    from lab.report import conversation_table, expectation_table
+    from lab.run import run_scenario
+
+    out = console()
+    progress = ConsoleProgress(out)
+    root = project_root()
+    try:
+        result = run_scenario(
+            scenario, engine, out_dir or runs_dir(), root, keep=keep, progress=progress, source=path,
+            ensure_image=lambda: build_node(engine, root, progress=None),
+        )
+    finally:
+        progress.stop()
+    out.print(conversation_table(result.conversations, title=f"{scenario.name}: one row per client socket"))
+    if result.expectations:
+        out.print(expectation_table(result.expectations))
+    failed = {name: code for name, code in sorted(result.clients.items()) if code != 0}
+    if failed:
+        out.print("clients that failed: " + ", ".join(f"{n} (exit {c})" for n, c in failed.items()))
+    if result.error:
+        out.print(f"[red]{result.error}[/]")
+    style = "green" if result.verdict == "passed" else "red"
+    out.print(f"[{style}]{result.verdict}[/]  run {result.run_id}  logs: {result.directory}")
+    return result
+
+
+class ConsoleProgress:
+    """Live progress of a run on the terminal: messages, and clients finished out of N."""
+
+    def __init__(self, out) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.out = out
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=out, transient=True)
+        self.task = None
+
+    def started(self, run_id, directory, total_clients) -> None:
+        self.out.print(f"run {run_id} -> {directory}")
+        self.task = self.bar.add_task("clients finished", total=total_clients)
+
+    def message(self, text: str) -> None:
+        self.out.print(f"  {text}")
+
+    def clients(self, finished: int, total: int) -> None:
+        if self.task is not None:
+            if not self.bar.live.is_started:
+                self.bar.start()
+            self.bar.update(self.task, completed=finished, total=total)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def cmd_test(args) -> int:
+    from lab.engine import Engine
+    from lab.junit import write_junit
+    from lab.scenario import scenario_names
+
+    names = args.scenarios or scenario_names(scenarios_dir())
+    loaded = [_load(name) for name in names]  # every file validated before anything runs
+    engine = Engine()
+    out_dir = args.out or runs_dir()
+    results = []
+    for scenario, path in loaded:
+        results.append((scenario, _run_one(scenario, path, engine, out_dir)))
+    junit = args.junit or out_dir / "junit.xml"
+    write_junit(junit, results)
+    out = console()
+    out.print("\nsummary:")
+    for scenario, result in results:
+        style = "green" if result.verdict == "passed" else "red"
+        out.print(f"  [{style}]{result.verdict:<11}[/] {scenario.name:<20} {result.directory}")
+    out.print(f"JUnit XML: {junit}")
+    return 0 if all(r.verdict == "passed" for _, r in results) else 1
+
+
+def cmd_runs(args) -> int:
+    from lab.report import runs_table
+    from lab.run import list_runs
+
+    runs = list_runs(args.out or runs_dir())
+    if not runs:
+        console().print("no runs yet; try `lab run basic`")
+        return 0
+    console().print(runs_table(runs))
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from lab.logs import filter_events, read_events
+    from lab.report import timeline_lines
+    from lab.run import find_run
+
+    directory = find_run(args.out or runs_dir(), args.run)
+    events = read_events(directory / "events.jsonl") if (directory / "events.jsonl").exists() else []
+    events = filter_events(events, client=args.client, proto=args.proto)
+    if args.json:
+        for record in events:
+            sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return 0
+    out = console()
+    out.print(f"# {directory.name}: {len(events)} records", markup=False)
+    for line in timeline_lines(events):
+        out.print(line, markup=False)
+    return 0
+
+
+def cmd_clean(args) -> int:
+    from lab.cleanup import clean
+
+    out = console()
+    removed, kept = clean(include_live=args.all)
+    for project, what in removed.items():
+        out.print(f"removed {project}: " + ", ".join(what))
+    for project in kept:
+        out.print(f"kept {project}: its `lab run` is still going (use --all to remove it anyway)")
+    if not removed:
+        out.print("nothing to clean")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from lab.rendering import render_committed
+
+    stale = render_committed(project_root(), scenarios_dir(), check=args.check)
+    out = console()
+    if args.check:
+        if stale:
+            out.print("out of date: " + ", ".join(str(p) for p in stale) + " (run `lab render`)")
+            return 1
+        out.print("compose files are up to date")
+        return 0
+    for path in stale:
+        out.print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Render a Scenario as a Compose file: a pure function from the model to a compose mapping.
+
+The same renderer makes the committed files that plain `docker compose` uses (`compose.yaml`,
+`scenarios/compose/*.yaml`, with a `build:` section) and the file of each `lab run` (image
+only, unique labels, a network Docker sizes itself so that runs never collide).
+
+Layout of a rendered project:
+- `server`: the echo servers (TCP and/or UDP), unprivileged, healthy once listening.
+- `client1..N`: the echo clients; each starts once the server is healthy.
+- `<svc>-shaper`: only for a service with an impairment. It owns the network namespace, holds
+  NET_ADMIN, applies the impairment, and the echo container joins it with
+  `network_mode: service:<svc>-shaper`, so the echo programs never get NET_ADMIN.
+- `finished`: waits until every client has exited 0, so `up --exit-code-from finished finished`
+  ends by itself with the clients' verdict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from lab.scenario import ClientSpec, Impairment, Scenario
+
+NODE_IMAGE = "socketlab/node:latest"
+BASE_IMAGE_VARIABLE = "${LAB_BASE_IMAGE:-socketlab/base:bookworm}"
+NETWORK = "lab"
+READY_FILE = "/tmp/lab-ready"
+SHAPER_READY_FILE = "/tmp/shaper-ready"
+LABEL_PREFIX = "io.socketlab"
+RUN_LABEL = f"{LABEL_PREFIX}.run"
+ROLE_LABEL = f"{LABEL_PREFIX}.role"
+SERVICE_LABEL = f"{LABEL_PREFIX}.service"
+MANAGED_LABEL = f"{LABEL_PREFIX}.managed"
+OWNER_LABEL = f"{LABEL_PREFIX}.owner"
+
+
+def render(
+    scenario: Scenario,
+    *,
+    run_id: str | None = None,
+    owner: str | None = None,
+    build_context: str | None = None,
+) -> dict[str, Any]:
+    """The compose mapping for a scenario.
+
+    `build_context` (relative to the compose file) adds a `build:` so plain compose builds the
+    node image; `run_id` and `owner` go into labels so `lab clean` can find what a run left.
+    Without `run_id` the network gets the scenario's fixed subnet (plain compose).
+    """
+    labels = {MANAGED_LABEL: "true", f"{LABEL_PREFIX}.scenario": scenario.name}
+    if run_id:
+        labels[RUN_LABEL] = run_id
+    if owner:
+        labels[OWNER_LABEL] = owner
+
+    def node(service: str, role: str) -> dict[str, Any]:
+        spec: dict[str, Any] = {"image": NODE_IMAGE}
+        # One service builds the shared image; compose builds before it creates any container.
+        if build_context is not None and service == "server":
+            spec["build"] = {
+                "context": build_context,
+                "dockerfile": "images/node/Dockerfile",
+                "args": {"BASE_IMAGE": BASE_IMAGE_VARIABLE},
+            }
+        spec["labels"] = {**labels, ROLE_LABEL: role, SERVICE_LABEL: service}
+        return spec
+
+    services: dict[str, Any] = {}
+    server = node("server", "server")
+    server.update(
+        command=["python3", "-m", "lab.echo", "server", *server_args(scenario)],
+        environment={"LAB_NAME": "server"},
+        healthcheck={
+            "test": ["CMD", "test", "-f", READY_FILE],
+            "interval": "500ms",
+            "timeout": "2s",
+            "retries": 60,
+        },
+        stop_grace_period="3s",
+        **_hardening(pids=1200 if scenario.server.mode == "threaded" else 256),
+    )
+    if scenario.publish:
+        server["ports"] = list(scenario.publish)
+    _attach(services, server, "server", scenario.server.impair, node, aliases=["server"])
+
+    for name in scenario.client_names():
+        spec = scenario.client(name)
+        client = node(name, "client")
+        command = ["python3", "-m", "lab.echo", "client", *client_args(scenario, spec)]
+        if spec.start_after:
+            command = ["sh", "-c", f'sleep {spec.start_after:g} && exec "$@"', "start-after", *command]
+        client.update(
+            command=command,
+            environment={"LAB_NAME": name},
+            depends_on={"server": {"condition": "service_healthy"}},
+            restart="no",
+            **_hardening(pids=64 + 2 * spec.sessions),
+        )
+        _attach(services, client, name, spec.impair, node, aliases=[])
+
+    finished = node("finished", "finished")
+    finished.update(
+        command=["python3", "-c", f"print('all {scenario.clients.count} clients finished and succeeded')"],
+        depends_on={name: {"condition": "service_completed_successfully"} for name in scenario.client_names()},
+        network_mode="none",
+        **_hardening(pids=16),
+    )
+    services["finished"] = finished
+
+    network: dict[str, Any] = {"internal": True, "labels": dict(labels)}
+    if not run_id:
+        network["ipam"] = {"config": [{"subnet": scenario.network.subnet}]}
+    if scenario.network.ipv6:
+        network["enable_ipv6"] = True
+    return {"name": None, "services": services, "networks": {NETWORK: network}}
+
+
+def _attach(services: dict[str, Any], spec: dict[str, Any], name: str, impair: Impairment | None, node, aliases: list[str]) -> None:
+    """Put a service on the lab network, directly or through its shaper sidecar."""
+    if impair is None:
+        spec["networks"] = {NETWORK: {"aliases": aliases} if aliases else {}}
+        services[name] = spec
+        return
+    shaper_name = f"{name}-shaper"
+    shaper = node(shaper_name, "shaper")
+    shaper.update(
+        command=[
+            "python3", "-m", "lab.shaper", "run", "--dev", "eth0",
+            "--name", shaper_name, "--ready-file", SHAPER_READY_FILE, *impair.shaper_args(),
+        ],
+        environment={"LAB_NAME": shaper_name},
+        # Root inside the container, but with only the network capabilities it needs.
+        user="0:0",
+        cap_drop=["ALL"],
+        cap_add=["NET_ADMIN", "NET_RAW"],
+        security_opt=["no-new-privileges:true"],
+        read_only=True,
+        tmpfs=["/tmp", "/run"],
+        mem_limit="128m",
+        pids_limit=64,
+        healthcheck={
+            "test": ["CMD", "test", "-f", SHAPER_READY_FILE],
+            "interval": "500ms",
+            "timeout": "2s",
+            "retries": 60,
+        },
+        stop_grace_period="3s",
+        networks={NETWORK: {"aliases": aliases or [name]}},
+    )
+    services[shaper_name] = shaper
+    spec["network_mode"] = f"service:{shaper_name}"
+    depends = dict(spec.get("depends_on", {}))
+    depends[shaper_name] = {"condition": "service_healthy"}
+    spec["depends_on"] = depends
+    services[name] = spec
+
+
+def _hardening(pids: int) -> dict[str, Any]:
+    return {
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "read_only": True,
+        "tmpfs": ["/tmp"],
+        "mem_limit": "128m",
+        "pids_limit": pids,
+    }
+
+
+def server_args(scenario: Scenario) -> list[str]:
+    s = scenario.server
+    return [
+        "--proto", ",".join(s.proto),
+        "--port", str(s.port),
+        "--mode", s.mode,
+        "--host", "::" if scenario.network.ipv6 else "0.0.0.0",
+        "--idle-timeout", f"{s.idle_timeout:g}",
+        "--ready-file", READY_FILE,
+    ]
+
+
+def client_args(scenario: Scenario, spec: ClientSpec) -> list[str]:
+    args = [
+        "--server", "server",
+        "--port", str(scenario.server.port),
+        "--proto", ",".join(spec.proto),
+        "--interval", f"{spec.interval:g}",
+        "--timeout", f"{spec.timeout:g}",
+        "--connect-timeout", "30",
+    ]
+    if spec.messages is not None:
+        for message in spec.messages:
+            args += ["--message", message]
+    if spec.message_count is not None:
+        args += ["--count", str(spec.message_count)]
+    if spec.message_size is not None:
+        args += ["--size", str(spec.message_size)]
+    if spec.retries:
+        args += ["--retries", str(spec.retries)]
+    if spec.max_loss:
+        args += ["--max-loss", f"{spec.max_loss:g}"]
+    if spec.sessions > 1:
+        args += ["--sessions", str(spec.sessions)]
+    if spec.reconnect_for:
+        args += ["--reconnect", "--reconnect-for", f"{spec.reconnect_for:g}"]
+    return args
+
+
+class _Dumper(yaml.SafeDumper):
+    """Lists of plain values on one line (commands read as commands), the rest in block style."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(isinstance(item, (str, int, float, bool)) for item in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def to_yaml(compose: dict[str, Any], header: str = "") -> str:
+    """Compose YAML text; `name: None` entries are dropped (compose derives the project name)."""
+    body = {k: v for k, v in compose.items() if v is not None}
+    text = yaml.dump(body, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+    return header + text

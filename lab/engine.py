@@ -1,0 +1,377 @@
+"""The only code that talks to Docker: the compose CLI for lifecycle, the docker SDK for the rest.
+
+Everything else in the lab asks this module; a second engine (Docker Swarm for multi-host) is
+a second implementation of the same small surface, not branches elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from lab.compose import MANAGED_LABEL, NETWORK, OWNER_LABEL, ROLE_LABEL, RUN_LABEL, SERVICE_LABEL
+from lab.errors import EngineError, EngineUnavailable
+
+PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+
+
+def _docker_module():
+    try:
+        import docker  # noqa: PLC0415 - imported lazily so `lab list` works without the SDK's cost
+        import docker.errors
+    except ImportError as exc:  # pragma: no cover - the package depends on it
+        raise EngineUnavailable(f"the docker SDK for Python is not installed ({exc})") from None
+    return docker
+
+
+@dataclass
+class ContainerInfo:
+    """What the lab needs to know about one container of a run."""
+
+    name: str
+    service: str
+    role: str
+    status: str
+    exit_code: int | None
+    ip: str | None
+    id: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class Engine:
+    """Docker Engine + Compose v2 on this host."""
+
+    def __init__(self, compose_command: list[str] | None = None) -> None:
+        self._client = None
+        self.compose_command = compose_command or ["docker", "compose"]
+
+    # ---- connection -------------------------------------------------------------------
+    @property
+    def client(self):
+        if self._client is None:
+            docker = _docker_module()
+            try:
+                client = docker.from_env(timeout=120)
+                client.ping()
+            except docker.errors.DockerException as exc:
+                raise EngineUnavailable(f"cannot reach the Docker engine: {_short(exc)}") from None
+            self._client = client
+        return self._client
+
+    def engine_version(self) -> str:
+        return self.client.version().get("Version", "?")
+
+    def compose_version(self) -> str | None:
+        """Compose v2's version, or None when `docker compose` is missing or is v1."""
+        if shutil.which(self.compose_command[0]) is None:
+            return None
+        try:
+            out = subprocess.run(
+                [*self.compose_command, "version", "--short"], capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        version = out.stdout.strip().lstrip("v")
+        if out.returncode != 0 or not version or version.split(".")[0] in {"0", "1"}:
+            return None
+        return version
+
+    # ---- compose lifecycle ----------------------------------------------------------------
+    def compose(
+        self,
+        project: str | None,
+        files: Iterable[Path],
+        *args: str,
+        check: bool = True,
+        capture: bool = True,
+        timeout: float | None = None,
+        cwd: Path | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> subprocess.CompletedProcess:
+        """Run `docker compose [-p P] -f F... ARGS`; on failure raise with compose's own stderr.
+
+        The child runs in its own session so a Ctrl-C on the terminal reaches only the lab,
+        which then decides how to stop it (teardown must not be cut short).
+        """
+        cmd = list(self.compose_command)
+        if project:
+            cmd += ["-p", project]
+        for f in files:
+            cmd += ["-f", str(f)]
+        cmd += list(args)
+        env = {**os.environ, "COMPOSE_ANSI": "never", "COMPOSE_PROGRESS": "plain"}
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE if capture or on_line else None,
+                stderr=subprocess.STDOUT if on_line else (subprocess.PIPE if capture else None),
+                text=True,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise EngineUnavailable(f"`{cmd[0]}` is not installed") from None
+        try:
+            if on_line is not None:
+                lines = []
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    lines.append(line)
+                    on_line(line.rstrip("\n"))
+                proc.wait(timeout=timeout)
+                stdout, stderr = "".join(lines), ""
+            else:
+                stdout, stderr = proc.communicate(timeout=timeout)
+        except BaseException:
+            # Interrupted or timed out: stop the child politely, then for sure.
+            _stop_process(proc)
+            raise
+        result = subprocess.CompletedProcess(cmd, proc.returncode, stdout or "", stderr or "")
+        if check and proc.returncode != 0:
+            output = (stderr or stdout or "").strip()
+            tail = "\n".join(output.splitlines()[-15:])
+            raise EngineError(f"`{' '.join(cmd)}` failed with exit status {proc.returncode}:\n{tail}")
+        return result
+
+    # ---- images -------------------------------------------------------------------------
+    def image_id(self, ref: str) -> str | None:
+        docker = _docker_module()
+        try:
+            return self.client.images.get(ref).id
+        except docker.errors.ImageNotFound:
+            return None
+
+    def image_labels(self, ref: str) -> dict[str, str]:
+        image = self.client.images.get(ref)
+        return dict(image.labels or {})
+
+    def pull(self, ref: str) -> bool:
+        """Try to pull an image; False (not an error) when no registry answers."""
+        docker = _docker_module()
+        repository, _, tag = ref.partition(":")
+        try:
+            self.client.images.pull(repository, tag=tag or "latest")
+            return True
+        except docker.errors.DockerException:
+            return False
+
+    def tag(self, source: str, target: str) -> None:
+        repository, _, tag = target.partition(":")
+        self.client.images.get(source).tag(repository, tag or "latest")
+
+    def import_image(self, tarball: Path, ref: str, changes: list[str]) -> str:
+        """`docker import` a root filesystem tarball as an image (the offline base)."""
+        repository, _, tag = ref.partition(":")
+        with open(tarball, "rb") as fh:
+            self.client.api.import_image_from_stream(fh, repository=repository, tag=tag or "latest", changes=changes)
+        image_id = self.image_id(ref)
+        if image_id is None:
+            raise EngineError(f"docker import of {tarball} did not produce {ref}")
+        return image_id
+
+    def remove_image(self, ref: str) -> None:
+        docker = _docker_module()
+        try:
+            self.client.images.remove(ref, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+
+    # ---- containers of a run --------------------------------------------------------------
+    def project_containers(self, project: str) -> list[ContainerInfo]:
+        containers = self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
+        return [self._info(c) for c in containers]
+
+    def _info(self, container) -> ContainerInfo:
+        attrs = container.attrs
+        labels = attrs["Config"].get("Labels") or {}
+        state = attrs.get("State") or {}
+        ip = None
+        for name, net in (attrs.get("NetworkSettings", {}).get("Networks") or {}).items():
+            if name.endswith(f"_{NETWORK}") and net.get("IPAddress"):
+                ip = net["IPAddress"]
+        running = state.get("Status") == "running"
+        return ContainerInfo(
+            name=container.name,
+            service=labels.get(SERVICE_LABEL) or labels.get(COMPOSE_SERVICE_LABEL, ""),
+            role=labels.get(ROLE_LABEL, ""),
+            status=state.get("Status", "unknown"),
+            exit_code=None if running else state.get("ExitCode"),
+            ip=ip,
+            id=container.id,
+            labels=labels,
+        )
+
+    def container_logs(self, container_id: str) -> bytes:
+        """Everything a container printed (stdout and stderr), as collected by Docker."""
+        docker = _docker_module()
+        try:
+            return self.client.containers.get(container_id).logs(stdout=True, stderr=True)
+        except docker.errors.NotFound:
+            return b""
+
+    def image_of(self, container_id: str) -> str | None:
+        docker = _docker_module()
+        try:
+            return self.client.containers.get(container_id).attrs.get("Image")
+        except docker.errors.NotFound:
+            return None
+
+    # ---- faults -----------------------------------------------------------------------------
+    def act(self, container_id: str, action: str, network: str | None = None) -> None:
+        """Apply a fault action to a container: stop, start, kill, restart, pause, unpause,
+        disconnect (from the run's network), reconnect."""
+        docker = _docker_module()
+        try:
+            container = self.client.containers.get(container_id)
+            if action == "stop":
+                container.stop(timeout=3)
+            elif action == "start":
+                container.start()
+            elif action == "kill":
+                container.kill()
+            elif action == "restart":
+                container.restart(timeout=3)
+            elif action == "pause":
+                container.pause()
+            elif action == "unpause":
+                container.unpause()
+            elif action in {"disconnect", "reconnect"}:
+                net = self.client.networks.get(network)
+                if action == "disconnect":
+                    net.disconnect(container, force=True)
+                else:
+                    aliases = [container.labels.get(SERVICE_LABEL, "")]
+                    net.connect(container, aliases=[a for a in aliases if a])
+            else:
+                raise EngineError(f"unknown fault action {action!r}")
+        except docker.errors.APIError as exc:
+            raise EngineError(f"{action} {container_id[:12]}: {_short(exc)}") from None
+
+    def exec(self, container_id: str, command: list[str]) -> tuple[int, str]:
+        docker = _docker_module()
+        try:
+            result = self.client.containers.get(container_id).exec_run(command)
+        except docker.errors.APIError as exc:
+            raise EngineError(f"exec in {container_id[:12]}: {_short(exc)}") from None
+        return result.exit_code, result.output.decode("utf-8", "replace")
+
+    def network_name(self, project: str) -> str:
+        return f"{project}_{NETWORK}"
+
+    def network_subnet(self, project: str) -> str | None:
+        docker = _docker_module()
+        try:
+            net = self.client.networks.get(self.network_name(project))
+        except docker.errors.NotFound:
+            return None
+        configs = (net.attrs.get("IPAM") or {}).get("Config") or []
+        return configs[0].get("Subnet") if configs else None
+
+    def run_throwaway(self, image: str, command: list[str], cap_add: list[str], timeout: float = 60) -> tuple[int, str]:
+        """Run a short-lived, labelled container with no network of ours; return (status, output)."""
+        container = self.client.containers.create(
+            image,
+            command,
+            user="0:0",
+            cap_drop=["ALL"],
+            cap_add=cap_add,
+            network_mode="none",
+            labels={MANAGED_LABEL: "true", f"{MANAGED_LABEL}-throwaway": "true"},
+        )
+        try:
+            container.start()
+            status = container.wait(timeout=timeout).get("StatusCode", 1)
+            output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        finally:
+            container.remove(force=True)
+        return status, output
+
+    # ---- leftovers ---------------------------------------------------------------------------
+    def managed_resources(self) -> dict[str, dict[str, Any]]:
+        """Every container and network the lab made, grouped by compose project."""
+        projects: dict[str, dict[str, Any]] = {}
+        for c in self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"}):
+            labels = c.labels
+            key = labels.get(PROJECT_LABEL) or c.name
+            entry = projects.setdefault(key, {"containers": [], "networks": [], "owner": None, "run": None})
+            entry["containers"].append(c)
+            entry["owner"] = entry["owner"] or labels.get(OWNER_LABEL)
+            entry["run"] = entry["run"] or labels.get(RUN_LABEL)
+        for n in self.client.networks.list(filters={"label": f"{MANAGED_LABEL}=true"}):
+            labels = n.attrs.get("Labels") or {}
+            key = labels.get(PROJECT_LABEL) or n.name
+            entry = projects.setdefault(key, {"containers": [], "networks": [], "owner": None, "run": None})
+            entry["networks"].append(n)
+            entry["owner"] = entry["owner"] or labels.get(OWNER_LABEL)
+            entry["run"] = entry["run"] or labels.get(RUN_LABEL)
+        return projects
+
+    def remove_resources(self, entry: dict[str, Any]) -> list[str]:
+        """Remove a project's containers, then its networks; return what was removed."""
+        docker = _docker_module()
+        removed = []
+        for c in entry["containers"]:
+            try:
+                c.remove(force=True, v=True)
+                removed.append(f"container {c.name}")
+            except docker.errors.NotFound:
+                pass
+        for n in entry["networks"]:
+            try:
+                n.remove()
+                removed.append(f"network {n.name}")
+            except docker.errors.NotFound:
+                pass
+        return removed
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Is the lab process that owns a run (`host:pid` label) still running on this host?"""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != os.uname().nodename or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owner_token() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"
+
+
+def _stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+
+

@@ -1,0 +1,101 @@
+"""The lab's images: a Python/Debian base (public where a registry answers, else built offline)
+and the node image with the echo programs on top of it.
+
+Choice of base, in order: `$LAB_BASE_IMAGE` if set; `socketlab/base:bookworm` if already
+present; the public `python:3.11-slim-bookworm`, pulled and tagged as our base; else a base
+made here from Debian packages with mmdebstrap and `docker import` (no registry needed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from lab.compose import NODE_IMAGE
+from lab.engine import Engine
+from lab.errors import EngineError, LabError
+
+BASE_IMAGE = "socketlab/base:bookworm"
+PUBLIC_BASE = "python:3.11-slim-bookworm"
+BASE_PACKAGES = ["python3", "iproute2", "iptables", "tcpdump", "procps", "passwd", "ca-certificates"]
+BASE_CHANGES = [
+    "ENV LANG=C.UTF-8",
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    'CMD ["python3"]',
+    f"LABEL io.socketlab.base=mmdebstrap",
+]
+
+Progress = Callable[[str], None]
+
+
+def base_image_ref() -> str:
+    return os.environ.get("LAB_BASE_IMAGE") or BASE_IMAGE
+
+
+def ensure_base(engine: Engine, progress: Progress = print) -> str:
+    """Make sure a base image exists; return its reference."""
+    ref = base_image_ref()
+    if engine.image_id(ref):
+        return ref
+    if ref != BASE_IMAGE:
+        progress(f"pulling {ref} (LAB_BASE_IMAGE)")
+        if engine.pull(ref):
+            return ref
+        raise LabError(f"LAB_BASE_IMAGE={ref} is not present and cannot be pulled; unset it to build a base offline")
+    progress(f"trying the public base {PUBLIC_BASE}")
+    if engine.pull(PUBLIC_BASE):
+        engine.tag(PUBLIC_BASE, BASE_IMAGE)
+        progress(f"using {PUBLIC_BASE} as {BASE_IMAGE}")
+        return BASE_IMAGE
+    progress("no registry reachable: building the base from Debian packages (mmdebstrap, ~20 s)")
+    build_offline_base(engine, BASE_IMAGE, progress)
+    return BASE_IMAGE
+
+
+def build_offline_base(engine: Engine, ref: str, progress: Progress = print, suite: str = "bookworm") -> str:
+    """mmdebstrap a minimal Debian with Python and the network tools, then `docker import` it.
+
+    mmdebstrap uses the host's own apt sources, so no mirror is named here.
+    """
+    tool = shutil.which("mmdebstrap")
+    if tool is None:
+        raise LabError("mmdebstrap is not installed: `sudo apt-get install -y mmdebstrap` (or run scripts/setup.sh)")
+    with tempfile.TemporaryDirectory(prefix="lab-base-") as tmp:
+        tarball = Path(tmp) / "base.tar"
+        cmd = [tool, "--variant=apt", "--include=" + ",".join(BASE_PACKAGES), "--quiet", suite, str(tarball)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
+            raise EngineError(f"`{' '.join(cmd)}` failed with exit status {proc.returncode}:\n{tail}")
+        progress(f"importing {tarball.stat().st_size // 2**20} MiB root filesystem as {ref}")
+        return engine.import_image(tarball, ref, BASE_CHANGES)
+
+
+def build_node(engine: Engine, root: Path, progress: Progress | None = print) -> str:
+    """Build (or refresh from cache) the node image through compose; return its image id."""
+    base = ensure_base(engine, progress or (lambda _m: None))
+    env_before = os.environ.get("LAB_BASE_IMAGE")
+    os.environ["LAB_BASE_IMAGE"] = base
+    try:
+        engine.compose(
+            None,
+            [root / "compose.yaml"],
+            "build",
+            "server",
+            on_line=(lambda line: progress(f"  {line}")) if progress else None,
+            capture=progress is None,
+            cwd=root,
+        )
+    finally:
+        if env_before is None:
+            os.environ.pop("LAB_BASE_IMAGE", None)
+        else:
+            os.environ["LAB_BASE_IMAGE"] = env_before
+    image_id = engine.image_id(NODE_IMAGE)
+    if image_id is None:
+        raise EngineError(f"the build finished but {NODE_IMAGE} is missing")
+    return image_id

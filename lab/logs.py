@@ -1,0 +1,238 @@
+"""Parse what containers printed, normalise it into one timeline, join client and server views.
+
+Pure functions over text and records: no Docker here. The orchestrator hands in each
+container's raw output with what it knows of the container (name, service, role, IP).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+from lab.metrics import Record, client_messages, normal_addr, percentile, port_of, who
+
+CONVERSATION_COLUMNS = [
+    "client", "client_ip", "proto", "session", "client_port", "server_saw",
+    "sent", "echoed", "bytes", "rtt_p50_ms", "rtt_p95_ms", "server_conn", "flag",
+]
+
+
+@dataclass
+class Origin:
+    """Where a container's output came from; added to each of its records."""
+
+    container: str
+    service: str
+    role: str
+    ip: str | None = None
+
+
+def parse_output(raw: str, origin: Origin) -> list[Record]:
+    """Each line a record: JSON records as printed, anything else as an `output` record.
+
+    Nothing is dropped: a traceback or a stray print becomes `{"event": "output", "text": ...}`
+    with the time of the record before it, so it sorts where it appeared.
+    """
+    records: list[Record] = []
+    last_ts: str | None = None
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        record: Record | None = None
+        if line.startswith("{"):
+            try:
+                parsed = json.loads(line)
+            except json.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, dict) and "event" in parsed and "ts" in parsed:
+                record = parsed
+        if record is None:
+            record = {"v": 1, "ts": last_ts, "host": origin.service, "role": origin.role, "proto": None,
+                      "event": "output", "text": line}
+        last_ts = record.get("ts") or last_ts
+        record["container"] = origin.container
+        record["service"] = origin.service
+        record.setdefault("role", origin.role)
+        if origin.ip:
+            record["ip"] = origin.ip
+        records.append(record)
+    # Output before the first record has no time yet: give it the first known one.
+    first_ts = next((r["ts"] for r in records if r.get("ts")), None)
+    for record in records:
+        if record.get("ts") is None:
+            record["ts"] = first_ts or "0000-00-00T00:00:00.000000Z"
+    return records
+
+
+def infer_ip(records: list[Record]) -> str | None:
+    """A container's IP from its own records, for when Docker no longer reports it (exited)."""
+    for record in records:
+        if record.get("event") in ("connected", "bound", "listening") and record.get("local"):
+            host = normal_addr(record["local"]).rsplit(":", 1)[0].strip("[]")
+            if host not in ("0.0.0.0", "::", "127.0.0.1", "::1"):
+                return host
+    return None
+
+
+def merge_timeline(groups: Iterable[list[Record]]) -> list[Record]:
+    """All records of all containers in time order (stable: a container's own order is kept)."""
+    merged = [r for group in groups for r in group]
+    merged.sort(key=lambda r: r.get("ts") or "")
+    return merged
+
+
+@dataclass
+class Conversation:
+    """One client socket's conversation as both sides saw it."""
+
+    client: str
+    client_ip: str
+    proto: str
+    session: int | None
+    client_port: int | None
+    server_saw: str | None
+    sent: int = 0
+    echoed: int = 0
+    bytes: int = 0
+    rtt_p50_ms: float | None = None
+    rtt_p95_ms: float | None = None
+    server_conn: int | None = None
+    flag: str = "ok"
+    rtts: list[float] = field(default_factory=list, repr=False)
+
+    def row(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("rtts")
+        return data
+
+
+def join_views(events: list[Record]) -> list[Conversation]:
+    """Join each client's own view (getsockname after connect / first sendto) with the server's
+    view (accept / recvfrom peer) on (proto, address).
+
+    Flags: `ok` (both sides saw the same address), `client-only` (the server never logged that
+    address), `server-only` (a peer no client of the run claims), `address-mismatch` (one
+    client-only and one server-only view carried the same first message: the same conversation
+    seen with different addresses, e.g. through NAT).
+    """
+    conversations: dict[tuple[str, str], Conversation] = {}
+    first_text: dict[tuple[str, str], Any] = {}
+    for record in events:
+        if record.get("role") != "client" or record.get("event") not in ("connected", "bound"):
+            continue
+        if not record.get("local"):
+            continue
+        address = normal_addr(record["local"], record.get("ip"))
+        key = (record["proto"], address)
+        if key in conversations:
+            continue
+        conversations[key] = Conversation(
+            client=who(record),
+            client_ip=address.rsplit(":", 1)[0].strip("[]"),
+            proto=record["proto"],
+            session=record.get("session"),
+            client_port=port_of(address),
+            server_saw=None,
+            flag="client-only",
+        )
+
+    # Client messages: attribute each to the socket it was sent from.
+    for message in client_messages(events):
+        sent = message.sent
+        if not sent.get("local"):
+            continue
+        key = (message.proto, normal_addr(sent["local"], sent.get("ip")))
+        conv = conversations.get(key)
+        if conv is None:
+            continue
+        conv.sent += 1
+        first_text.setdefault(key, sent.get("text"))
+        if message.intact:
+            conv.echoed += 1
+            conv.bytes += int(message.reply.get("bytes") or 0)
+            if message.reply.get("rtt_ms") is not None:
+                conv.rtts.append(float(message.reply["rtt_ms"]))
+
+    server_only: dict[tuple[str, str], Conversation] = {}
+    server_first_text: dict[tuple[str, str], Any] = {}
+    for record in events:
+        if record.get("role") != "server" or not record.get("peer"):
+            continue
+        proto, event = record.get("proto"), record.get("event")
+        key = (proto, normal_addr(record["peer"]))
+        if event == "received":
+            server_first_text.setdefault(key, record.get("text"))
+        if not ((proto == "tcp" and event == "accepted") or (proto == "udp" and event == "received")):
+            continue
+        conv = conversations.get(key)
+        if conv is not None:
+            if conv.server_saw is None:
+                conv.server_saw = key[1]
+                conv.server_conn = record.get("conn")
+                conv.flag = "ok"
+            continue
+        if key not in server_only:
+            server_only[key] = Conversation(
+                client="?", client_ip=key[1].rsplit(":", 1)[0].strip("[]"), proto=proto, session=None,
+                client_port=None, server_saw=key[1], server_conn=record.get("conn"), flag="server-only",
+            )
+
+    # Same first message on both unmatched sides: one conversation seen with two addresses.
+    for ckey, conv in conversations.items():
+        if conv.flag != "client-only" or ckey not in first_text:
+            continue
+        for skey, other in list(server_only.items()):
+            if skey[0] == ckey[0] and server_first_text.get(skey) == first_text[ckey]:
+                conv.server_saw, conv.server_conn, conv.flag = other.server_saw, other.server_conn, "address-mismatch"
+                del server_only[skey]
+                break
+
+    rows = list(conversations.values()) + list(server_only.values())
+    for conv in rows:
+        if conv.rtts:
+            conv.rtt_p50_ms = round(percentile(conv.rtts, 50), 3)
+            conv.rtt_p95_ms = round(percentile(conv.rtts, 95), 3)
+    rows.sort(key=lambda c: (c.client == "?", _natural(c.client), c.proto, c.session or 0, c.client_port or 0))
+    return rows
+
+
+def _natural(name: str) -> tuple[str, int]:
+    stem = name.rstrip("0123456789")
+    digits = name[len(stem):]
+    return stem, int(digits) if digits else -1
+
+
+def conversations_csv(rows: list[Conversation]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CONVERSATION_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for conv in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in conv.row().items()})
+    return buffer.getvalue()
+
+
+def read_events(path) -> list[Record]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def filter_events(events: list[Record], client: str | None = None, proto: str | None = None) -> list[Record]:
+    """Records of one client (and the server's records about that client's addresses), one proto."""
+    selected = events
+    if proto:
+        selected = [r for r in selected if r.get("proto") in (proto, None)]
+    if client:
+        addresses = {
+            normal_addr(r["local"], r.get("ip"))
+            for r in selected
+            if who(r) == client and r.get("event") in ("connected", "bound") and r.get("local")
+        }
+        selected = [
+            r for r in selected
+            if who(r) == client or (r.get("role") == "server" and r.get("peer") and normal_addr(r["peer"]) in addresses)
+            or (r.get("role") == "lab" and r.get("target") == client)
+        ]
+    return selected

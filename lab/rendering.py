@@ -1,0 +1,44 @@
+"""The committed compose files, rendered from the scenarios so plain `docker compose` can run them.
+
+`compose.yaml` at the root is the `basic` scenario; `scenarios/compose/NAME.yaml` is every
+scenario. A unit test fails when a scenario changed and its compose file was not re-rendered.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.compose import render, to_yaml
+from lab.scenario import load_scenario, scenario_names
+
+DEFAULT_SCENARIO = "basic"
+HEADER = (
+    "# Rendered from scenarios/{name}.yaml by `lab render`; edit the scenario, not this file.\n"
+    "# {how}\n"
+)
+
+
+def expected_files(root: Path, scenarios: Path) -> dict[Path, str]:
+    files: dict[Path, str] = {}
+    for name in scenario_names(scenarios):
+        scenario = load_scenario(scenarios / f"{name}.yaml")
+        rel = f"scenarios/compose/{name}.yaml"
+        how = f"Run it: docker compose -f {rel} up --exit-code-from finished finished"
+        files[root / rel] = to_yaml(render(scenario, build_context="../.."), HEADER.format(name=name, how=how))
+        if name == DEFAULT_SCENARIO:
+            how = "Run it: docker compose up   (ends by itself: docker compose up --exit-code-from finished finished)"
+            files[root / "compose.yaml"] = to_yaml(render(scenario, build_context="."), HEADER.format(name=name, how=how))
+    return files
+
+
+def render_committed(root: Path, scenarios: Path, check: bool = False) -> list[Path]:
+    """Write the files (or with `check`, list the ones that differ); returns the paths concerned."""
+    changed = []
+    for path, text in expected_files(root, scenarios).items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current != text:
+            changed.append(path)
+            if not check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+    return changed

@@ -1,0 +1,111 @@
+"""Render runs for people: the per-client table, expectation verdicts, the run list, a timeline."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.table import Table
+
+from lab.logs import Conversation
+from lab.metrics import Record, who
+
+FLAG_STYLE = {"ok": "green", "client-only": "yellow", "server-only": "yellow", "address-mismatch": "red"}
+VERDICT_STYLE = {"passed": "green", "failed": "red", "timeout": "red", "interrupted": "yellow", "error": "red",
+                 "running": "cyan"}
+
+
+def conversation_table(rows: list[Conversation], title: str = "Conversations") -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, justify in [
+        ("client", "left"), ("proto", "left"), ("client's own view\n(getsockname)", "left"),
+        ("server saw\n(accept/recvfrom)", "left"), ("sent", "right"), ("echoed", "right"), ("bytes", "right"),
+        ("rtt p50\nms", "right"), ("rtt p95\nms", "right"), ("flag", "left"),
+    ]:
+        table.add_column(name, justify=justify)
+    for c in rows:
+        session = f"#{c.session}" if c.session else ""
+        echoed_style = "green" if c.sent and c.echoed == c.sent else ("red" if c.sent else "")
+        table.add_row(
+            f"{c.client}{session}",
+            c.proto,
+            f"{c.client_ip}:{c.client_port}" if c.client_port else "-",
+            c.server_saw or "-",
+            str(c.sent),
+            f"[{echoed_style}]{c.echoed}[/]" if echoed_style else str(c.echoed),
+            str(c.bytes),
+            _num(c.rtt_p50_ms),
+            _num(c.rtt_p95_ms),
+            f"[{FLAG_STYLE.get(c.flag, '')}]{c.flag}[/]",
+        )
+    return table
+
+
+def expectation_table(results: Iterable[Any]) -> Table:
+    table = Table(title="Expectations", title_justify="left")
+    for name in ("", "expectation", "measured", "expected", "detail"):
+        table.add_column(name)
+    for r in results:
+        mark = "[green]pass[/]" if r.passed else "[red]FAIL[/]"
+        table.add_row(mark, r.name, str(r.measured), str(r.expected), r.detail or "")
+    return table
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table(title_justify="left")
+    for name in ("run", "scenario", "started (UTC)", "verdict", "clients"):
+        table.add_column(name)
+    for run in runs:
+        verdict = run.get("verdict", "?")
+        clients = run.get("clients") or {}
+        ok = sum(1 for code in clients.values() if code == 0)
+        table.add_row(
+            run.get("run_id", "?"),
+            run.get("scenario", "?"),
+            (run.get("started") or "")[:19].replace("T", " "),
+            f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]",
+            f"{ok}/{len(clients)} ok" if clients else "-",
+        )
+    return table
+
+
+def timeline_lines(events: list[Record]) -> Iterable[str]:
+    """One readable line per record: time, who, proto, event and the fields that matter."""
+    for r in events:
+        ts = (r.get("ts") or "")[11:26]
+        parts = [ts, f"{who(r):<16}", f"{(r.get('proto') or '-'):<4}", f"{r.get('event', '?'):<10}"]
+        if r.get("event") == "fault":
+            parts.append(f"{r.get('action')} {r.get('target')} at t={r.get('t')}s" + (" (undo)" if r.get("undo") else ""))
+            if r.get("ok") is False:
+                parts.append(f"FAILED: {r.get('detail')}")
+        else:
+            if r.get("local"):
+                parts.append(f"local={r['local']}")
+            if r.get("peer"):
+                parts.append(f"peer={r['peer']}")
+            for key in ("session", "conn", "seq", "bytes", "rtt_ms", "reads", "intact", "reason", "attempt"):
+                if r.get(key) is not None and not (key == "session" and r[key] == 0):
+                    parts.append(f"{key}={r[key]}")
+            if r.get("event") == "summary":
+                for key in ("sent", "echoed", "lost", "mismatched", "rtt_p50_ms", "rtt_p95_ms", "connections",
+                            "datagrams", "ok"):
+                    if r.get(key) is not None:
+                        parts.append(f"{key}={r[key]}")
+            if r.get("text") is not None and r.get("event") in ("sent", "received", "output", "error"):
+                text = str(r["text"])
+                text = text if len(text) <= 60 else text[:57] + "..."
+                parts.append(("b64:" if r.get("b64") else "") + repr(text))
+            if r.get("detail"):
+                parts.append(str(r["detail"]))
+        yield "  ".join(parts)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def console(stderr: bool = False) -> Console:
+    """A console that keeps tables whole in logs and CI output (no 80-column squeeze)."""
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)

@@ -1,0 +1,339 @@
+"""One run of a scenario: bring it up under a unique compose project, drive its fault timeline,
+wait for the clients, collect everything, tear down, write the run directory.
+
+The run directory loses nothing: it is created before anything starts, and logs, events and
+the conversation table are written in a `finally`, whether the run passed, failed, timed out
+or was interrupted.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import secrets
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from lab import __version__
+from lab.compose import NODE_IMAGE, render, to_yaml
+from lab.engine import ContainerInfo, Engine, owner_token
+from lab.errors import LabError, RunFailed
+from lab.expect import evaluate
+from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
+from lab.metrics import Record
+from lab.scenario import Fault, Scenario
+
+POLL_SECONDS = 0.25
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    directory: Path
+    verdict: str  # passed, failed, timeout, interrupted, error
+    clients: dict[str, int | None] = field(default_factory=dict)
+    conversations: list = field(default_factory=list)
+    expectations: list = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"passed": 0, "interrupted": 130}.get(self.verdict, 1)
+
+
+class Progress:
+    """What a run reports while it goes; the CLI renders it, tests may ignore it."""
+
+    def started(self, run_id: str, directory: Path, total_clients: int) -> None: ...
+    def message(self, text: str) -> None: ...
+    def clients(self, finished: int, total: int) -> None: ...
+
+
+def new_run_id(scenario: str) -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{scenario}-{secrets.token_hex(3)}"
+
+
+def now_ts() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def run_scenario(
+    scenario: Scenario,
+    engine: Engine,
+    runs_dir: Path,
+    root: Path,
+    *,
+    keep: bool = False,
+    progress: Progress | None = None,
+    source: Path | None = None,
+    ensure_image: Callable[[], str] | None = None,
+) -> RunResult:
+    """Run a scenario end to end; never leaves containers behind unless `keep`."""
+    progress = progress or Progress()
+    run_id = new_run_id(scenario.name)
+    project = "lab-" + run_id.split("-", 2)[2].replace("_", "-")
+    directory = runs_dir / run_id
+    (directory / "logs").mkdir(parents=True)
+    compose_file = directory / "compose.yaml"
+    compose = render(scenario, run_id=run_id, owner=owner_token())
+    compose_file.write_text(to_yaml(compose, f"# lab run {run_id}: rendered from {source or scenario.name}\n"))
+    manifest: dict[str, Any] = {
+        "run_id": run_id,
+        "project": project,
+        "scenario": scenario.name,
+        "scenario_file": str(source) if source else None,
+        "scenario_model": scenario.model_dump(mode="json"),
+        "started": now_ts(),
+        "ended": None,
+        "verdict": "running",
+        "versions": {"lab": __version__, "python": platform.python_version()},
+    }
+    write_json(directory / "manifest.json", manifest)
+    progress.started(run_id, directory, scenario.clients.count)
+
+    result = RunResult(run_id=run_id, directory=directory, verdict="error")
+    seen: dict[str, ContainerInfo] = {}
+    lab_records: list[Record] = []
+    brought_up = False
+    try:
+        manifest["versions"].update(engine=engine.engine_version(), compose=engine.compose_version())
+        if ensure_image:
+            progress.message("checking the node image")
+            ensure_image()
+        manifest["compose_config"] = engine.compose(project, [compose_file], "config", cwd=directory).stdout
+        progress.message(f"starting {project}")
+        brought_up = True
+        engine.compose(project, [compose_file], "up", "-d", "--no-build", "--quiet-pull", cwd=directory)
+        manifest["subnet"] = engine.network_subnet(project)
+        result.verdict = _drive(scenario, engine, project, seen, lab_records, progress)
+    except KeyboardInterrupt:
+        result.verdict = "interrupted"
+        progress.message("interrupted: collecting logs and cleaning up")
+    except LabError as exc:
+        result.verdict = "error"
+        result.error = str(exc)
+    finally:
+        with _shielded_from_interrupts(progress):
+            _finish(scenario, engine, project, compose_file, directory, manifest, result, seen, lab_records,
+                    brought_up, keep, progress)
+    return result
+
+
+def _drive(scenario: Scenario, engine: Engine, project: str, seen: dict[str, ContainerInfo],
+           lab_records: list[Record], progress: Progress) -> str:
+    """Run the fault timeline and wait for every client to exit, or for the scenario's timeout."""
+    start = time.monotonic()
+    timeline = _timeline(scenario.faults)
+    total = scenario.clients.count
+    progress.clients(0, total)
+    last_done = -1
+    while True:
+        elapsed = time.monotonic() - start
+        for info in engine.project_containers(project):
+            known = seen.get(info.name)
+            if known is None or info.ip or info.status != known.status:
+                if known and not info.ip:
+                    info.ip = known.ip
+                seen[info.name] = info
+        while timeline and timeline[0][0] <= elapsed:
+            at, fault, undo = timeline.pop(0)
+            lab_records.append(_apply_fault(scenario, engine, project, seen, fault, undo, at))
+        clients = [c for c in seen.values() if c.role == "client"]
+        done = sum(1 for c in clients if c.status in ("exited", "dead"))
+        if done != last_done:
+            progress.clients(done, total)
+            last_done = done
+        if len(clients) == total and done == total:
+            return "passed" if all(c.exit_code == 0 for c in clients) else "failed"
+        if elapsed > scenario.timeout:
+            progress.message(f"timeout: {total - done} of {total} clients still running after {scenario.timeout:g} s")
+            return "timeout"
+        time.sleep(POLL_SECONDS)
+
+
+def _timeline(faults: list[Fault]) -> list[tuple[float, Fault, bool]]:
+    """Each fault at its time, plus its undo at `at + duration` where it has one."""
+    items: list[tuple[float, Fault, bool]] = []
+    for fault in faults:
+        items.append((fault.at, fault, False))
+        if fault.duration is not None:
+            items.append((fault.at + fault.duration, fault, True))
+    items.sort(key=lambda item: item[0])
+    return items
+
+
+UNDO = {"stop": "start", "kill": "start", "pause": "unpause", "disconnect": "reconnect", "impair": "impair",
+        "start": "stop", "unpause": "pause", "reconnect": "disconnect", "restart": None}
+
+
+def _apply_fault(scenario: Scenario, engine: Engine, project: str, seen: dict[str, ContainerInfo], fault: Fault, undo: bool,
+                 at: float) -> Record:
+    """Carry out one fault (or its undo) and return the record that puts it on the timeline."""
+    action = UNDO[fault.action] if undo else fault.action
+    shaper = seen.get(f"{project}-{fault.target}-shaper-1")
+    target = seen.get(f"{project}-{fault.target}-1")
+    record: Record = {"v": 1, "ts": now_ts(), "host": "lab", "role": "lab", "proto": None, "event": "fault",
+                      "action": action, "target": fault.target, "t": round(at, 3), "undo": undo,
+                      "service": "lab", "container": "lab"}
+    try:
+        if action is None or target is None:
+            raise RunFailed(f"no container for {fault.target}")
+        if action in ("disconnect", "reconnect"):
+            # The shaper owns the namespace where there is one; the echo program shares it.
+            engine.act((shaper or target).id, action, network=engine.network_name(project))
+        elif action == "impair":
+            if shaper is None:
+                raise RunFailed(f"{fault.target} has no shaper")
+            declared = scenario.impair_of(fault.target) if undo else fault.impair
+            impair = declared.shaper_args() if declared else []
+            status, output = engine.exec(shaper.id, ["python3", "-m", "lab.shaper", "set", *impair])
+            record["impair"] = impair
+            if status != 0:
+                raise RunFailed(output.strip() or f"shaper set exited {status}")
+        else:
+            engine.act(target.id, action)
+        record["ok"] = True
+    except LabError as exc:
+        record.update(ok=False, event="fault", reason="failed", detail=str(exc))
+    return record
+
+
+def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path, directory: Path,
+            manifest: dict[str, Any], result: RunResult, seen: dict[str, ContainerInfo],
+            lab_records: list[Record], brought_up: bool, keep: bool, progress: Progress) -> None:
+    """Stop, collect, tear down, write: each step guarded so the later ones still happen."""
+    errors: list[str] = []
+    if brought_up:
+        try:
+            progress.message("stopping containers")
+            engine.compose(project, [compose_file], "stop", "-t", "3", cwd=directory, timeout=120)
+        except (LabError, OSError) as exc:
+            errors.append(f"stop: {exc}")
+        try:
+            for info in engine.project_containers(project):
+                if info.name in seen and not info.ip:
+                    info.ip = seen[info.name].ip
+                seen[info.name] = info
+        except LabError as exc:
+            errors.append(f"inspect: {exc}")
+    groups = []
+    images: dict[str, str | None] = {}
+    for info in sorted(seen.values(), key=lambda c: c.name):
+        try:
+            raw = engine.container_logs(info.id).decode("utf-8", "replace")
+            images[info.name] = engine.image_of(info.id)
+        except LabError as exc:
+            errors.append(f"logs of {info.name}: {exc}")
+            continue
+        (directory / "logs" / f"{info.name}.log").write_text(raw, encoding="utf-8")
+        origin = Origin(container=info.name, service=info.service, role=info.role, ip=info.ip)
+        records = parse_output(raw, origin)
+        if origin.ip is None and info.role != "shaper":
+            # An echo container behind a shaper has no IP of its own in Docker's view.
+            origin.ip = seen.get(f"{project}-{info.service}-shaper-1", info).ip or infer_ip(records)
+            for record in records:
+                record.setdefault("ip", origin.ip)
+        groups.append(records)
+    groups.append(lab_records)
+    if brought_up and not keep:
+        try:
+            progress.message("removing containers and network")
+            engine.compose(project, [compose_file], "down", "-v", "--remove-orphans", "-t", "1", cwd=directory,
+                           timeout=180)
+        except (LabError, OSError) as exc:
+            errors.append(f"down: {exc} (run `lab clean`)")
+    events = merge_timeline(groups)
+    with open(directory / "events.jsonl", "w", encoding="utf-8") as fh:
+        for record in events:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    result.conversations = join_views(events)
+    (directory / "clients.csv").write_text(conversations_csv(result.conversations), encoding="utf-8")
+    result.clients = {c.service: c.exit_code for c in seen.values() if c.role == "client"}
+    if result.verdict in ("passed", "failed"):
+        result.expectations = evaluate(scenario.expect, events)
+        if any(not r.passed for r in result.expectations):
+            result.verdict = "failed"
+    if errors and result.verdict == "passed":
+        result.verdict = "error"
+    result.error = "; ".join(filter(None, [result.error, *errors])) or None
+    manifest.update(
+        ended=now_ts(),
+        verdict=result.verdict,
+        error=result.error,
+        kept=keep,
+        images={"node": engine_safe(lambda: engine.image_id(NODE_IMAGE)), "containers": images},
+        clients=result.clients,
+        expectations=[r.model_dump(mode="json") for r in result.expectations],
+        containers={c.name: {"service": c.service, "role": c.role, "ip": c.ip, "exit_code": c.exit_code}
+                    for c in seen.values()},
+    )
+    write_json(directory / "manifest.json", manifest)
+
+
+def engine_safe(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except LabError:
+        return None
+
+
+@contextmanager
+def _shielded_from_interrupts(progress: Progress):
+    """Ctrl-C during teardown says it is already cleaning up instead of cutting it short."""
+    def on_signal(signum, frame):  # noqa: ARG001
+        progress.message("still cleaning up; please wait")
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """Past runs, newest first, from their manifests."""
+    runs = []
+    for manifest in runs_dir.glob("*/manifest.json"):
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        data["directory"] = str(manifest.parent)
+        runs.append(data)
+    runs.sort(key=lambda d: d.get("started") or "", reverse=True)
+    return runs
+
+
+def find_run(runs_dir: Path, run: str | None) -> Path:
+    runs = list_runs(runs_dir)
+    if not runs:
+        raise LabError(f"no runs in {runs_dir}; start one with `lab run basic`")
+    if run is None:
+        return Path(runs[0]["directory"])
+    for data in runs:
+        if data["run_id"] == run or data["run_id"].startswith(run) or Path(data["directory"]) == Path(run):
+            return Path(data["directory"])
+    raise LabError(f"no run {run!r} in {runs_dir}; `lab runs` lists them")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `lab run`")

@@ -1,0 +1,284 @@
+"""The validated model of a scenario file: plain data and its rules, no I/O beyond reading YAML.
+
+A scenario names a server, a set of clients, optional impairments and timed faults, and the
+expectations that must hold once the run is over. `load_scenario` turns a YAML file into a
+`Scenario` or raises `ScenarioError` naming the file, the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lab.errors import ScenarioError
+from lab.expect import Expectation
+
+Proto = Literal["tcp", "udp"]
+Mode = Literal["iterative", "threaded", "async"]
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$")
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Impairment(Model):
+    """What the network does to one container's traffic; applied by its shaper sidecar."""
+
+    delay_ms: Annotated[float, Field(ge=0, le=60_000)] = 0
+    jitter_ms: Annotated[float, Field(ge=0, le=60_000)] = 0
+    loss: Fraction = 0
+    duplicate: Fraction = 0
+    reorder: Fraction = 0
+    corrupt: Fraction = 0
+    rate: str | None = Field(default=None, description="e.g. 1mbit, 500kbit")
+    direction: Literal["egress", "ingress", "both"] = "both"
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None and not RATE.match(value):
+            raise ValueError("rate must be a number with a unit: bit, kbit, mbit, gbit (e.g. 1mbit)")
+        return value
+
+    @model_validator(mode="after")
+    def _jitter_needs_delay(self) -> "Impairment":
+        if self.jitter_ms > self.delay_ms:
+            raise ValueError(f"jitter_ms ({self.jitter_ms}) cannot exceed delay_ms ({self.delay_ms})")
+        return self
+
+    def shaper_args(self) -> list[str]:
+        """The impairment as `python3 -m lab.shaper` options."""
+        args: list[str] = []
+        for name in ("delay_ms", "jitter_ms", "loss", "duplicate", "reorder", "corrupt"):
+            value = getattr(self, name)
+            if value:
+                args += [f"--{name.replace('_', '-')}", f"{value:g}"]
+        if self.rate:
+            args += ["--rate", self.rate]
+        args += ["--direction", self.direction]
+        return args
+
+
+class ServerSpec(Model):
+    mode: Mode = "async"
+    proto: list[Proto] = ["tcp", "udp"]
+    port: Annotated[int, Field(ge=1, le=65535)] = 19200
+    idle_timeout: Annotated[float, Field(gt=0, le=3600)] = 30
+    impair: Impairment | None = None
+
+    @field_validator("proto")
+    @classmethod
+    def _protos(cls, value: list[str]) -> list[str]:
+        return _distinct_protos(value)
+
+
+class ClientSpec(Model):
+    """How clients talk; every field can be overridden per client under `clients.each`."""
+
+    proto: list[Proto] = ["tcp", "udp"]
+    messages: list[str] | None = None
+    message_count: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    message_size: Annotated[int, Field(ge=0, le=65507)] | None = None
+    interval: Annotated[float, Field(ge=0, le=60)] = 0.5
+    timeout: Annotated[float, Field(gt=0, le=600)] = 2.0
+    retries: Annotated[int, Field(ge=0, le=100)] = 0
+    max_loss: Fraction = 0
+    sessions: Annotated[int, Field(ge=1, le=1000)] = 1
+    reconnect_for: Annotated[float, Field(ge=0, le=600)] = 0
+    start_after: Annotated[float, Field(ge=0, le=600)] = 0
+    impair: Impairment | None = None
+
+    @field_validator("proto")
+    @classmethod
+    def _protos(cls, value: list[str]) -> list[str]:
+        return _distinct_protos(value)
+
+    @model_validator(mode="after")
+    def _one_message_source(self) -> "ClientSpec":
+        if self.messages is not None and (self.message_count is not None or self.message_size is not None):
+            raise ValueError("give either messages, or message_count/message_size, not both")
+        if self.messages is not None and not self.messages:
+            raise ValueError("messages must not be empty (leave it out for the default messages)")
+        return self
+
+
+class ClientOverride(Model):
+    """Per-client differences from `clients`; unset fields inherit."""
+
+    proto: list[Proto] | None = None
+    messages: list[str] | None = None
+    message_count: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    message_size: Annotated[int, Field(ge=0, le=65507)] | None = None
+    interval: Annotated[float, Field(ge=0, le=60)] | None = None
+    timeout: Annotated[float, Field(gt=0, le=600)] | None = None
+    retries: Annotated[int, Field(ge=0, le=100)] | None = None
+    max_loss: Fraction | None = None
+    sessions: Annotated[int, Field(ge=1, le=1000)] | None = None
+    reconnect_for: Annotated[float, Field(ge=0, le=600)] | None = None
+    start_after: Annotated[float, Field(ge=0, le=600)] | None = None
+    impair: Impairment | None = None
+
+
+class ClientsSpec(ClientSpec):
+    count: Annotated[int, Field(ge=1, le=500)] = 3
+    each: dict[str, ClientOverride] = {}
+
+
+FaultAction = Literal["stop", "start", "kill", "restart", "pause", "unpause", "disconnect", "reconnect", "impair"]
+
+
+class Fault(Model):
+    """One event on the run's timeline, `at` seconds after the clients start."""
+
+    at: Annotated[float, Field(ge=0, le=3600)]
+    action: FaultAction
+    target: str
+    duration: Annotated[float, Field(gt=0, le=3600)] | None = Field(
+        default=None, description="undo after this many seconds (pause, disconnect, stop, impair)"
+    )
+    impair: Impairment | None = None
+
+    @model_validator(mode="after")
+    def _impair_needs_values(self) -> "Fault":
+        if self.action == "impair" and self.impair is None:
+            raise ValueError("action impair needs an `impair:` mapping (e.g. {loss: 0.3})")
+        if self.action != "impair" and self.impair is not None:
+            raise ValueError(f"`impair:` only goes with action impair, not {self.action}")
+        return self
+
+
+class NetworkSpec(Model):
+    subnet: str = "10.77.0.0/24"
+    ipv6: bool = False
+
+
+class Scenario(Model):
+    name: str
+    description: str
+    server: ServerSpec = ServerSpec()
+    clients: ClientsSpec = ClientsSpec()
+    network: NetworkSpec = NetworkSpec()
+    faults: list[Fault] = []
+    expect: list[Expectation] = []
+    timeout: Annotated[float, Field(gt=0, le=3600)] = 120
+    publish: list[str] = Field(default=[], description="host port mappings for the server, e.g. '19200:19200'")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SERVICE_NAME.match(value):
+            raise ValueError("name must be lowercase letters, digits and dashes, starting with a letter")
+        return value
+
+    @model_validator(mode="after")
+    def _targets_exist(self) -> "Scenario":
+        names = set(self.client_names()) | {"server"}
+        for key in self.clients.each:
+            if key not in self.client_names():
+                raise ValueError(
+                    f"clients.each.{key}: no such client; clients are {', '.join(self.client_names())}"
+                )
+        for i, fault in enumerate(self.faults):
+            if fault.target not in names:
+                raise ValueError(f"faults.{i}.target: {fault.target!r} is not a service; use one of {', '.join(sorted(names))}")
+            if fault.action == "impair" and self.impair_of(fault.target) is None:
+                raise ValueError(
+                    f"faults.{i}: {fault.target} has no impairment helper; declare `impair: {{}}` on it to change it during the run"
+                )
+        return self
+
+    def client_names(self) -> list[str]:
+        return [f"client{i}" for i in range(1, self.clients.count + 1)]
+
+    def client(self, name: str) -> ClientSpec:
+        """The effective settings of one client: `clients` with its `each` override applied."""
+        base = self.clients.model_dump(exclude={"count", "each"})
+        override = self.clients.each.get(name)
+        if override:
+            base.update(override.model_dump(exclude_unset=True))
+        return ClientSpec.model_validate(base)
+
+    def impair_of(self, service: str) -> Impairment | None:
+        if service == "server":
+            return self.server.impair
+        return self.client(service).impair
+
+    def with_clients(self, count: int) -> "Scenario":
+        """The same scenario with another number of clients (`lab run --clients N`)."""
+        data = self.model_dump(exclude_unset=True)
+        data.setdefault("clients", {})["count"] = count
+        return Scenario.model_validate(data)
+
+
+def _distinct_protos(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("at least one of tcp, udp")
+    if len(set(value)) != len(value):
+        raise ValueError("each protocol once")
+    return value
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate one scenario file; the scenario's name defaults to the file's stem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ScenarioError(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a scenario is a mapping with at least `description:`, got {type(data).__name__}")
+    data.setdefault("name", path.stem)
+    if data["name"] != path.stem:
+        raise ScenarioError(f"{path}: name: {data['name']!r} must match the file name {path.stem!r}")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(f"{path}: " + describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """pydantic's errors as `field.path: what is wrong (got value)`, one per line."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in err["loc"] if not _is_union_tag(part))
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, list)) or err["type"] == "missing" else f" (got {got!r})"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{loc or '(top level)'}: {msg}{shown}")
+    return "\n  ".join(dict.fromkeys(lines))
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
+def find_scenario(name_or_path: str, directory: Path) -> Path:
+    """A scenario by name (in `directory`) or by path; unknown names list what exists."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in {".yaml", ".yml"} or "/" in name_or_path:
+        if not candidate.is_file():
+            raise ScenarioError(f"{candidate}: no such scenario file")
+        return candidate
+    path = directory / f"{name_or_path}.yaml"
+    if path.is_file():
+        return path
+    known = ", ".join(scenario_names(directory)) or "none"
+    raise ScenarioError(f"{path}: no scenario named {name_or_path!r}; available: {known}")
+
+
+def scenario_names(directory: Path) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
