@@ -176,7 +176,7 @@ class ReconnectedAfterFault(Scoped):
 
     @field_validator("after", mode="before")
     @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
+    def _one_action_or_many(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
 
     def title(self) -> str:
