@@ -88,6 +88,16 @@ class EchoServer:
                                          f"last records={self.records[-5:]}")
                 self.changed.wait(min(left, 0.2))
 
+    def wait_count(self, event: str, count: int, timeout: float = 10.0) -> None:
+        """Wait until at least count records of this event have arrived."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while sum(1 for r in self.records if r["event"] == event) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"fewer than {count} {event} records within {timeout}s")
+                self.changed.wait(min(left, 0.2))
+
     def closed(self, peer: str, timeout: float = 5.0) -> dict:
         return self.wait_record(lambda r: r["event"] == "closed" and r.get("peer") == peer, timeout)
 
