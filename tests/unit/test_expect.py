@@ -285,3 +285,12 @@ def test_wildcard_udp_address_joins_via_local_route_or_the_container_ip():
     for rec in recs:
         rec["ip"] = "10.77.0.11" if rec["host"] == "client1" else "10.77.0.12"
     assert check("- {check: views_agree, proto: udp}", recs).passed
+
+
+def test_every_example_in_the_docs_is_valid():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "scenario-expectations.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in doc.split("```yaml\n")[1:]]
+    assert len(blocks) >= 12
+    for block in blocks:
+        data = yaml.safe_load(block)
+        EXPECT_LIST.validate_python(data["expect"] if isinstance(data, dict) else data)
