@@ -127,7 +127,7 @@ def cmd_build(args) -> int:
     from lab.images import build_node
 
     out = console()
-    image_id = build_node(Engine(), project_root(), progress=out.print)
+    image_id = build_node(Engine().require(), project_root(), progress=out.print)
     out.print(f"[green]built[/] socketlab/node:latest {image_id[7:19]}")
     return 0
 
@@ -162,7 +162,7 @@ def cmd_run(args) -> int:
     from lab.engine import Engine
 
     scenario, path = _load(args.scenario, args.clients)
-    engine = Engine()
+    engine = Engine().require()
     result = _run_one(scenario, path, engine, args.out, keep=args.keep)
     return result.exit_code
 
@@ -230,7 +230,7 @@ def cmd_test(args) -> int:
 
     names = args.scenarios or scenario_names(scenarios_dir())
     loaded = [_load(name) for name in names]  # every file validated before anything runs
-    engine = Engine()
+    engine = Engine().require()
     out_dir = args.out or runs_dir()
     results = []
     for scenario, path in loaded:

@@ -66,6 +66,13 @@ class Engine:
             self._client = client
         return self._client
 
+    def require(self) -> "Engine":
+        """Fail early, in one line, when the engine or Compose v2 is missing."""
+        self.client  # noqa: B018 - connects and pings
+        if self.compose_version() is None:
+            raise EngineUnavailable("Docker Compose v2 (`docker compose`) is not available")
+        return self
+
     def engine_version(self) -> str:
         return self.client.version().get("Version", "?")
 

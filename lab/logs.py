@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from lab.metrics import Record, client_messages, normal_addr, percentile, port_of, who
+from lab.metrics import Record, client_address, normal_addr, percentile, port_of, who
 
 CONVERSATION_COLUMNS = [
     "client", "client_ip", "proto", "session", "client_port", "server_saw",
@@ -120,41 +120,40 @@ def join_views(events: list[Record]) -> list[Conversation]:
     """
     conversations: dict[tuple[str, str], Conversation] = {}
     first_text: dict[tuple[str, str], Any] = {}
+    current: dict[tuple[str, str, int], tuple[str, str]] = {}  # (client, proto, session) -> socket key
+    seqs: dict[tuple[str, str], set[int]] = {}
     for record in events:
-        if record.get("role") != "client" or record.get("event") not in ("connected", "bound"):
+        if record.get("role") != "client":
             continue
-        if not record.get("local"):
+        event, proto = record.get("event"), record.get("proto")
+        socket_of = (who(record), str(proto), int(record.get("session") or 0))
+        if event in ("connected", "bound") and record.get("local"):
+            address = client_address(record)
+            key = (proto, address)
+            current[socket_of] = key
+            if key not in conversations:
+                conversations[key] = Conversation(
+                    client=who(record), client_ip=address.rsplit(":", 1)[0].strip("[]"), proto=proto,
+                    session=record.get("session"), client_port=port_of(address), server_saw=None,
+                    flag="client-only",
+                )
+                seqs[key] = set()
             continue
-        address = normal_addr(record["local"], record.get("ip"))
-        key = (record["proto"], address)
-        if key in conversations:
+        key = current.get(socket_of)
+        if key is None or record.get("seq") is None:
             continue
-        conversations[key] = Conversation(
-            client=who(record),
-            client_ip=address.rsplit(":", 1)[0].strip("[]"),
-            proto=record["proto"],
-            session=record.get("session"),
-            client_port=port_of(address),
-            server_saw=None,
-            flag="client-only",
-        )
-
-    # Client messages: attribute each to the socket it was sent from.
-    for message in client_messages(events):
-        sent = message.sent
-        if not sent.get("local"):
-            continue
-        key = (message.proto, normal_addr(sent["local"], sent.get("ip")))
-        conv = conversations.get(key)
-        if conv is None:
-            continue
-        conv.sent += 1
-        first_text.setdefault(key, sent.get("text"))
-        if message.intact:
+        conv = conversations[key]
+        if event == "sent":
+            # A resend (UDP retry, TCP resend after a reconnect) is the same message again.
+            if record["seq"] not in seqs[key]:
+                seqs[key].add(record["seq"])
+                conv.sent += 1
+            first_text.setdefault(key, record.get("text"))
+        elif event == "reply" and record.get("intact") is True:
             conv.echoed += 1
-            conv.bytes += int(message.reply.get("bytes") or 0)
-            if message.reply.get("rtt_ms") is not None:
-                conv.rtts.append(float(message.reply["rtt_ms"]))
+            conv.bytes += int(record.get("bytes") or 0)
+            if record.get("rtt_ms") is not None:
+                conv.rtts.append(float(record["rtt_ms"]))
 
     server_only: dict[tuple[str, str], Conversation] = {}
     server_first_text: dict[tuple[str, str], Any] = {}
@@ -226,7 +225,7 @@ def filter_events(events: list[Record], client: str | None = None, proto: str | 
         selected = [r for r in selected if r.get("proto") in (proto, None)]
     if client:
         addresses = {
-            normal_addr(r["local"], r.get("ip"))
+            client_address(r)
             for r in selected
             if who(r) == client and r.get("event") in ("connected", "bound") and r.get("local")
         }

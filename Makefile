@@ -1,0 +1,17 @@
+# The two Quick start commands (README): `make demo` and `make test`.
+.PHONY: setup demo test unit clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/lab run basic
+
+test: setup
+	.venv/bin/pytest
+
+unit:
+	.venv/bin/pytest -m "not docker"
+
+clean:
+	.venv/bin/lab clean

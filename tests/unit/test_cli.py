@@ -1,0 +1,51 @@
+"""The CLI's contract for bad input (no Docker needed): exit 2 and a one-line message."""
+
+import subprocess
+import sys
+
+from lab.home import project_root
+
+
+def lab(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, timeout=60, **kw)
+
+
+def test_bad_scenario_file_exits_2_naming_file_and_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("description: x\nclients: {count: -1}\n")
+    result = lab("run", str(bad))
+    assert result.returncode == 2
+    assert str(bad) in result.stderr and "clients.count" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_scenario_name_exits_2():
+    result = lab("run", "does-not-exist")
+    assert result.returncode == 2
+    assert "no scenario named 'does-not-exist'" in result.stderr and "basic" in result.stderr
+
+
+def test_bad_client_count_is_a_usage_error():
+    result = lab("run", "basic", "--clients", "0")
+    assert result.returncode == 2 and "1 to 500" in result.stderr
+
+
+def test_list_shows_every_scenario_with_its_description():
+    result = lab("list")
+    assert result.returncode == 0
+    names = sorted(p.stem for p in (project_root() / "scenarios").glob("*.yaml"))
+    listed = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    assert listed == names
+
+
+def test_logs_without_runs_says_how_to_start_one(tmp_path):
+    result = lab("logs", "--out", str(tmp_path))
+    assert result.returncode == 1 and "lab run basic" in result.stderr
+
+
+def test_engine_unreachable_gives_one_line_and_the_doctor_hint(tmp_path):
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/nothing.sock", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = lab("run", "basic", "--out", str(tmp_path), env=env)
+    assert result.returncode == 1
+    assert "cannot reach the Docker engine" in result.stderr and "lab doctor" in result.stderr
+    assert "Traceback" not in result.stderr

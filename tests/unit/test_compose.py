@@ -1,0 +1,84 @@
+"""Rendering scenarios as compose files: hardening, network, shaper sidecars, labels."""
+
+import yaml
+
+from lab.compose import MANAGED_LABEL, RUN_LABEL, render, to_yaml
+from lab.scenario import Scenario
+
+
+def scenario(**data):
+    return Scenario.model_validate({"name": "t", "description": "x", **data})
+
+
+def test_every_echo_container_is_unprivileged_and_limited():
+    compose = render(scenario())
+    for name, service in compose["services"].items():
+        assert service["cap_drop"] == ["ALL"], name
+        assert "cap_add" not in service, name
+        assert service["read_only"] is True and service["mem_limit"] and service["pids_limit"] > 0
+        assert "no-new-privileges:true" in service["security_opt"]
+        assert "user" not in service  # the image's non-root user
+        assert "ports" not in service
+
+
+def test_network_is_internal_with_a_fixed_subnet_for_plain_compose_only():
+    plain = render(scenario())["networks"]["lab"]
+    assert plain["internal"] is True and plain["ipam"]["config"][0]["subnet"] == "10.77.0.0/24"
+    run = render(scenario(), run_id="r1")["networks"]["lab"]
+    assert run["internal"] is True and "ipam" not in run  # Docker picks a free subnet: runs never collide
+    assert run["labels"][RUN_LABEL] == "r1"
+
+
+def test_clients_wait_for_a_healthy_server_and_finished_waits_for_all_clients():
+    compose = render(scenario(clients={"count": 4}))
+    services = compose["services"]
+    assert [n for n in services if n.startswith("client")] == ["client1", "client2", "client3", "client4"]
+    assert services["client2"]["depends_on"]["server"]["condition"] == "service_healthy"
+    assert services["finished"]["depends_on"] == {
+        f"client{i}": {"condition": "service_completed_successfully"} for i in range(1, 5)
+    }
+    assert "server" in services["server"]["networks"]["lab"]["aliases"]
+
+
+def test_client_options_reach_the_command_line():
+    compose = render(scenario(clients={"messages": ["a b", "c"], "retries": 3, "sessions": 4, "reconnect_for": 10}))
+    command = compose["services"]["client1"]["command"]
+    assert command[:4] == ["python3", "-m", "lab.echo", "client"]
+    assert command[command.index("--message") + 1] == "a b"
+    assert command[command.index("--retries") + 1] == "3"
+    assert command[command.index("--sessions") + 1] == "4"
+    assert "--reconnect" in command
+
+
+def test_an_impaired_service_sits_behind_a_shaper_that_owns_the_namespace():
+    compose = render(scenario(server={"impair": {"delay_ms": 100, "jitter_ms": 20}},
+                              clients={"count": 2, "each": {"client2": {"impair": {"loss": 0.1}}}}))
+    services = compose["services"]
+    shaper = services["server-shaper"]
+    assert shaper["cap_add"] == ["NET_ADMIN", "NET_RAW"] and shaper["cap_drop"] == ["ALL"]
+    assert shaper["networks"]["lab"]["aliases"] == ["server"]  # clients still reach "server"
+    assert "--delay-ms" in shaper["command"] and "100" in shaper["command"]
+    server = services["server"]
+    assert server["network_mode"] == "service:server-shaper" and "networks" not in server
+    assert server["depends_on"]["server-shaper"]["condition"] == "service_healthy"
+    assert "cap_add" not in server
+    assert "client1-shaper" not in services
+    assert services["client2"]["network_mode"] == "service:client2-shaper"
+    assert "--loss" in services["client2-shaper"]["command"]
+
+
+def test_labels_mark_everything_for_cleanup():
+    compose = render(scenario(), run_id="r9", owner="host:1")
+    for service in compose["services"].values():
+        assert service["labels"][MANAGED_LABEL] == "true" and service["labels"][RUN_LABEL] == "r9"
+    assert compose["networks"]["lab"]["labels"][MANAGED_LABEL] == "true"
+
+
+def test_yaml_round_trips():
+    compose = render(scenario(), build_context=".")
+    assert yaml.safe_load(to_yaml(compose)) == {k: v for k, v in compose.items() if v is not None}
+
+
+def test_publish_only_when_asked():
+    compose = render(scenario(publish=["19200:19200"]))
+    assert compose["services"]["server"]["ports"] == ["19200:19200"]

@@ -1,0 +1,110 @@
+"""Parsing container output and joining the client's view with the server's, on recorded events."""
+
+import json
+from pathlib import Path
+
+from lab.logs import Origin, conversations_csv, filter_events, infer_ip, join_views, merge_timeline, parse_output
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
+
+
+def load(name):
+    return [json.loads(line) for line in (FIXTURES / name).read_text().splitlines() if line.strip()]
+
+
+def rec(**fields):
+    base = {"v": 1, "ts": "2026-11-25T08:00:00.000000Z", "host": fields.get("service", "x")}
+    base.update(fields)
+    return base
+
+
+def test_parse_output_keeps_every_line_and_tags_the_container():
+    raw = "\n".join([
+        "starting up",
+        json.dumps(rec(role="client", proto="tcp", event="connected", local="10.77.0.11:40000", peer="10.77.0.2:19200")),
+        "Traceback (most recent call last):",
+        '{"half a json',
+        "",
+    ])
+    records = parse_output(raw, Origin(container="lab-x-client1-1", service="client1", role="client", ip="10.77.0.11"))
+    assert [r["event"] for r in records] == ["output", "connected", "output", "output"]
+    assert records[2]["text"] == "Traceback (most recent call last):"
+    assert all(r["container"] == "lab-x-client1-1" and r["service"] == "client1" and r["ip"] == "10.77.0.11" for r in records)
+    # Output before any record takes the first record's time, so it sorts where it appeared.
+    assert records[0]["ts"] == records[1]["ts"]
+
+
+def test_infer_ip_from_own_records_skips_wildcards():
+    records = [rec(event="listening", local="0.0.0.0:19200"), rec(event="connected", local="10.77.0.5:4000")]
+    assert infer_ip(records) == "10.77.0.5"
+
+
+def test_merge_timeline_is_time_ordered_and_stable():
+    a = [rec(ts="2026-11-25T08:00:01.000000Z", event="a1"), rec(ts="2026-11-25T08:00:03.000000Z", event="a2")]
+    b = [rec(ts="2026-11-25T08:00:02.000000Z", event="b1"), rec(ts="2026-11-25T08:00:03.000000Z", event="b2")]
+    assert [r["event"] for r in merge_timeline([a, b])] == ["a1", "b1", "a2", "b2"]
+
+
+def test_join_real_threaded_run_every_socket_matches():
+    rows = join_views(load("threaded-ok.jsonl"))
+    client_rows = [r for r in rows if r.client != "?"]
+    assert client_rows and all(r.flag == "ok" for r in client_rows)
+    for r in client_rows:
+        assert r.server_saw == f"{r.client_ip}:{r.client_port}"
+        assert r.sent > 0 and r.echoed == r.sent and r.rtt_p50_ms is not None
+
+
+def _conversation(client_local, server_peer, text="hello"):
+    return [
+        rec(service="client1", role="client", proto="tcp", event="connected", local=client_local, peer="10.77.0.2:19200", session=0),
+        rec(service="client1", role="client", proto="tcp", event="sent", local=client_local, session=0, seq=1, bytes=5, text=text),
+        rec(service="server", role="server", proto="tcp", event="accepted", local="10.77.0.2:19200", peer=server_peer, conn=1),
+        rec(service="server", role="server", proto="tcp", event="received", peer=server_peer, conn=1, bytes=5, text=text),
+        rec(service="client1", role="client", proto="tcp", event="reply", local=client_local, session=0, seq=1, bytes=5, rtt_ms=0.4, intact=True),
+    ]
+
+
+def test_join_flags_one_sided_views_instead_of_dropping_them():
+    events = _conversation("10.77.0.11:40000", "10.77.0.99:50000", text="one") + [
+        rec(service="server", role="server", proto="tcp", event="accepted", peer="10.77.0.50:1234", conn=2),
+    ]
+    events[3]["text"] = "something else"  # the server saw another conversation there
+    rows = {r.flag: r for r in join_views(events)}
+    assert set(rows) == {"client-only", "server-only"}
+    assert rows["client-only"].client == "client1" and rows["client-only"].server_saw is None
+    assert {r.server_saw for r in join_views(events) if r.flag == "server-only"} == {"10.77.0.99:50000", "10.77.0.50:1234"}
+
+
+def test_join_pairs_the_same_conversation_seen_at_two_addresses():
+    rows = join_views(_conversation("10.77.0.11:40000", "192.168.5.1:61000"))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.flag == "address-mismatch"
+    assert (row.client_port, row.server_saw) == (40000, "192.168.5.1:61000")
+
+
+def test_udp_resends_count_once_and_reconnects_make_new_rows():
+    events = _conversation("10.77.0.11:40000", "10.77.0.11:40000") + [
+        rec(service="client1", role="client", proto="tcp", event="connected", local="10.77.0.11:40001", session=0),
+        rec(service="client1", role="client", proto="tcp", event="sent", local="10.77.0.11:40001", session=0, seq=2, text="b"),
+        rec(service="client1", role="client", proto="tcp", event="sent", local="10.77.0.11:40001", session=0, seq=2, text="b"),
+        rec(service="server", role="server", proto="tcp", event="accepted", peer="10.77.0.11:40001", conn=2),
+    ]
+    rows = join_views(events)
+    assert [(r.client_port, r.sent, r.echoed, r.flag) for r in rows] == [(40000, 1, 1, "ok"), (40001, 1, 0, "ok")]
+
+
+def test_csv_has_one_row_per_conversation():
+    text = conversations_csv(join_views(load("threaded-ok.jsonl")))
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("client,client_ip,proto,session,client_port,server_saw")
+    assert len(lines) - 1 == len(join_views(load("threaded-ok.jsonl")))
+
+
+def test_filter_by_client_keeps_the_servers_records_about_it():
+    events = _conversation("10.77.0.11:40000", "10.77.0.11:40000") + [
+        rec(service="server", role="server", proto="tcp", event="accepted", peer="10.77.0.12:1", conn=2),
+    ]
+    picked = filter_events(events, client="client1")
+    assert len(picked) == 5
+    assert all(r.get("peer") != "10.77.0.12:1" for r in picked)
