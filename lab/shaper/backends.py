@@ -17,10 +17,14 @@ _SENT_RE = re.compile(r"qdisc (\S+) .*?\n\s*Sent \d+ bytes (\d+) pkt \(dropped (
 
 
 def qdisc_counters(dev: str) -> dict[str, tuple[int, int]]:
-    """{qdisc kind: (packets sent, packets dropped)} from `tc -s qdisc show dev DEV`."""
-    done = kernel.run(["tc", "-s", "qdisc", "show", "dev", dev], may_fail=True)
+    """{qdisc kind: (packets sent, packets dropped)} of dev's qdiscs."""
+    return parse_qdisc_stats(kernel.run(["tc", "-s", "qdisc", "show", "dev", dev], may_fail=True).stdout)
+
+
+def parse_qdisc_stats(text: str) -> dict[str, tuple[int, int]]:
+    """{qdisc kind: (packets sent, packets dropped)} from `tc -s qdisc show` output."""
     counters: dict[str, tuple[int, int]] = {}
-    for block in re.split(r"\n(?=qdisc )", done.stdout):
+    for block in re.split(r"\n(?=qdisc )", text):
         match = _SENT_RE.search(block)
         if match:
             counters[match.group(1)] = (int(match.group(2)), int(match.group(3)))
@@ -28,10 +32,14 @@ def qdisc_counters(dev: str) -> dict[str, tuple[int, int]]:
 
 
 def chain_counters(iptables: str, chain: str) -> list[tuple[int, str]]:
-    """(packets, target) for each rule of chain, in order, from `iptables -L -nvx`."""
-    done = kernel.run([iptables, "-w", "-L", chain, "-n", "-v", "-x"], may_fail=True)
+    """(packets, target) for each rule of chain, in order."""
+    return parse_chain_listing(kernel.run([iptables, "-w", "-L", chain, "-n", "-v", "-x"], may_fail=True).stdout)
+
+
+def parse_chain_listing(text: str) -> list[tuple[int, str]]:
+    """(packets, target) per rule from `iptables -L CHAIN -n -v -x` output."""
     rows = []
-    for line in done.stdout.splitlines()[2:]:
+    for line in text.splitlines()[2:]:
         fields = line.split()
         if len(fields) >= 3 and fields[0].isdigit():
             rows.append((int(fields[0]), fields[2]))

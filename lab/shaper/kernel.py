@@ -7,12 +7,14 @@ so the answer is about this kernel and these privileges, not about what is insta
 from __future__ import annotations
 
 import subprocess
+from typing import Callable, TypeVar
 
 from lab.shaper import netlink
 
 PROBE_CHAIN = "LAB-SHAPER-PROBE"
 PROBE_DEV = "shp-probe"
 PROBE_QUEUE = 65001
+T = TypeVar("T")
 
 
 class ShaperError(Exception):
@@ -47,10 +49,11 @@ def pick_iptables() -> str | None:
 
 
 def first_error(done: subprocess.CompletedProcess[str]) -> str | None:
+    """None for success, else the first line the command printed (or its exit status)."""
     if done.returncode == 0:
         return None
-    return (done.stderr or done.stdout).strip().splitlines()[0] if (done.stderr or done.stdout).strip() \
-        else f"exit {done.returncode}"
+    text = (done.stderr or done.stdout).strip()
+    return text.splitlines()[0] if text else f"exit {done.returncode}"
 
 
 def _try_qdisc(dev: str, kind: list[str]) -> str | None:
@@ -66,7 +69,7 @@ def probe_netem(dev: str = "lo") -> str | None:
     return _with_probe_device(dev, lambda d: _try_qdisc(d, ["netem", "delay", "1ms"]))
 
 
-def _with_probe_device(dev: str, check):  # type: ignore[no-untyped-def]
+def _with_probe_device(dev: str, check: Callable[[str], T]) -> T:
     """Run check on a throwaway ifb (so no real device is touched), else on dev."""
     made = run(["ip", "link", "add", PROBE_DEV, "type", "ifb"], may_fail=True).returncode == 0
     try:
@@ -78,18 +81,12 @@ def _with_probe_device(dev: str, check):  # type: ignore[no-untyped-def]
 
 def probe(dev: str = "lo") -> dict[str, object]:
     """What this kernel supports, each by trying it; the keys of `python3 -m lab.shaper probe`."""
-    result: dict[str, object] = {}
-    ifb = run(["ip", "link", "add", PROBE_DEV, "type", "ifb"], may_fail=True).returncode == 0
-    try:
-        where = PROBE_DEV if ifb else dev
-        netem_error = _try_qdisc(where, ["netem", "delay", "1ms"])
-        result["netem"] = netem_error is None
-        result["netem_error"] = netem_error
-        result["tbf"] = _try_qdisc(where, ["tbf", "rate", "1mbit", "burst", "3200", "limit", "10000"]) is None
-    finally:
-        if ifb:
-            run(["ip", "link", "del", PROBE_DEV], may_fail=True)
-    result["ifb"] = ifb
+    netem_error, tbf_error, ifb = _with_probe_device(dev, lambda where: (
+        _try_qdisc(where, ["netem", "delay", "1ms"]),
+        _try_qdisc(where, ["tbf", "rate", "1mbit", "burst", "3200", "limit", "10000"]),
+        where == PROBE_DEV))
+    result: dict[str, object] = {"netem": netem_error is None, "netem_error": netem_error,
+                                 "tbf": tbf_error is None, "ifb": ifb}
     iptables = pick_iptables()
     result["iptables"] = iptables
     result["statistic"] = False

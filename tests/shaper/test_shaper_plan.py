@@ -145,3 +145,24 @@ def test_unknown_backend_or_direction_is_an_error():
         plan(Impairment(), "tc", "eth0")
     with pytest.raises(ValueError, match="direction"):
         plan(Impairment(), "netem", "eth0", "sideways")
+
+
+def test_qdisc_stats_are_read_per_kind():
+    from lab.shaper.backends import parse_qdisc_stats
+    text = ("qdisc netem 8001: root refcnt 2 limit 10000 delay 50ms\n"
+            " Sent 12345 bytes 120 pkt (dropped 3, overlimits 0 requeues 0)\n"
+            " backlog 0b 0p requeues 0\n"
+            "qdisc ingress ffff: parent ffff:fff1 ----------------\n"
+            " Sent 900 bytes 9 pkt (dropped 0, overlimits 0 requeues 0)\n"
+            " backlog 0b 0p requeues 0\n")
+    assert parse_qdisc_stats(text) == {"netem": (120, 3), "ingress": (9, 0)}
+    assert parse_qdisc_stats("") == {}
+
+
+def test_chain_listing_gives_packets_and_target_per_rule():
+    from lab.shaper.backends import parse_chain_listing
+    text = ("Chain OUTPUT (policy ACCEPT 0 packets, 0 bytes)\n"
+            "    pkts      bytes target     prot opt in     out     source               destination\n"
+            "     17     1904 LAB-SHAPER-OUT  0    --  *      eth0    0.0.0.0/0            0.0.0.0/0\n"
+            "      2      120 ACCEPT     6    --  *      *       0.0.0.0/0            0.0.0.0/0\n")
+    assert parse_chain_listing(text) == [(17, "LAB-SHAPER-OUT"), (2, "ACCEPT")]
