@@ -130,13 +130,23 @@ class UserspaceBackend(Backend):
 
     def start(self, impairment: Impairment) -> None:
         # Bind before any rule sends packets our way; --queue-bypass covers the moments without us.
-        self.queue = PacketQueue(planning.queue_config(impairment, self.target.queue_num), self.on_error)
+        try:
+            self.queue = PacketQueue(planning.queue_config(Impairment(), self.target.queue_num), self.on_error)
+        except OSError as exc:
+            raise kernel.ShaperError(f"cannot serve NFQUEUE {self.target.queue_num}: {exc}") from None
+        self._configure_queue(impairment)
         super().start(impairment)
 
     def change(self, impairment: Impairment) -> None:
-        assert self.queue is not None
-        self.queue.configure(planning.queue_config(impairment, self.target.queue_num))
+        self._configure_queue(impairment)
         super().change(impairment)
+
+    def _configure_queue(self, impairment: Impairment) -> None:
+        assert self.queue is not None
+        try:
+            self.queue.configure(planning.queue_config(impairment, self.target.queue_num))
+        except OSError as exc:
+            raise kernel.ShaperError(f"duplicate needs a raw socket (capability NET_RAW): {exc}") from None
 
     def stop(self) -> None:
         steps = self._plan(self.impairment)

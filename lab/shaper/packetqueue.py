@@ -65,7 +65,6 @@ class PacketQueue:
 
     def __init__(self, config: QueueConfig, on_error: Callable[[str, str], None],
                  rng: random.Random | None = None) -> None:
-        self.config = config
         self.sock = netlink.QueueSocket(config.queue_num, also=(config.drop_queue,))
         self.rng = rng or random.Random()
         self._on_error = on_error
@@ -75,13 +74,35 @@ class PacketQueue:
         self._raw_failed = False
         self.counts = {"seen": 0, "dropped": 0, "delayed": 0, "reordered": 0, "duplicated": 0,
                        "corrupted": 0, "max_held": 0}
+        try:
+            self.configure(config)
+        except OSError:
+            self.sock.close()
+            raise
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def configure(self, config: QueueConfig) -> None:
-        """New parameters apply to packets arriving from now on; held ones keep their time."""
+        """New parameters apply to packets arriving from now on; held ones keep their time.
+
+        Raises OSError up front if duplicates are asked for but a raw socket is not allowed
+        (the container lacks NET_RAW), rather than failing packet by packet later.
+        """
+        if config.duplicate and self._raw is None:
+            self._raw = self._open_raw(config.dup_mark)
         self.config = config
+
+    @staticmethod
+    def _open_raw(mark: int) -> socket.socket:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        try:
+            raw.setsockopt(socket.SOL_SOCKET, SO_MARK, mark)
+        except OSError:
+            raw.close()
+            raise
+        raw.setblocking(False)
+        return raw
 
     def on_readable(self, now: float | None = None) -> None:
         for packet in self.sock.receive():
@@ -125,17 +146,13 @@ class PacketQueue:
 
     def _send_copy(self, packet: bytes) -> bool:
         destination = ipv4_destination(packet)
-        if destination is None or self._raw_failed:
-            return False
+        if destination is None or self._raw is None or self._raw_failed:
+            return False  # IPv6 packets are not duplicated
         try:
-            if self._raw is None:
-                self._raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-                self._raw.setsockopt(socket.SOL_SOCKET, SO_MARK, self.config.dup_mark)
-                self._raw.setblocking(False)
             self._raw.sendto(packet, (destination, 0))
             return True
         except OSError as exc:
-            if self._raw is None or exc.errno in (1, 13):  # EPERM/EACCES: no NET_RAW
+            if exc.errno in (1, 13):  # EPERM/EACCES: refused for good
                 self._raw_failed = True
                 self._on_error("duplicate-unavailable", f"cannot send duplicates: {exc}")
             return False

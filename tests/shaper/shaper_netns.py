@@ -84,8 +84,8 @@ class NamespacePair:
         return self.probe("ping", "--count", str(count), "--interval-ms", str(interval_ms),
                           "--wait-ms", str(wait_ms), "--size", str(size))
 
-    def start_shaper(self, tmp_path: pathlib.Path, *options: str) -> "ShaperProcess":
-        shaper = ShaperProcess(self, tmp_path, options)
+    def start_shaper(self, tmp_path: pathlib.Path, *options: str, wrapper: tuple[str, ...] = ()) -> "ShaperProcess":
+        shaper = ShaperProcess(self, tmp_path, options, wrapper)
         self.processes.append(shaper.process)
         return shaper
 
@@ -104,12 +104,13 @@ class NamespacePair:
 class ShaperProcess:
     """`python3 -m lab.shaper run` inside namespace a, with its own ready file and control socket."""
 
-    def __init__(self, pair: NamespacePair, tmp_path: pathlib.Path, options: tuple[str, ...]) -> None:
+    def __init__(self, pair: NamespacePair, tmp_path: pathlib.Path, options: tuple[str, ...],
+                 wrapper: tuple[str, ...] = ()) -> None:
         n = next(_counter)
         self.pair = pair
         self.ready = tmp_path / f"ready{n}"
         self.control = str(tmp_path / f"ctl{n}.sock")
-        self.process = pair.spawn(pair.a, sys.executable, "-m", "lab.shaper", "run", "--dev", "eth0",
+        self.process = pair.spawn(pair.a, *wrapper, sys.executable, "-m", "lab.shaper", "run", "--dev", "eth0",
                                   "--ready-file", str(self.ready), "--control", self.control,
                                   "--name", "shaper-test", *options)
         self.records: list[dict] = []

@@ -163,10 +163,13 @@ def test_sigterm_removes_every_rule_qdisc_and_device(echo_pair, tmp_path):
 
 
 def test_run_cleans_up_what_a_killed_shaper_left(echo_pair, tmp_path):
-    first = echo_pair.start_shaper(tmp_path, "--loss", "1", "--rate", "5mbit").wait_ready()
+    first = echo_pair.start_shaper(tmp_path, "--loss", "1", "--delay-ms", "5", "--rate", "5mbit").wait_ready()
     first.process.kill()
     first.finish()
     assert _leftovers(echo_pair)
+    # Fail-open: its rules are still there, but with nobody on the queues (--queue-bypass)
+    # the packets they pick go through instead of being blackholed.
+    assert echo_pair.ping(20)["lost"] == 0
     second = echo_pair.start_shaper(tmp_path).wait_ready()
     assert echo_pair.ping(20)["lost"] == 0
     assert second.stop() == 0
@@ -205,4 +208,18 @@ def test_netem_backend_refused_where_the_kernel_lacks_it(pair, tmp_path):
     assert shaper.finish() == 1
     assert "no netem" in shaper.events("error")[0]["detail"]
     assert shaper.records[-1]["event"] == "summary" and shaper.records[-1]["ok"] is False
+    assert _leftovers(pair) == []
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv (util-linux) to drop NET_RAW")
+def test_duplicate_without_net_raw_is_refused_up_front(pair, tmp_path):
+    without_raw = ("setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw")
+    shaper = pair.start_shaper(tmp_path, "--delay-ms", "1", wrapper=without_raw).wait_ready()
+    done = shaper.set("--duplicate", "0.5")
+    assert done.returncode == 1 and "NET_RAW" in done.stderr
+    assert shaper.stop() == 0
+    assert shaper.events("error")[0]["reason"] == "change-failed"
+    refused = pair.start_shaper(tmp_path, "--duplicate", "0.5", wrapper=without_raw)
+    assert refused.finish() == 1
+    assert "NET_RAW" in refused.events("error")[0]["detail"]
     assert _leftovers(pair) == []
