@@ -10,8 +10,8 @@ Layout of a rendered project:
 - `<svc>-shaper`: only for a service with an impairment. It owns the network namespace, holds
   NET_ADMIN, applies the impairment, and the echo container joins it with
   `network_mode: service:<svc>-shaper`, so the echo programs never get NET_ADMIN.
-- `finished`: waits until every client has exited 0, so `up --exit-code-from finished finished`
-  ends by itself with the clients' verdict.
+- `finished` (plain compose only): waits until every client has exited 0, so
+  `up --exit-code-from finished finished` ends by itself with the clients' verdict.
 """
 
 from __future__ import annotations
@@ -99,14 +99,17 @@ def render(
         )
         _attach(services, client, name, spec.impair, node, aliases=[])
 
-    finished = node("finished", "finished")
-    finished.update(
-        command=["python3", "-c", f"print('all {scenario.clients.count} clients finished and succeeded')"],
-        depends_on={name: {"condition": "service_completed_successfully"} for name in scenario.client_names()},
-        network_mode="none",
-        **_hardening(pids=16),
-    )
-    services["finished"] = finished
+    if not run_id:
+        # Plain compose only: `lab run` watches the clients itself (and `up -d` would otherwise
+        # block until they are all done, before any fault could be applied).
+        finished = node("finished", "finished")
+        finished.update(
+            command=["python3", "-c", f"print('all {scenario.clients.count} clients finished and succeeded')"],
+            depends_on={name: {"condition": "service_completed_successfully"} for name in scenario.client_names()},
+            network_mode="none",
+            **_hardening(pids=16),
+        )
+        services["finished"] = finished
 
     network: dict[str, Any] = {"internal": True, "labels": dict(labels)}
     if not run_id:
@@ -195,7 +198,7 @@ def client_args(scenario: Scenario, spec: ClientSpec) -> list[str]:
         args += ["--count", str(spec.message_count)]
     if spec.message_size is not None:
         args += ["--size", str(spec.message_size)]
-    if spec.retries:
+    if "udp" in spec.proto:
         args += ["--retries", str(spec.retries)]
     if spec.max_loss:
         args += ["--max-loss", f"{spec.max_loss:g}"]

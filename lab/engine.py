@@ -177,9 +177,14 @@ class Engine:
 
     def import_image(self, tarball: Path, ref: str, changes: list[str]) -> str:
         """`docker import` a root filesystem tarball as an image (the offline base)."""
+        docker = _docker_module()
         repository, _, tag = ref.partition(":")
-        with open(tarball, "rb") as fh:
-            self.client.api.import_image_from_stream(fh, repository=repository, tag=tag or "latest", changes=changes)
+        try:
+            # From a file, so the upload has a length; a chunked stream of this size is refused.
+            self.client.api.import_image_from_file(str(tarball), repository=repository, tag=tag or "latest",
+                                                   changes=changes)
+        except docker.errors.APIError as exc:
+            raise EngineError(f"docker import of {tarball} as {ref}: {_short(exc)}") from None
         image_id = self.image_id(ref)
         if image_id is None:
             raise EngineError(f"docker import of {tarball} did not produce {ref}")

@@ -38,7 +38,7 @@ class Impairment(Model):
     reorder: Fraction = 0
     corrupt: Fraction = 0
     rate: str | None = Field(default=None, description="e.g. 1mbit, 500kbit")
-    direction: Literal["egress", "ingress", "both"] = "both"
+    direction: Literal["egress", "ingress", "both"] = "egress"
 
     @field_validator("rate")
     @classmethod
@@ -88,7 +88,7 @@ class ClientSpec(Model):
     message_size: Annotated[int, Field(ge=0, le=65507)] | None = None
     interval: Annotated[float, Field(ge=0, le=60)] = 0.5
     timeout: Annotated[float, Field(gt=0, le=600)] = 2.0
-    retries: Annotated[int, Field(ge=0, le=100)] = 0
+    retries: Annotated[int, Field(ge=0, le=100)] = 2
     max_loss: Fraction = 0
     sessions: Annotated[int, Field(ge=1, le=1000)] = 1
     reconnect_for: Annotated[float, Field(ge=0, le=600)] = 0

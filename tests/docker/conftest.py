@@ -1,0 +1,52 @@
+"""Fixtures for tests against the real Docker engine. They fail (never skip) without one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.engine import Engine
+from lab.errors import EngineUnavailable
+from lab.home import project_root
+from lab.images import build_node
+
+ROOT = project_root()
+
+
+@pytest.fixture(scope="session")
+def engine(request) -> Engine:
+    try:
+        engine = Engine().require()
+    except EngineUnavailable as exc:
+        pytest.fail(f"Docker tests need a Docker engine and Compose v2 ({exc}); run `lab doctor`, "
+                    f"or deselect them with -m 'not docker'", pytrace=False)
+    request.config._lab_docker_used = True
+    return engine
+
+
+@pytest.fixture(scope="session")
+def node_image(engine) -> str:
+    return build_node(engine, ROOT, progress=None)
+
+
+def run_lab(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """`python -m lab ARGS` as a user would run it, output captured."""
+    env = {**os.environ, "LAB_HOME": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, **kw)
+
+
+def start_lab(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "LAB_HOME": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "lab", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
+
+
+def only_run_dir(out: Path) -> Path:
+    dirs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]

@@ -1,0 +1,182 @@
+"""`lab run` end to end on the real engine: the run directory, concurrency, Ctrl-C, crashes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.compose import RUN_LABEL
+from lab.engine import Engine
+
+from .conftest import only_run_dir, run_lab, start_lab
+
+SLOW_SCENARIO = """\
+description: a long conversation, to be interrupted
+clients:
+  count: 2
+  proto: [tcp]
+  message_count: 200
+  interval: 0.25
+timeout: 120
+"""
+
+
+def run_resources(engine: Engine, run_id: str) -> tuple[list, list]:
+    client = engine.client
+    containers = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+    networks = client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"})
+    return containers, networks
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def read_events(directory: Path) -> list[dict]:
+    return [json.loads(line) for line in (directory / "events.jsonl").read_text().splitlines() if line.strip()]
+
+
+def check_complete_basic_run(directory: Path) -> None:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["verdict"] == "passed", manifest.get("error")
+    assert manifest["scenario"] == "basic"
+    assert "services:" in manifest["compose_config"]
+    assert manifest["images"]["node"].startswith("sha256:")
+    assert manifest["versions"]["engine"] and manifest["versions"]["compose"]
+    assert manifest["started"] < manifest["ended"]
+
+    logs = sorted(p.name for p in (directory / "logs").iterdir())
+    assert len(logs) == 4 and any("-server-" in n for n in logs)
+    server_log = next((directory / "logs").glob("*-server-1.log")).read_text()
+    assert '"event":"summary"' in server_log  # collected after a clean stop, so nothing was cut
+
+    events = read_events(directory)
+    assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
+    assert all(e.get("container") and e.get("role") and e.get("service") for e in events)
+    assert all(e.get("ip") for e in events if e["role"] == "client")
+
+    with open(directory / "clients.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted((r["client"], r["proto"]) for r in rows) == [
+        (f"client{i}", proto) for i in (1, 2, 3) for proto in ("tcp", "udp")
+    ]
+    for row in rows:
+        # The lab's central fact: the client's own view equals the server's view of it.
+        assert row["flag"] == "ok"
+        assert row["server_saw"] == f"{row['client_ip']}:{row['client_port']}"
+        assert int(row["sent"]) == int(row["echoed"]) == 4
+
+
+def test_lab_run_basic_writes_a_complete_run_directory(engine, node_image, tmp_path):
+    result = run_lab("run", "basic", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    directory = only_run_dir(tmp_path)
+    check_complete_basic_run(directory)
+    for i in (1, 2, 3):
+        assert f"client{i}" in result.stdout
+    assert "passed" in result.stdout
+
+    runs = run_lab("runs", "--out", str(tmp_path))
+    assert directory.name in runs.stdout and "passed" in runs.stdout
+
+    logs = run_lab("logs", "--out", str(tmp_path), "--client", "client2", "--proto", "tcp", "--json")
+    picked = [json.loads(line) for line in logs.stdout.splitlines()]
+    assert picked and {e["service"] for e in picked} == {"client2", "server"}
+    client_local = next(e["local"] for e in picked if e["event"] == "connected")
+    assert any(e["event"] == "accepted" and e["peer"] == client_local for e in picked)
+    timeline = run_lab("logs", "--out", str(tmp_path))
+    assert "accepted" in timeline.stdout and "connected" in timeline.stdout
+
+
+def test_two_runs_at_once_do_not_collide(engine, node_image, tmp_path):
+    first, second = start_lab("run", "basic", "--out", str(tmp_path)), start_lab("run", "basic", "--out", str(tmp_path))
+    outputs = [p.communicate(timeout=300)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    dirs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    assert len(dirs) == 2
+    projects = set()
+    for directory in dirs:
+        check_complete_basic_run(directory)
+        projects.add(json.loads((directory / "manifest.json").read_text())["project"])
+    assert len(projects) == 2
+
+
+def test_ctrl_c_mid_run_cleans_up_and_keeps_partial_logs(engine, node_image, tmp_path):
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text(SLOW_SCENARIO)
+    out = tmp_path / "runs"
+    proc = start_lab("run", str(scenario), "--out", str(out))
+    try:
+        directory = wait_for(lambda: next(iter(out.glob("*/manifest.json")), None), 60, "the run directory").parent
+        run_id = directory.name
+        # Wait until the clients are really talking, so there is something to lose.
+        def talking():
+            for c in run_resources(engine, run_id)[0]:
+                if c.labels.get("io.socketlab.role") == "client" and b'"event":"reply"' in c.logs():
+                    return True
+            return False
+        wait_for(talking, 60, "a client's first echo")
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output
+    containers, networks = run_resources(engine, run_id)
+    assert containers == [] and networks == [], "Ctrl-C left resources behind"
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["verdict"] == "interrupted"
+    events = read_events(directory)
+    assert any(e["event"] == "reply" and e["role"] == "client" for e in events)
+    assert any(e["event"] == "accepted" and e["role"] == "server" for e in events)
+    assert len(list((directory / "logs").glob("*.log"))) == 3
+    assert (directory / "clients.csv").read_text().count("\n") >= 3
+
+
+def test_lab_clean_removes_what_a_killed_run_left(engine, node_image, tmp_path):
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text(SLOW_SCENARIO)
+    out = tmp_path / "runs"
+    proc = start_lab("run", str(scenario), "--out", str(out))
+    try:
+        directory = wait_for(lambda: next(iter(out.glob("*/manifest.json")), None), 60, "the run directory").parent
+        run_id = directory.name
+        wait_for(lambda: len([c for c in run_resources(engine, run_id)[0] if c.status == "running"]) == 3, 60,
+                 "the run's containers")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # a crash: no chance to clean up
+        proc.communicate(timeout=30)
+    assert run_resources(engine, run_id)[0], "the kill should have left containers behind"
+    result = run_lab("clean")
+    assert result.returncode == 0, result.stderr
+    assert "removed lab-" in result.stdout and "network" in result.stdout
+    containers, networks = run_resources(engine, run_id)
+    assert containers == [] and networks == []
+
+
+def test_bad_scenario_file_exits_2_before_touching_docker(engine, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("description: x\nserver: {mode: forking}\n")
+    result = run_lab("run", str(bad), "--out", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert f"{bad}: server.mode" in result.stderr and "'iterative', 'threaded' or 'async'" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_doctor_passes_and_names_the_impairment_backend(engine, node_image):
+    result = run_lab("doctor")
+    assert result.returncode == 0, result.stdout
+    assert "docker engine" in result.stdout and "compose v2" in result.stdout
+    assert "impairments" in result.stdout and ("netem" in result.stdout or "userspace" in result.stdout)

@@ -1,0 +1,34 @@
+"""Every scenario in scenarios/ is a test case, run through the orchestrator on the real engine.
+
+Parametrised by discovery: a new scenario file is a new test. A failing case shows the failed
+expectations, the clients that failed and where its run directory is.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.home import project_root
+from lab.images import build_node
+from lab.run import run_scenario
+from lab.scenario import load_scenario, scenario_names
+
+SCENARIOS = project_root() / "scenarios"
+
+
+@pytest.mark.parametrize("name", scenario_names(SCENARIOS))
+def test_scenario(name, engine, node_image, tmp_path_factory):
+    path = SCENARIOS / f"{name}.yaml"
+    scenario = load_scenario(path)
+    runs = tmp_path_factory.mktemp(f"runs-{name}")
+    result = run_scenario(scenario, engine, runs, project_root(), source=path)
+    problems = [f"{r.name}: measured {r.measured}, expected {r.expected} {r.detail or ''}"
+                for r in result.expectations if not r.passed]
+    problems += [f"{client} exited {code}" for client, code in sorted(result.clients.items()) if code != 0]
+    if result.error:
+        problems.append(result.error)
+    assert result.verdict == "passed", (
+        f"scenario {name} {result.verdict}; run directory: {result.directory}\n  " + "\n  ".join(problems)
+    )
+    assert result.expectations or not scenario.expect
+    assert all(c.flag == "ok" for c in result.conversations), [c.row() for c in result.conversations if c.flag != "ok"]
