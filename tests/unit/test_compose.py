@@ -82,3 +82,8 @@ def test_yaml_round_trips():
 def test_publish_only_when_asked():
     compose = render(scenario(publish=["19200:19200"]))
     assert compose["services"]["server"]["ports"] == ["19200:19200"]
+
+
+def test_runs_have_no_finished_service_plain_compose_does():
+    assert "finished" in render(scenario())["services"]
+    assert "finished" not in render(scenario(), run_id="r1")["services"]
