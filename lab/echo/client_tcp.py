@@ -96,7 +96,9 @@ class TcpSession:
             except SessionFailed as exc:
                 delay = next(delays)
                 if time.monotonic() + delay > deadline:
-                    raise SessionFailed(exc.reason, f"{exc.detail} (after {attempt} attempts)") from None
+                    if attempt > 1:
+                        raise SessionFailed(exc.reason, f"{exc.detail} (after {attempt} attempts)") from None
+                    raise
                 self.writer.emit("tcp", "retry", session=self.session, attempt=attempt,
                                  delay_ms=round(delay * 1000), reason=exc.reason, detail=exc.detail)
                 self.stop.sleep(delay)
