@@ -238,6 +238,7 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
         if origin.ip is None and info.role != "shaper":
             # An echo container behind a shaper has no IP of its own in Docker's view.
             origin.ip = seen.get(f"{project}-{info.service}-shaper-1", info).ip or infer_ip(records)
+            info.ip = origin.ip
             for record in records:
                 record.setdefault("ip", origin.ip)
         groups.append(records)

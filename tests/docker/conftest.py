@@ -33,9 +33,9 @@ def node_image(engine) -> str:
     return build_node(engine, ROOT, progress=None)
 
 
-def run_lab(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+def run_lab(*args: str, timeout: float = 300, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:
     """`python -m lab ARGS` as a user would run it, output captured."""
-    env = {**os.environ, "LAB_HOME": str(ROOT)}
+    env = {**os.environ, "LAB_HOME": str(ROOT), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, **kw)
 
