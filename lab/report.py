@@ -81,6 +81,8 @@ def timeline_lines(events: list[Record]) -> Iterable[str]:
         else:
             if r.get("local"):
                 parts.append(f"local={r['local']}")
+            if r.get("local_route"):
+                parts.append(f"route={r['local_route']}")
             if r.get("peer"):
                 parts.append(f"peer={r['peer']}")
             for key in ("session", "conn", "seq", "bytes", "rtt_ms", "reads", "intact", "reason", "attempt"):
