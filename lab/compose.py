@@ -71,12 +71,7 @@ def render(
     server.update(
         command=["python3", "-m", "lab.echo", "server", *server_args(scenario)],
         environment={"LAB_NAME": "server"},
-        healthcheck={
-            "test": ["CMD", "test", "-f", READY_FILE],
-            "interval": "500ms",
-            "timeout": "2s",
-            "retries": 60,
-        },
+        healthcheck=_ready_when(READY_FILE),
         stop_grace_period="3s",
         **_hardening(pids=1200 if scenario.server.mode == "threaded" else 256),
     )
@@ -142,12 +137,7 @@ def _attach(services: dict[str, Any], spec: dict[str, Any], name: str, impair: I
         tmpfs=["/tmp", "/run"],
         mem_limit="128m",
         pids_limit=64,
-        healthcheck={
-            "test": ["CMD", "test", "-f", SHAPER_READY_FILE],
-            "interval": "500ms",
-            "timeout": "2s",
-            "retries": 60,
-        },
+        healthcheck=_ready_when(SHAPER_READY_FILE),
         stop_grace_period="3s",
         networks={NETWORK: {"aliases": aliases or [name]}},
     )
@@ -157,6 +147,11 @@ def _attach(services: dict[str, Any], spec: dict[str, Any], name: str, impair: I
     depends[shaper_name] = {"condition": "service_healthy"}
     spec["depends_on"] = depends
     services[name] = spec
+
+
+def _ready_when(path: str) -> dict[str, Any]:
+    """Healthy once the program has touched its ready file (no probe traffic in the logs)."""
+    return {"test": ["CMD", "test", "-f", path], "interval": "500ms", "timeout": "2s", "retries": 60}
 
 
 def _hardening(pids: int) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from lab.echo.record import parse_addr as split_addr  # the schema's own address format
+
 Record = dict[str, Any]
 
 # Wildcard addresses a client may see from getsockname() on an unconnected UDP socket.
@@ -47,15 +49,6 @@ def ms_between(earlier: str, later: str) -> float:
 def who(record: Record) -> str:
     """The name of the program a record came from: compose service, else container, else host."""
     return str(record.get("service") or record.get("container") or record.get("host") or "?")
-
-
-def split_addr(text: str) -> tuple[str, int]:
-    """`1.2.3.4:5` or `[::1]:5` -> (host, port)."""
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]:")
-    else:
-        host, _, port = text.rpartition(":")
-    return host, int(port)
 
 
 def normal_addr(text: str, own_ip: str | None = None) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from lab.errors import ScenarioError
 from lab.expect import Expectation
@@ -109,21 +109,18 @@ class ClientSpec(Model):
         return self
 
 
-class ClientOverride(Model):
-    """Per-client differences from `clients`; unset fields inherit."""
+def _all_optional(model: type[Model], name: str, doc: str) -> type[Model]:
+    """The same fields as `model`, each optional with no default: unset means inherit."""
+    fields = {}
+    for key, info in model.model_fields.items():
+        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[key] = (annotation | None, None)
+    derived = create_model(name, __base__=Model, **fields)
+    derived.__doc__ = doc
+    return derived
 
-    proto: list[Proto] | None = None
-    messages: list[str] | None = None
-    message_count: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    message_size: Annotated[int, Field(ge=0, le=65507)] | None = None
-    interval: Annotated[float, Field(ge=0, le=60)] | None = None
-    timeout: Annotated[float, Field(gt=0, le=600)] | None = None
-    retries: Annotated[int, Field(ge=0, le=100)] | None = None
-    max_loss: Fraction | None = None
-    sessions: Annotated[int, Field(ge=1, le=1000)] | None = None
-    reconnect_for: Annotated[float, Field(ge=0, le=600)] | None = None
-    start_after: Annotated[float, Field(ge=0, le=600)] | None = None
-    impair: Impairment | None = None
+
+ClientOverride = _all_optional(ClientSpec, "ClientOverride", "Per-client differences from `clients`; unset fields inherit.")
 
 
 class ClientsSpec(ClientSpec):
@@ -185,6 +182,10 @@ class Scenario(Model):
                 raise ValueError(
                     f"clients.each.{key}: no such client; clients are {', '.join(self.client_names())}"
                 )
+            try:
+                self.client(key)
+            except ValidationError as exc:
+                raise ValueError(f"clients.each.{key}: {describe_errors(exc)}") from None
         for i, fault in enumerate(self.faults):
             if fault.target not in names:
                 raise ValueError(f"faults.{i}.target: {fault.target!r} is not a service; use one of {', '.join(sorted(names))}")

@@ -114,3 +114,15 @@ def test_impair_fault_needs_a_shaper(tmp_path):
 def test_jitter_cannot_exceed_delay(tmp_path):
     with pytest.raises(ScenarioError, match="jitter_ms"):
         load_scenario(write(tmp_path, "j", "description: x\nserver: {impair: {delay_ms: 10, jitter_ms: 20}}\n"))
+
+
+@pytest.mark.parametrize("override, field, allowed", [
+    ("{interval: -1}", "clients.each.client2.interval", "greater than or equal to 0"),
+    ("{proto: [udp, udp]}", "clients.each.client2", "each protocol once"),
+    ("{messages: [a], message_count: 3}", "clients.each.client2", "either messages, or message_count"),
+    ("{colour: red}", "clients.each.client2.colour", "unknown field"),
+])
+def test_bad_per_client_override_is_caught_at_load(tmp_path, override, field, allowed):
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(write(tmp_path, "e", f"description: x\nclients:\n  each:\n    client2: {override}\n"))
+    assert field in str(info.value) and allowed in str(info.value)
