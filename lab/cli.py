@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except LabError as exc:
         err = console(stderr=True)
-        err.print(f"[red]lab: {exc}[/]", markup=True, highlight=False)
+        err.print(f"lab: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
         if isinstance(exc, EngineUnavailable):
             err.print(f"hint: {exc.hint}")
         return exc.exit_code
@@ -37,13 +37,20 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lab", description="Run socket-level TCP/UDP echo scenarios in containers and join both views.",
         epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("doctor", help="check Docker, Compose v2, images, disk; print fixes")
     p.set_defaults(func=cmd_doctor)
@@ -214,6 +221,9 @@ class ConsoleProgress:
         self.out.print(f"  {text}")
 
     def clients(self, finished: int, total: int) -> None:
+        if not self.out.is_terminal:
+            self.out.print(f"  clients finished: {finished}/{total}")  # logs and CI get lines, not a bar
+            return
         if self.task is not None:
             if not self.bar.live.is_started:
                 self.bar.start()
@@ -235,6 +245,8 @@ def cmd_test(args) -> int:
     results = []
     for scenario, path in loaded:
         results.append((scenario, _run_one(scenario, path, engine, out_dir)))
+        if results[-1][1].verdict == "interrupted":
+            break  # Ctrl-C ends the whole test run, not just this scenario
     junit = args.junit or out_dir / "junit.xml"
     write_junit(junit, results)
     out = console()
@@ -243,6 +255,8 @@ def cmd_test(args) -> int:
         style = "green" if result.verdict == "passed" else "red"
         out.print(f"  [{style}]{result.verdict:<11}[/] {scenario.name:<20} {result.directory}")
     out.print(f"JUnit XML: {junit}")
+    if any(r.verdict == "interrupted" for _, r in results):
+        return 130
     return 0 if all(r.verdict == "passed" for _, r in results) else 1
 
 

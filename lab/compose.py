@@ -109,8 +109,6 @@ def render(
     network: dict[str, Any] = {"internal": True, "labels": dict(labels)}
     if not run_id:
         network["ipam"] = {"config": [{"subnet": scenario.network.subnet}]}
-    if scenario.network.ipv6:
-        network["enable_ipv6"] = True
     return {"name": None, "services": services, "networks": {NETWORK: network}}
 
 
@@ -171,7 +169,7 @@ def server_args(scenario: Scenario) -> list[str]:
         "--proto", ",".join(s.proto),
         "--port", str(s.port),
         "--mode", s.mode,
-        "--host", "::" if scenario.network.ipv6 else "0.0.0.0",
+        "--host", "0.0.0.0",
         "--idle-timeout", f"{s.idle_timeout:g}",
         "--ready-file", READY_FILE,
     ]
@@ -188,7 +186,8 @@ def client_args(scenario: Scenario, spec: ClientSpec) -> list[str]:
     ]
     if spec.messages is not None:
         for message in spec.messages:
-            args += ["--message", message]
+            # `=` keeps a message like "--help" a value; `$$` is compose's literal `$`.
+            args.append("--message=" + message.replace("$", "$$"))
     if spec.message_count is not None:
         args += ["--count", str(spec.message_count)]
     if spec.message_size is not None:

@@ -59,7 +59,7 @@ def run_checks(engine: Engine, root: Path) -> list[Check]:
         checks.append(Check("node image", node is not None,
                             f"{NODE_IMAGE} {node[7:19]}" if node else f"{NODE_IMAGE} not built yet",
                             "" if node else "`lab build` (or any `lab run`) builds it", blocking=False))
-        checks.append(_impairment_backend(engine, node is not None))
+        checks.append(_impairment_backend(engine, node is not None, root))
         try:
             docker_root = engine.client.info().get("DockerRootDir", "/var/lib/docker")
         except Exception:  # noqa: BLE001 - best effort; the engine check above already reports
@@ -77,13 +77,19 @@ def _disk(path: Path, name: str) -> Check:
                  "" if ok else f"free at least {MIN_FREE_GIB:g} GiB (`docker system prune`, old runs/)")
 
 
-def _impairment_backend(engine: Engine, node_built: bool) -> Check:
-    """Ask the kernel, from inside a throwaway container, which impairment backend will be used."""
+def _impairment_backend(engine: Engine, node_built: bool, root: Path) -> Check:
+    """Ask the kernel, from inside a throwaway container, which impairment backend will be used.
+
+    Before the node image exists, the base image runs the probe from this checkout's code."""
+    image, mounts, env = NODE_IMAGE, None, None
     if not node_built:
-        return Check("impairments", True, "backend unknown until the node image is built", blocking=False)
+        image = base_image_ref()
+        if not engine.image_id(image):
+            return Check("impairments", True, "backend unknown until `lab build` made the images", blocking=False)
+        mounts, env = {str(root / "lab"): "/opt/probe/lab"}, {"PYTHONPATH": "/opt/probe"}
     try:
-        status, output = engine.run_throwaway(NODE_IMAGE, ["python3", "-m", "lab.shaper", "probe"],
-                                              cap_add=["NET_ADMIN", "NET_RAW"])
+        status, output = engine.run_throwaway(image, ["python3", "-m", "lab.shaper", "probe"],
+                                              cap_add=["NET_ADMIN", "NET_RAW"], mounts=mounts, environment=env)
         probe = json.loads(output.strip().splitlines()[-1])
     except (LabError, ValueError, IndexError) as exc:
         return Check("impairments", False, f"probe failed: {exc}", "see `python3 -m lab.shaper probe` output")

@@ -190,6 +190,15 @@ class Engine:
             raise EngineError(f"docker import of {tarball} did not produce {ref}")
         return image_id
 
+    def prune_untagged(self, label: str) -> int:
+        """Remove untagged images with this label (what rebuilds leave); returns how many."""
+        docker = _docker_module()
+        try:
+            result = self.client.images.prune(filters={"dangling": True, "label": label})
+        except docker.errors.APIError:
+            return 0  # another prune is running: the next build tidies up
+        return len(result.get("ImagesDeleted") or [])
+
     def remove_image(self, ref: str) -> None:
         docker = _docker_module()
         try:
@@ -288,8 +297,11 @@ class Engine:
         configs = (net.attrs.get("IPAM") or {}).get("Config") or []
         return configs[0].get("Subnet") if configs else None
 
-    def run_throwaway(self, image: str, command: list[str], cap_add: list[str], timeout: float = 60) -> tuple[int, str]:
-        """Run a short-lived, labelled container with no network of ours; return (status, output)."""
+    def run_throwaway(self, image: str, command: list[str], cap_add: list[str], timeout: float = 60,
+                      mounts: dict[str, str] | None = None, environment: dict[str, str] | None = None) -> tuple[int, str]:
+        """Run a short-lived, labelled container with no network of ours; return (status, output).
+
+        `mounts` maps host directories to read-only container paths."""
         container = self.client.containers.create(
             image,
             command,
@@ -297,6 +309,8 @@ class Engine:
             cap_drop=["ALL"],
             cap_add=cap_add,
             network_mode="none",
+            volumes={host: {"bind": path, "mode": "ro"} for host, path in (mounts or {}).items()},
+            environment=environment or {},
             labels={MANAGED_LABEL: "true", f"{MANAGED_LABEL}-throwaway": "true"},
         )
         try:

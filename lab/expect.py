@@ -104,8 +104,10 @@ class Rtt(Scoped):
 # --- clients and faults -------------------------------------------------------------------------
 
 def _faults(events: list[Record], actions: Sequence[str], target: str | None) -> list[Record]:
+    """Faults that were really applied (a fault the engine refused has `ok: false`)."""
     return [r for r in m.select(events, "lab", "fault")
-            if r.get("action") in actions and (target is None or r.get("target") == target)]
+            if r.get("action") in actions and (target is None or r.get("target") == target)
+            and r.get("ok", True) is True]
 
 
 class ClientsOk(Scoped):

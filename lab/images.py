@@ -20,6 +20,7 @@ from lab.engine import Engine
 from lab.errors import EngineError, LabError
 
 BASE_IMAGE = "socketlab/base:bookworm"
+NODE_LABEL = "io.socketlab.image=node"  # set in images/node/Dockerfile
 PUBLIC_BASE = "python:3.11-slim-bookworm"
 BASE_PACKAGES = ["python3", "iproute2", "iptables", "tcpdump", "procps", "passwd", "ca-certificates"]
 BASE_CHANGES = [
@@ -64,9 +65,11 @@ def build_offline_base(engine: Engine, ref: str, progress: Progress = print, sui
     tool = shutil.which("mmdebstrap")
     if tool is None:
         raise LabError("mmdebstrap is not installed: `sudo apt-get install -y mmdebstrap` (or run scripts/setup.sh)")
-    with tempfile.TemporaryDirectory(prefix="lab-base-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lab-base-", ignore_cleanup_errors=True) as tmp:
         tarball = Path(tmp) / "base.tar"
         cmd = [tool, "--variant=apt", "--include=" + ",".join(BASE_PACKAGES), "--quiet", suite, str(tarball)]
+        if os.geteuid() != 0 and shutil.which("sudo"):
+            cmd = ["sudo", *cmd]  # a root filesystem with the right owners needs root
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
@@ -98,4 +101,5 @@ def build_node(engine: Engine, root: Path, progress: Progress | None = print) ->
     image_id = engine.image_id(NODE_IMAGE)
     if image_id is None:
         raise EngineError(f"the build finished but {NODE_IMAGE} is missing")
+    engine.prune_untagged(NODE_LABEL)
     return image_id

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from lab import __version__
 from lab.compose import NODE_IMAGE, render, to_yaml
 from lab.engine import ContainerInfo, Engine, owner_token
-from lab.errors import LabError, RunFailed
+from lab.errors import LabError, RunFailed, UsageError
 from lab.expect import evaluate
 from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
 from lab.metrics import Record
@@ -132,30 +132,43 @@ def _drive(scenario: Scenario, engine: Engine, project: str, seen: dict[str, Con
     start = time.monotonic()
     timeline = _timeline(scenario.faults)
     total = scenario.clients.count
+    # A client the scenario kills or stops on purpose is judged by the expectations, not its exit.
+    doomed = {f.target for f in scenario.faults if f.action in ("kill", "stop") and f.target != "server"}
     progress.clients(0, total)
     last_done = -1
     while True:
-        elapsed = time.monotonic() - start
-        for info in engine.project_containers(project):
-            known = seen.get(info.name)
-            if known is None or info.ip or info.status != known.status:
-                if known and not info.ip:
-                    info.ip = known.ip
-                seen[info.name] = info
-        while timeline and timeline[0][0] <= elapsed:
-            at, fault, undo = timeline.pop(0)
-            lab_records.append(_apply_fault(scenario, engine, project, seen, fault, undo, at))
+        _observe(engine, project, seen)
+        while timeline and timeline[0][0] <= time.monotonic() - start:
+            _, fault, undo = timeline.pop(0)
+            lab_records.append(_apply_fault(scenario, engine, project, seen, fault, undo, time.monotonic() - start))
         clients = [c for c in seen.values() if c.role == "client"]
         done = sum(1 for c in clients if c.status in ("exited", "dead"))
         if done != last_done:
             progress.clients(done, total)
             last_done = done
         if len(clients) == total and done == total:
-            return "passed" if all(c.exit_code == 0 for c in clients) else "failed"
-        if elapsed > scenario.timeout:
+            # Undo what is still in force (a pause, a cut cable) so the teardown sees every
+            # container as it should be and its logs are complete.
+            for _, fault, undo in timeline:
+                if undo:
+                    lab_records.append(_apply_fault(scenario, engine, project, seen, fault, undo,
+                                                    time.monotonic() - start))
+            if any(r.get("ok") is False for r in lab_records):
+                return "error"
+            return "passed" if all(c.exit_code == 0 for c in clients if c.service not in doomed) else "failed"
+        if time.monotonic() - start > scenario.timeout:
             progress.message(f"timeout: {total - done} of {total} clients still running after {scenario.timeout:g} s")
             return "timeout"
         time.sleep(POLL_SECONDS)
+
+
+def _observe(engine: Engine, project: str, seen: dict[str, ContainerInfo]) -> None:
+    """Refresh what is known of the run's containers, keeping an IP once seen (exited ones lose it)."""
+    for info in engine.project_containers(project):
+        known = seen.get(info.name)
+        if known and not info.ip:
+            info.ip = known.ip
+        seen[info.name] = info
 
 
 def _timeline(faults: list[Fault]) -> list[tuple[float, Fault, bool]]:
@@ -173,8 +186,8 @@ UNDO = {"stop": "start", "kill": "start", "pause": "unpause", "disconnect": "rec
         "start": "stop", "unpause": "pause", "reconnect": "disconnect", "restart": None}
 
 
-def _apply_fault(scenario: Scenario, engine: Engine, project: str, seen: dict[str, ContainerInfo], fault: Fault, undo: bool,
-                 at: float) -> Record:
+def _apply_fault(scenario: Scenario, engine: Engine, project: str, seen: dict[str, ContainerInfo], fault: Fault,
+                 undo: bool, at: float) -> Record:
     """Carry out one fault (or its undo) and return the record that puts it on the timeline."""
     action = UNDO[fault.action] if undo else fault.action
     shaper = seen.get(f"{project}-{fault.target}-shaper-1")
@@ -217,10 +230,7 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
         except (LabError, OSError) as exc:
             errors.append(f"stop: {exc}")
         try:
-            for info in engine.project_containers(project):
-                if info.name in seen and not info.ip:
-                    info.ip = seen[info.name].ip
-                seen[info.name] = info
+            _observe(engine, project, seen)
         except LabError as exc:
             errors.append(f"inspect: {exc}")
     groups = []
@@ -330,10 +340,14 @@ def find_run(runs_dir: Path, run: str | None) -> Path:
         raise LabError(f"no runs in {runs_dir}; start one with `lab run basic`")
     if run is None:
         return Path(runs[0]["directory"])
-    for data in runs:
-        if data["run_id"] == run or data["run_id"].startswith(run) or Path(data["directory"]) == Path(run):
-            return Path(data["directory"])
-    raise LabError(f"no run {run!r} in {runs_dir}; `lab runs` lists them")
+    exact = [d for d in runs if d["run_id"] == run or Path(d["directory"]) == Path(run)]
+    matches = exact or [d for d in runs if d["run_id"].startswith(run)]
+    if len(matches) == 1:
+        return Path(matches[0]["directory"])
+    if matches:
+        names = ", ".join(d["run_id"] for d in matches[:5])
+        raise UsageError(f"run {run!r} is ambiguous: {names}{', ...' if len(matches) > 5 else ''}")
+    raise UsageError(f"no run {run!r} in {runs_dir}; `lab runs` lists them")
 
 
 if __name__ == "__main__":  # pragma: no cover

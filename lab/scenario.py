@@ -144,6 +144,8 @@ class Fault(Model):
 
     @model_validator(mode="after")
     def _impair_needs_values(self) -> "Fault":
+        if self.duration is not None and self.action == "restart":
+            raise ValueError("restart has nothing to undo: leave out duration (or use stop with a duration)")
         if self.action == "impair" and self.impair is None:
             raise ValueError("action impair needs an `impair:` mapping (e.g. {loss: 0.3})")
         if self.action != "impair" and self.impair is not None:
@@ -153,7 +155,6 @@ class Fault(Model):
 
 class NetworkSpec(Model):
     subnet: str = "10.77.0.0/24"
-    ipv6: bool = False
 
 
 class Scenario(Model):

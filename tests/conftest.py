@@ -16,15 +16,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """After Docker tests ran, nothing labelled by the lab may remain: a leftover fails the suite."""
-    if not getattr(session.config, "_lab_docker_used", False):
+    """After Docker tests ran, nothing the lab labelled may remain that was not there before
+    the session (a user's own runs are neither judged nor touched): a leftover fails the suite."""
+    before = getattr(session.config, "_lab_projects_before", None)
+    if before is None:
         return
-    from lab.cleanup import clean  # noqa: PLC0415
+    from lab.engine import Engine  # noqa: PLC0415
 
-    removed, kept = clean(include_live=True)
-    if removed or kept:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        text = "; ".join(f"{project}: {', '.join(what)}" for project, what in removed.items())
-        if reporter:
-            reporter.write_line(f"LEFTOVERS after the test session (removed now): {text}", red=True)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    engine = Engine()
+    leftovers = {p: e for p, e in engine.managed_resources().items() if p not in before}
+    if not leftovers:
+        return
+    removed = {p: engine.remove_resources(e) for p, e in leftovers.items()}
+    text = "; ".join(f"{project}: {', '.join(what)}" for project, what in removed.items())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.write_line(f"LEFTOVERS after the test session (removed now): {text}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -12,9 +12,11 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from lab.echo.record import RecordWriter, format_addr
+from lab.echo.record import RecordWriter, format_addr, text_fields
 
 POLL_S = 0.1
 BACKOFF_FIRST_S = 0.1
@@ -167,3 +169,59 @@ def session_fields(session: int, local: tuple | None, peer: tuple | None) -> dic
 
 def emit_error(writer: RecordWriter, proto: str, session: int, reason: str, detail: str, **extra) -> None:
     writer.emit(proto, "error", session=session, reason=reason, detail=detail, **extra)
+
+
+T = TypeVar("T")
+
+
+class Session:
+    """What a TCP and a UDP session share: the plan, the tally, the addresses every record names,
+    the retries while the server may still be starting, and how a reply or failure is recorded."""
+
+    proto = ""
+
+    def __init__(self, plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag) -> None:
+        self.plan = plan
+        self.session = session
+        self.writer = writer
+        self.stop = stop
+        self.tally = SessionTally(session, planned=len(plan.messages))
+        self.sock: socket.socket | None = None
+        self.local: tuple | None = None
+        self.peer: tuple | None = None
+
+    def fields(self) -> dict:
+        return session_fields(self.session, self.local, self.peer)
+
+    def retry_while_starting(self, attempt_once: Callable[[int], T]) -> T:
+        """attempt_once(1), (2) ... with backoff while --connect-timeout lasts, logging `retry`
+        before each pause; the last SessionFailed goes to the caller."""
+        deadline = time.monotonic() + self.plan.connect_timeout
+        for attempt, delay in enumerate(backoff_delays(), 1):
+            try:
+                return attempt_once(attempt)
+            except SessionFailed as exc:
+                if time.monotonic() + delay > deadline:
+                    if attempt > 1:
+                        raise SessionFailed(exc.reason, f"{exc.detail} (after {attempt} attempts)") from None
+                    raise
+                self.writer.emit(self.proto, "retry", session=self.session, attempt=attempt,
+                                 delay_ms=round(delay * 1000), reason=exc.reason, detail=exc.detail)
+                self.stop.sleep(delay)
+        raise AssertionError("unreachable: backoff_delays never ends")
+
+    def record_reply(self, seq: int, payload: bytes, echo: bytes, rtt_ms: float, **extra) -> None:
+        """Log `reply` (with the echo's text only when it differs) and count it."""
+        intact = echo == payload
+        text = {} if intact else text_fields(echo)
+        self.writer.emit(self.proto, "reply", seq=seq, bytes=len(echo), rtt_ms=round(rtt_ms, 3), **extra,
+                         intact=intact, **self.fields(), **text)
+        self.tally.rtts.append(rtt_ms)
+        if intact:
+            self.tally.echoed += 1
+        else:
+            self.tally.mismatched += 1
+
+    def record_failure(self, exc: SessionFailed) -> None:
+        self.tally.failure = exc.reason if not exc.detail else f"{exc.reason}: {exc.detail}"
+        emit_error(self.writer, self.proto, self.session, exc.reason, exc.detail)

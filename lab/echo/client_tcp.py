@@ -12,8 +12,8 @@ import socket
 import time
 
 from lab.echo.client_core import (
-    ClientPlan, Interrupted, SessionFailed, SessionTally, StopFlag, backoff_delays,
-    connect_stoppable, emit_error, resolve, session_fields, wait_ready,
+    ClientPlan, Interrupted, Session, SessionFailed, SessionTally, StopFlag, backoff_delays,
+    connect_stoppable, resolve, wait_ready,
 )
 from lab.echo.record import RecordWriter, text_fields
 
@@ -29,23 +29,19 @@ class Dropped(Exception):
         self.detail = detail
 
 
-class TcpSession:
+class TcpSession(Session):
     """Runs one session's messages over one connection, reconnecting when allowed."""
 
+    proto = "tcp"
+
     def __init__(self, plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag) -> None:
-        self.plan = plan
-        self.session = session
-        self.writer = writer
-        self.stop = stop
-        self.tally = SessionTally(session, planned=len(plan.messages))
-        self.sock: socket.socket | None = None
-        self.local: tuple | None = None
-        self.peer: tuple | None = None
+        super().__init__(plan, session, writer, stop)
         self.any_echo = False
 
     def run(self) -> SessionTally:
         try:
-            self._connect_first()
+            # connect, retrying while --connect-timeout lasts (the server may be starting)
+            self.retry_while_starting(self._try_connect)
             for seq, payload in enumerate(self.plan.messages, 1):
                 if seq > 1:
                     self.stop.sleep(self.plan.interval)
@@ -55,8 +51,7 @@ class TcpSession:
             self.tally.interrupted = True
             self._close("interrupted")
         except SessionFailed as exc:
-            self.tally.failure = exc.reason if not exc.detail else f"{exc.reason}: {exc.detail}"
-            emit_error(self.writer, "tcp", self.session, exc.reason, exc.detail)
+            self.record_failure(exc)
             self._close(exc.reason)
         return self.tally
 
@@ -79,30 +74,9 @@ class TcpSession:
             self.local = sock.getsockname()
             self.peer = sock.getpeername()
             self.tally.add_port(self.local[1])
-            self.writer.emit("tcp", "connected", attempt=attempt,
-                             **session_fields(self.session, self.local, self.peer))
+            self.writer.emit("tcp", "connected", attempt=attempt, **self.fields())
             return
         raise SessionFailed("connect", str(last) if last else "no address")
-
-    def _connect_first(self) -> None:
-        """Connect, retrying with backoff while --connect-timeout lasts (the server may be starting)."""
-        deadline = time.monotonic() + self.plan.connect_timeout
-        delays = backoff_delays()
-        attempt = 1
-        while True:
-            try:
-                self._try_connect(attempt)
-                return
-            except SessionFailed as exc:
-                delay = next(delays)
-                if time.monotonic() + delay > deadline:
-                    if attempt > 1:
-                        raise SessionFailed(exc.reason, f"{exc.detail} (after {attempt} attempts)") from None
-                    raise
-                self.writer.emit("tcp", "retry", session=self.session, attempt=attempt,
-                                 delay_ms=round(delay * 1000), reason=exc.reason, detail=exc.detail)
-                self.stop.sleep(delay)
-                attempt += 1
 
     def _reconnect(self, drop: Dropped) -> None:
         """After a drop: new connection with backoff within the budget, or SessionFailed."""
@@ -132,7 +106,7 @@ class TcpSession:
         if self.sock is None:
             return
         self.sock.close()
-        self.writer.emit("tcp", "closed", reason=reason, **session_fields(self.session, self.local, self.peer))
+        self.writer.emit("tcp", "closed", reason=reason, **self.fields())
         self.sock = None
 
     # -- one message -------------------------------------------------------------------------
@@ -144,9 +118,8 @@ class TcpSession:
         while True:
             if self.sock is None:
                 raise SessionFailed("closed", "no connection")
-            base = session_fields(self.session, self.local, self.peer)
             self.writer.emit("tcp", "sent", seq=seq, bytes=len(payload),
-                             attempt=attempt if attempt > 1 else None, **base, **text_fields(payload))
+                             attempt=attempt if attempt > 1 else None, **self.fields(), **text_fields(payload))
             if not counted:
                 self.tally.sent += 1
                 counted = True
@@ -159,16 +132,8 @@ class TcpSession:
                 self._reconnect(drop)
                 attempt += 1
                 continue
-            intact = echo == payload
-            fields = {} if intact else text_fields(echo)
-            self.writer.emit("tcp", "reply", seq=seq, bytes=len(echo), rtt_ms=round(rtt_ms, 3),
-                             reads=reads, intact=intact, **base, **fields)
+            self.record_reply(seq, payload, echo, rtt_ms, reads=reads)
             self.any_echo = True
-            self.tally.rtts.append(rtt_ms)
-            if intact:
-                self.tally.echoed += 1
-            else:
-                self.tally.mismatched += 1
             return
 
     def _round_trip(self, payload: bytes) -> tuple[bytes, int, float]:

@@ -13,26 +13,21 @@ import socket
 import time
 
 from lab.echo.client_core import (
-    ClientPlan, Interrupted, SessionFailed, SessionTally, StopFlag, backoff_delays,
-    emit_error, resolve, route_source, session_fields, wait_ready,
+    ClientPlan, Interrupted, Session, SessionFailed, SessionTally, StopFlag, backoff_delays,
+    emit_error, resolve, route_source, wait_ready,
 )
 from lab.echo.record import RecordWriter, format_addr, text_fields
 
 DATAGRAM_MAX = 65535
 
 
-class UdpSession:
+class UdpSession(Session):
     """Runs one session's messages from one unconnected UDP socket."""
 
+    proto = "udp"
+
     def __init__(self, plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag) -> None:
-        self.plan = plan
-        self.session = session
-        self.writer = writer
-        self.stop = stop
-        self.tally = SessionTally(session, planned=len(plan.messages))
-        self.sock: socket.socket | None = None
-        self.local: tuple | None = None
-        self.peer: tuple | None = None
+        super().__init__(plan, session, writer, stop)
         # payload -> (seq, echoed?) for every message already given up on or answered
         self.earlier: dict[bytes, tuple[int, bool]] = {}
 
@@ -46,32 +41,18 @@ class UdpSession:
         except Interrupted:
             self.tally.interrupted = True
         except SessionFailed as exc:
-            self.tally.failure = exc.reason if not exc.detail else f"{exc.reason}: {exc.detail}"
-            emit_error(self.writer, "udp", self.session, exc.reason, exc.detail)
+            self.record_failure(exc)
         finally:
             if self.sock is not None:
                 self.sock.close()
                 if self.local is not None:
-                    self.writer.emit("udp", "closed", **session_fields(self.session, self.local, self.peer))
+                    self.writer.emit("udp", "closed", **self.fields())
         return self.tally
 
     def _open(self) -> None:
         """Resolve the server (retrying while --connect-timeout lasts) and make the socket."""
-        deadline = time.monotonic() + self.plan.connect_timeout
-        delays = backoff_delays()
-        attempt = 1
-        while True:
-            try:
-                family, addr = resolve(self.plan.server, self.plan.port, socket.SOCK_DGRAM)[0]
-                break
-            except SessionFailed as exc:
-                delay = next(delays)
-                if time.monotonic() + delay > deadline:
-                    raise
-                self.writer.emit("udp", "retry", session=self.session, attempt=attempt,
-                                 delay_ms=round(delay * 1000), reason=exc.reason, detail=exc.detail)
-                self.stop.sleep(delay)
-                attempt += 1
+        family, addr = self.retry_while_starting(
+            lambda _attempt: resolve(self.plan.server, self.plan.port, socket.SOCK_DGRAM)[0])
         self.peer = addr
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
@@ -94,9 +75,9 @@ class UdpSession:
                 source = route_source(self.sock.family, self.peer)
                 if source:
                     extra["local_route"] = format_addr((source, self.local[1]))
-            self.writer.emit("udp", "bound", **session_fields(self.session, self.local, self.peer), **extra)
+            self.writer.emit("udp", "bound", **self.fields(), **extra)
         self.writer.emit("udp", "sent", seq=seq, bytes=len(payload), attempt=attempt if attempt > 1 else None,
-                         **session_fields(self.session, self.local, self.peer), **text_fields(payload))
+                         **self.fields(), **text_fields(payload))
         return started
 
     def _attempts(self, seq: int):
@@ -120,7 +101,9 @@ class UdpSession:
                 self.tally.sent += 1
             reply = self._await_reply(seq, payload, wait)
             if reply is not None:
-                self._record_reply(seq, payload, reply, started)
+                echo, arrived = reply
+                self.record_reply(seq, payload, echo, (arrived - started) * 1000)
+                self.earlier[payload] = (seq, True)
                 return
             self.writer.emit("udp", "timeout", session=self.session, seq=seq, attempt=attempt)
         self.earlier[payload] = (seq, False)
@@ -151,20 +134,6 @@ class UdpSession:
                 continue
             return data, arrived
         return None
-
-    def _record_reply(self, seq: int, payload: bytes, reply: tuple[bytes, float], started: float) -> None:
-        data, arrived = reply
-        rtt_ms = (arrived - started) * 1000
-        intact = data == payload
-        fields = {} if intact else text_fields(data)
-        self.writer.emit("udp", "reply", seq=seq, bytes=len(data), rtt_ms=round(rtt_ms, 3), intact=intact,
-                         **session_fields(self.session, self.local, self.peer), **fields)
-        self.tally.rtts.append(rtt_ms)
-        if intact:
-            self.tally.echoed += 1
-        else:
-            self.tally.mismatched += 1
-        self.earlier[payload] = (seq, True)
 
 
 def run_udp_session(plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag) -> SessionTally:

@@ -56,11 +56,8 @@ class TcpConn:
             data = self.sock.recv(loop.read_size)
         except BlockingIOError:
             return
-        except RESET_ERRORS:
-            self.close("reset")
-            return
         except OSError as exc:
-            self.close("error", str(exc))
+            self.close_on_error(exc)
             return
         if not data:
             self.eof_reason = eof_reason(self.sock, len(self.out))
@@ -84,11 +81,8 @@ class TcpConn:
             sent = self.sock.send(data)
         except BlockingIOError:
             sent = 0
-        except RESET_ERRORS:
-            self.close("reset")
-            return
         except OSError as exc:
-            self.close("error", str(exc))
+            self.close_on_error(exc)
             return
         self.bytes_out += sent
         if sent == n:
@@ -109,11 +103,8 @@ class TcpConn:
             sent = self.sock.send(self.out)
         except BlockingIOError:
             return
-        except RESET_ERRORS:
-            self.close("reset")
-            return
         except OSError as exc:
-            self.close("error", str(exc))
+            self.close_on_error(exc)
             return
         del self.out[:sent]
         self.bytes_out += sent
@@ -145,6 +136,13 @@ class TcpConn:
                 self.close("cap", f"peer took none of {len(self.out)} pending echo bytes for {limit:g}s")
         elif now - self.last_in >= limit:
             self.close("idle")
+
+    def close_on_error(self, exc: OSError) -> None:
+        """A recv/send failed: `reset` when the peer reset the connection, else `error`."""
+        if isinstance(exc, RESET_ERRORS):
+            self.close("reset")
+        else:
+            self.close("error", str(exc))
 
     def close(self, reason: str, detail: str | None = None) -> None:
         if self.closed:

@@ -24,7 +24,8 @@ def engine(request) -> Engine:
     except EngineUnavailable as exc:
         pytest.fail(f"Docker tests need a Docker engine and Compose v2 ({exc}); run `lab doctor`, "
                     f"or deselect them with -m 'not docker'", pytrace=False)
-    request.config._lab_docker_used = True
+    # What the lab had made before this session is not ours to judge (see tests/conftest.py).
+    request.config._lab_projects_before = set(engine.managed_resources())
     return engine
 
 

@@ -179,4 +179,5 @@ def test_doctor_passes_and_names_the_impairment_backend(engine, node_image):
     result = run_lab("doctor")
     assert result.returncode == 0, result.stdout
     assert "docker engine" in result.stdout and "compose v2" in result.stdout
-    assert "impairments" in result.stdout and ("netem" in result.stdout or "userspace" in result.stdout)
+    assert "impairments" in result.stdout
+    assert "userspace backend" in result.stdout or "kernel netem (tc qdisc netem)" in result.stdout

@@ -44,7 +44,7 @@ def test_client_options_reach_the_command_line():
     compose = render(scenario(clients={"messages": ["a b", "c"], "retries": 3, "sessions": 4, "reconnect_for": 10}))
     command = compose["services"]["client1"]["command"]
     assert command[:4] == ["python3", "-m", "lab.echo", "client"]
-    assert command[command.index("--message") + 1] == "a b"
+    assert "--message=a b" in command
     assert command[command.index("--retries") + 1] == "3"
     assert command[command.index("--sessions") + 1] == "4"
     assert "--reconnect" in command
@@ -87,3 +87,8 @@ def test_publish_only_when_asked():
 def test_runs_have_no_finished_service_plain_compose_does():
     assert "finished" in render(scenario())["services"]
     assert "finished" not in render(scenario(), run_id="r1")["services"]
+
+
+def test_messages_survive_compose_interpolation_and_option_parsing():
+    command = render(scenario(clients={"messages": ["costs $5 ${HOME}", "--help"]}))["services"]["client1"]["command"]
+    assert "--message=costs $$5 $${HOME}" in command and "--message=--help" in command
