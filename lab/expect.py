@@ -157,7 +157,8 @@ class Fault(Check):
 
     def title(self) -> str:
         on = f" on {self.target}" if self.target else ""
-        return f"a {self.action} fault{on} happened"
+        article = "an" if self.action[0] in "aeiou" else "a"
+        return f"{article} {self.action} fault{on} happened"
 
     def expected(self) -> str:
         return f"at least {self.min}"

@@ -204,8 +204,9 @@ def _apply_fault(scenario: Scenario, engine: Engine, project: str, seen: dict[st
         elif action == "impair":
             if shaper is None:
                 raise RunFailed(f"{fault.target} has no shaper")
+            # The new values replace the old ones whole; the undo puts back what was declared.
             declared = scenario.impair_of(fault.target) if undo else fault.impair
-            impair = declared.shaper_args() if declared else []
+            impair = ["--clear", *(declared.shaper_args(direction=False) if declared else [])]
             status, output = engine.exec(shaper.id, ["python3", "-m", "lab.shaper", "set", *impair])
             record["impair"] = impair
             if status != 0:

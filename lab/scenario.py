@@ -53,8 +53,8 @@ class Impairment(Model):
             raise ValueError(f"jitter_ms ({self.jitter_ms}) cannot exceed delay_ms ({self.delay_ms})")
         return self
 
-    def shaper_args(self) -> list[str]:
-        """The impairment as `python3 -m lab.shaper` options."""
+    def shaper_args(self, direction: bool = True) -> list[str]:
+        """The impairment as `python3 -m lab.shaper` options (`set` cannot change the direction)."""
         args: list[str] = []
         for name in ("delay_ms", "jitter_ms", "loss", "duplicate", "reorder", "corrupt"):
             value = getattr(self, name)
@@ -62,7 +62,8 @@ class Impairment(Model):
                 args += [f"--{name.replace('_', '-')}", f"{value:g}"]
         if self.rate:
             args += ["--rate", self.rate]
-        args += ["--direction", self.direction]
+        if direction:
+            args += ["--direction", self.direction]
         return args
 
 
@@ -190,10 +191,17 @@ class Scenario(Model):
         for i, fault in enumerate(self.faults):
             if fault.target not in names:
                 raise ValueError(f"faults.{i}.target: {fault.target!r} is not a service; use one of {', '.join(sorted(names))}")
-            if fault.action == "impair" and self.impair_of(fault.target) is None:
-                raise ValueError(
-                    f"faults.{i}: {fault.target} has no impairment helper; declare `impair: {{}}` on it to change it during the run"
-                )
+            if fault.action == "impair":
+                declared = self.impair_of(fault.target)
+                if declared is None:
+                    raise ValueError(
+                        f"faults.{i}: {fault.target} has no impairment helper; declare `impair: {{}}` on it to change it during the run"
+                    )
+                if "direction" in fault.impair.model_fields_set and fault.impair.direction != declared.direction:
+                    raise ValueError(
+                        f"faults.{i}.impair.direction: {fault.target}'s shaper runs with direction "
+                        f"{declared.direction}; a fault changes the values, not the direction"
+                    )
         return self
 
     def client_names(self) -> list[str]:

@@ -49,5 +49,13 @@ def test_impair_undo_restores_the_declared_impairment():
         "faults": [{"at": 2, "action": "impair", "target": "server", "impair": {"loss": 0.3}, "duration": 3}],
     })
     fault = scenario.faults[0]
-    assert fault.impair.shaper_args() == ["--loss", "0.3", "--direction", "egress"]
-    assert scenario.impair_of("server").shaper_args() == ["--loss", "0.05", "--direction", "both"]
+    assert fault.impair.shaper_args(direction=False) == ["--loss", "0.3"]
+    assert scenario.impair_of("server").shaper_args(direction=False) == ["--loss", "0.05"]
+
+
+def test_a_fault_cannot_change_the_shapers_direction():
+    with pytest.raises(ValidationError, match="changes the values, not the direction"):
+        Scenario.model_validate({
+            "name": "t", "description": "x", "server": {"impair": {"loss": 0.05, "direction": "both"}},
+            "faults": [{"at": 2, "action": "impair", "target": "server", "impair": {"loss": 0.3, "direction": "egress"}}],
+        })
