@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 
-import pytest
 from client_fakes import LiveClient, TcpEcho, events, run_client, summary
 
 from lab.echo.record import format_addr
@@ -188,19 +187,6 @@ def test_no_server_fails_fast_without_connect_timeout(capsys):
     assert error["reason"] == "connect" and "refused" in error["detail"].lower()
     total = summary(records, "tcp")
     assert total["sent"] == 0 and not total["ok"] and total["local_ports"] == []
-
-
-def test_ipv6_loopback(capsys):
-    try:
-        server = TcpEcho(host="::1")
-    except OSError:
-        pytest.skip("no IPv6 loopback on this host")
-    with server:
-        code, records = run_client(capsys, "--server", "::1", "--port", str(server.port), "--message", "v6", *FAST)
-    assert code == 0
-    (connected,) = events(records, "connected")
-    assert connected["local"].startswith("[::1]:")
-    assert connected["local"] == format_addr(server.peers[0][:2])
 
 
 def test_connection_dropped_before_the_first_echo_is_retried_within_connect_timeout(capsys):

@@ -130,15 +130,3 @@ def test_first_datagram_is_resent_while_connect_timeout_lasts(capsys):
     assert attempts[:3] == [1, 2, 3] and attempts == list(range(1, len(attempts) + 1))
     assert summary(records, "udp")["echoed"] == 1 and len(server.datagrams) >= 4
 
-
-def test_ipv6_loopback(capsys):
-    try:
-        server = UdpEcho(host="::1")
-    except OSError:
-        pytest.skip("no IPv6 loopback on this host")
-    with server:
-        code, records = run_client(capsys, "--server", "::1", "--port", str(server.port), "--message", "v6",
-                                   "--timeout", "2", *FAST)
-    assert code == 0
-    (bound,) = events(records, "bound")
-    assert bound["local_route"] == format_addr(server.peers[0][:2])

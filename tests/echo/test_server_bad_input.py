@@ -8,7 +8,6 @@ import select
 import socket
 import struct
 import threading
-import time
 
 import pytest
 from server_harness import EchoServer, addr_text, recv_exactly, tcp_echo, udp_echo

@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 import pytest
-from server_harness import EchoServer, addr_text, recv_exactly, tcp_echo, udp_echo
+from server_harness import EchoServer, addr_text, recv_exactly, tcp_echo
 
 
 @pytest.fixture
