@@ -225,11 +225,13 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
     """Stop, collect, tear down, write: each step guarded so the later ones still happen."""
     errors: list[str] = []
     if brought_up:
-        try:
-            progress.message("stopping containers")
-            engine.compose(project, [compose_file], "stop", "-t", "3", cwd=directory, timeout=120)
-        except (LabError, OSError) as exc:
-            errors.append(f"stop: {exc}")
+        if not keep:
+            # Stopped first, so every program's SIGTERM summary is in the logs collected next.
+            try:
+                progress.message("stopping containers")
+                engine.compose(project, [compose_file], "stop", "-t", "3", cwd=directory, timeout=120)
+            except (LabError, OSError) as exc:
+                errors.append(f"stop: {exc}")
         try:
             _observe(engine, project, seen)
         except LabError as exc:
