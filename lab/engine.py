@@ -207,9 +207,21 @@ class Engine:
             pass
 
     # ---- containers of a run --------------------------------------------------------------
+    def containers(self, label: str) -> list:
+        """SDK containers with a label, running or not.
+
+        Listing inspects each container in turn, so one removed meanwhile (another run's
+        teardown) makes it fail with NotFound: list again."""
+        docker = _docker_module()
+        for _ in range(10):
+            try:
+                return self.client.containers.list(all=True, filters={"label": label})
+            except docker.errors.NotFound:
+                time.sleep(0.05)
+        return self.client.containers.list(all=True, filters={"label": label})
+
     def project_containers(self, project: str) -> list[ContainerInfo]:
-        containers = self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
-        return [self._info(c) for c in containers]
+        return [self._info(c) for c in self.containers(f"{PROJECT_LABEL}={project}")]
 
     def _info(self, container) -> ContainerInfo:
         attrs = container.attrs
@@ -251,20 +263,18 @@ class Engine:
         """Apply a fault action to a container: stop, start, kill, restart, pause, unpause,
         disconnect (from the run's network), reconnect."""
         docker = _docker_module()
+        lifecycle = {
+            "stop": lambda c: c.stop(timeout=3),
+            "start": lambda c: c.start(),
+            "kill": lambda c: c.kill(),
+            "restart": lambda c: c.restart(timeout=3),
+            "pause": lambda c: c.pause(),
+            "unpause": lambda c: c.unpause(),
+        }
         try:
             container = self.client.containers.get(container_id)
-            if action == "stop":
-                container.stop(timeout=3)
-            elif action == "start":
-                container.start()
-            elif action == "kill":
-                container.kill()
-            elif action == "restart":
-                container.restart(timeout=3)
-            elif action == "pause":
-                container.pause()
-            elif action == "unpause":
-                container.unpause()
+            if action in lifecycle:
+                lifecycle[action](container)
             elif action in {"disconnect", "reconnect"}:
                 net = self.client.networks.get(network)
                 if action == "disconnect":
@@ -325,7 +335,7 @@ class Engine:
     def managed_resources(self) -> dict[str, dict[str, Any]]:
         """Every container and network the lab made, grouped by compose project."""
         projects: dict[str, dict[str, Any]] = {}
-        for c in self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"}):
+        for c in self.containers(f"{MANAGED_LABEL}=true"):
             labels = c.labels
             key = labels.get(PROJECT_LABEL) or c.name
             entry = projects.setdefault(key, {"containers": [], "networks": [], "owner": None, "run": None})

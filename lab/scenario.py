@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from lab.errors import ScenarioError
 from lab.expect import Expectation
@@ -22,6 +22,17 @@ Mode = Literal["iterative", "threaded", "async"]
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$")
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _distinct_protos(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("at least one of tcp, udp")
+    if len(set(value)) != len(value):
+        raise ValueError("each protocol once")
+    return value
+
+
+Protos = Annotated[list[Proto], AfterValidator(_distinct_protos)]
 
 
 class Model(BaseModel):
@@ -69,21 +80,16 @@ class Impairment(Model):
 
 class ServerSpec(Model):
     mode: Mode = "async"
-    proto: list[Proto] = ["tcp", "udp"]
+    proto: Protos = ["tcp", "udp"]
     port: Annotated[int, Field(ge=1, le=65535)] = 19200
     idle_timeout: Annotated[float, Field(gt=0, le=3600)] = 30
     impair: Impairment | None = None
-
-    @field_validator("proto")
-    @classmethod
-    def _protos(cls, value: list[str]) -> list[str]:
-        return _distinct_protos(value)
 
 
 class ClientSpec(Model):
     """How clients talk; every field can be overridden per client under `clients.each`."""
 
-    proto: list[Proto] = ["tcp", "udp"]
+    proto: Protos = ["tcp", "udp"]
     messages: list[str] | None = None
     message_count: Annotated[int, Field(ge=1, le=100_000)] | None = None
     message_size: Annotated[int, Field(ge=0, le=65507)] | None = None
@@ -95,11 +101,6 @@ class ClientSpec(Model):
     reconnect_for: Annotated[float, Field(ge=0, le=600)] = 0
     start_after: Annotated[float, Field(ge=0, le=600)] = 0
     impair: Impairment | None = None
-
-    @field_validator("proto")
-    @classmethod
-    def _protos(cls, value: list[str]) -> list[str]:
-        return _distinct_protos(value)
 
     @model_validator(mode="after")
     def _one_message_source(self) -> "ClientSpec":
@@ -225,14 +226,6 @@ class Scenario(Model):
         data = self.model_dump(exclude_unset=True)
         data.setdefault("clients", {})["count"] = count
         return Scenario.model_validate(data)
-
-
-def _distinct_protos(value: list[str]) -> list[str]:
-    if not value:
-        raise ValueError("at least one of tcp, udp")
-    if len(set(value)) != len(value):
-        raise ValueError("each protocol once")
-    return value
 
 
 def load_scenario(path: Path) -> Scenario:

@@ -18,6 +18,7 @@ from .server_core import FD_LIMIT_ERRNOS, RESET_ERRORS, ServerContext, eof_reaso
 IN = select.EPOLLIN
 OUT = select.EPOLLOUT
 HANGUP = select.EPOLLERR | select.EPOLLHUP
+SPIN_S = float(__import__("os").environ.get("SPIN_S", "0.00005"))
 ACCEPT_BATCH = 64  # accepts / datagrams handled per wake-up before other sockets get a turn
 
 
@@ -259,9 +260,15 @@ class EchoLoop:
         next_sweep = self.now + sweep_every
         handlers = self.handlers
         poll = self.ep.poll
+        spin_until = 0.0
         while self.running:
-            events = poll(max(0.0, next_sweep - self.now))
+            if self.now < spin_until:
+                events = poll(0)
+            else:
+                events = poll(max(0.0, next_sweep - self.now))
             self.now = now = time.monotonic()
+            if events:
+                spin_until = now + SPIN_S
             for fd, ev in events:
                 handler = handlers.get(fd)
                 if handler is not None:

@@ -28,9 +28,8 @@ timeout: 120
 
 
 def run_resources(engine: Engine, run_id: str) -> tuple[list, list]:
-    client = engine.client
-    containers = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
-    networks = client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"})
+    containers = engine.containers(f"{RUN_LABEL}={run_id}")
+    networks = engine.client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"})
     return containers, networks
 
 
@@ -113,21 +112,32 @@ def test_two_runs_at_once_do_not_collide(engine, node_image, tmp_path):
     assert len(projects) == 2
 
 
-def test_ctrl_c_mid_run_cleans_up_and_keeps_partial_logs(engine, node_image, tmp_path):
+def start_slow_run(tmp_path: Path):
+    """`lab run` of a long scenario in the background; returns (process, its run directory)."""
     scenario = tmp_path / "slow.yaml"
     scenario.write_text(SLOW_SCENARIO)
     out = tmp_path / "runs"
     proc = start_lab("run", str(scenario), "--out", str(out))
+    directory = wait_for(lambda: next(iter(out.glob("*/manifest.json")), None), 60, "the run directory").parent
+    return proc, directory
+
+
+def client_talking(engine: Engine, run_id: str) -> bool:
+    return any(c.labels.get("io.socketlab.role") == "client" and b'"event":"reply"' in c.logs()
+               for c in run_resources(engine, run_id)[0])
+
+
+@pytest.mark.parametrize("moment", ["while starting", "mid-conversation"])
+def test_ctrl_c_cleans_up_and_keeps_partial_logs(engine, node_image, tmp_path, moment):
+    proc, directory = start_slow_run(tmp_path)
+    run_id = directory.name
     try:
-        directory = wait_for(lambda: next(iter(out.glob("*/manifest.json")), None), 60, "the run directory").parent
-        run_id = directory.name
-        # Wait until the clients are really talking, so there is something to lose.
-        def talking():
-            for c in run_resources(engine, run_id)[0]:
-                if c.labels.get("io.socketlab.role") == "client" and b'"event":"reply"' in c.logs():
-                    return True
-            return False
-        wait_for(talking, 60, "a client's first echo")
+        if moment == "while starting":
+            # As soon as compose has created anything: the run is half up.
+            wait_for(lambda: run_resources(engine, run_id)[0] or run_resources(engine, run_id)[1], 60,
+                     "the first container or network")
+        else:
+            wait_for(lambda: client_talking(engine, run_id), 60, "a client's first echo")
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=120)[0]
     finally:
@@ -137,22 +147,20 @@ def test_ctrl_c_mid_run_cleans_up_and_keeps_partial_logs(engine, node_image, tmp
     containers, networks = run_resources(engine, run_id)
     assert containers == [] and networks == [], "Ctrl-C left resources behind"
     manifest = json.loads((directory / "manifest.json").read_text())
-    assert manifest["verdict"] == "interrupted"
-    events = read_events(directory)
-    assert any(e["event"] == "reply" and e["role"] == "client" for e in events)
-    assert any(e["event"] == "accepted" and e["role"] == "server" for e in events)
-    assert len(list((directory / "logs").glob("*.log"))) == 3
-    assert (directory / "clients.csv").read_text().count("\n") >= 3
+    assert manifest["verdict"] == "interrupted" and manifest["ended"]
+    assert (directory / "events.jsonl").exists() and (directory / "clients.csv").exists()
+    if moment == "mid-conversation":
+        events = read_events(directory)
+        assert any(e["event"] == "reply" and e["role"] == "client" for e in events)
+        assert any(e["event"] == "accepted" and e["role"] == "server" for e in events)
+        assert len(list((directory / "logs").glob("*.log"))) == 3
+        assert (directory / "clients.csv").read_text().count("\n") >= 3
 
 
 def test_lab_clean_removes_what_a_killed_run_left(engine, node_image, tmp_path):
-    scenario = tmp_path / "slow.yaml"
-    scenario.write_text(SLOW_SCENARIO)
-    out = tmp_path / "runs"
-    proc = start_lab("run", str(scenario), "--out", str(out))
+    proc, directory = start_slow_run(tmp_path)
+    run_id = directory.name
     try:
-        directory = wait_for(lambda: next(iter(out.glob("*/manifest.json")), None), 60, "the run directory").parent
-        run_id = directory.name
         wait_for(lambda: len([c for c in run_resources(engine, run_id)[0] if c.status == "running"]) == 3, 60,
                  "the run's containers")
     finally:
