@@ -1,13 +1,17 @@
 """Echo server benchmark: our three modes against socat (and iperf3 for bulk), one run, loopback.
 
-    python3 benchmarks/echo_bench.py [--duration 1] [--rounds 3] [--no-write]
+    python3 benchmarks/echo_bench.py [--duration 1] [--rounds 5] [--no-write]
 
 Request/response: 64-byte messages, each connection waits for its whole echo before sending
 the next, with 1, 10 and 50 concurrent connections. Bulk: one connection streaming 256 KiB
 writes while reading the echo. The load generator runs in separate processes (fork), each an
 epoll loop over its share of the connections (a plain blocking loop for one connection), so it
-never shares an interpreter with the server. Prints a markdown table and writes it into the
-"Echo server" section of docs/benchmarks.md. Bounded: every run stops after --duration.
+never shares an interpreter with the server. With two or more cores the load generator is
+pinned to one core and every server (with its threads and socat's children) to another, so the
+scheduler's placement cannot change the figures from run to run. Each figure is the median of
+--rounds rounds; the servers take turns within a round, in a rotating order. Prints a markdown
+table and writes it into the "Echo server" section of docs/benchmarks.md. Bounded: every run
+stops after --duration.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import select
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -38,6 +43,19 @@ BULK_CHUNK = 256 * 1024
 IPERF_SECONDS = 3
 OURS_LOG = "connections"  # accept/close records only: per-message records would measure json.dumps
 OURS_BULK_ARGS = ["--read-size", "262144", "--buffer-cap", "4194304"]
+# async with its busy-poll switched off, to show what the spin is worth (benchmark only)
+NO_SPIN = "import sys, lab.echo.server_async as a, lab.echo.server as s; a.SPIN_S = 0; sys.exit(s.main())"
+
+
+def cores() -> tuple[set[int], set[int]]:
+    """(load generator's cores, servers' cores): two different ones when we may use two."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return set(allowed), set(allowed)
+    return {allowed[0]}, {allowed[1]}
+
+
+LOAD_CORES, SERVER_CORES = cores()
 
 
 def free_port() -> int:
@@ -68,7 +86,8 @@ class Target:
     def __enter__(self) -> "Target":
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(self.argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CORES))
         if self.ours:
             line = self.proc.stdout.readline()  # the `listening` record
             if b'"listening"' not in line:
@@ -90,11 +109,12 @@ class Target:
             self.proc.wait()
 
 
-def ours(mode: str, extra: list[str] | None = None) -> Target:
+def ours(mode: str, extra: list[str] | None = None, spin: bool = True) -> Target:
     port = free_port()
-    argv = [sys.executable, "-m", "lab.echo.server", "--proto", "tcp", "--host", "127.0.0.1",
+    program = ["-m", "lab.echo.server"] if spin else ["-c", NO_SPIN]
+    argv = [sys.executable, *program, "--proto", "tcp", "--host", "127.0.0.1",
             "--port", str(port), "--mode", mode, "--log", OURS_LOG, *(extra or [])]
-    return Target(mode, argv, port, ours=True)
+    return Target(mode if spin else f"{mode}-nospin", argv, port, ours=True)
 
 
 def socat() -> Target:
@@ -106,6 +126,7 @@ def socat() -> Target:
 # ---- load generator (runs in forked worker processes) ----
 
 def rr_worker(port: int, conns: int, duration: float, start: mp.Event, result: mp.Queue) -> None:
+    os.sched_setaffinity(0, LOAD_CORES)
     socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
     for sock in socks:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -166,6 +187,7 @@ def _rr_many(socks: list[socket.socket], t_end_warm: float, duration: float) -> 
 
 
 def bulk_worker(port: int, duration: float, start: mp.Event, result: mp.Queue) -> None:
+    os.sched_setaffinity(0, LOAD_CORES)
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setblocking(False)
     out = memoryview(b"b" * BULK_CHUNK)
@@ -230,13 +252,15 @@ def measure_iperf3() -> float | None:
         return None
     port = free_port()
     server = subprocess.Popen(["iperf3", "-s", "-1", "-p", str(port), "-B", "127.0.0.1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CORES))
     try:
         # -s -1 serves one client: retry until it listens instead of probing it with a connect
         deadline = time.monotonic() + 5
         while True:
             run = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(IPERF_SECONDS), "-J"],
-                                 capture_output=True, text=True, timeout=60)
+                                 capture_output=True, text=True, timeout=60,
+                                 preexec_fn=lambda: os.sched_setaffinity(0, LOAD_CORES))
             try:
                 return json.loads(run.stdout)["end"]["sum_received"]["bits_per_second"] / 8 / 1e6
             except (ValueError, KeyError):
@@ -267,78 +291,118 @@ def machine() -> dict[str, str]:
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
-def run(duration: float, rounds: int) -> dict:
-    """Every server is up for the whole run; each figure is measured in turn for all of them,
-    `rounds` times, keeping the best, so load from elsewhere on the machine hits all alike."""
-    rr_targets = {"async": ours("async"), "threaded": ours("threaded"), "iterative": ours("iterative"),
-                  "socat": socat()}
+class Samples:
+    """Per-round figures: samples[server][figure] is one value a round, in round order."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict] = {}
+
+    def add(self, server: str, figure, value: float | None) -> None:
+        self.values.setdefault(server, {}).setdefault(figure, []).append(value)
+
+    def median(self, server: str, figure) -> float | None:
+        found = [v for v in self.values.get(server, {}).get(figure, []) if v]
+        return statistics.median(found) if found else None
+
+    def ratios(self, server: str, figure, ref: str = "socat", ref_figure=None) -> list[float]:
+        """server/ref within each round, so load from elsewhere that hits one round hits both."""
+        mine = self.values.get(server, {}).get(figure, [])
+        theirs = self.values.get(ref, {}).get(figure if ref_figure is None else ref_figure, [])
+        return [a / b for a, b in zip(mine, theirs) if a and b]
+
+
+def rotated(items: list, by: int) -> list:
+    return items[by % len(items):] + items[:by % len(items)]
+
+
+def run(duration: float, rounds: int) -> Samples:
+    """Every server is up for the whole run; in each round every figure is measured for all of
+    them in turn (a different one first each round), so drifting load hits all alike."""
+    rr_targets = {"async": ours("async"), "async-nospin": ours("async", spin=False),
+                  "threaded": ours("threaded"), "iterative": ours("iterative"), "socat": socat()}
     bulk_targets = {"async": ours("async", OURS_BULK_ARGS), "threaded": ours("threaded", OURS_BULK_ARGS),
                     "iterative": ours("iterative", OURS_BULK_ARGS), "socat": rr_targets["socat"],
                     "async-1024": ours("async")}
+    samples = Samples()
     started = []
-    rows: dict[str, dict] = {name: {} for name in rr_targets}
-    rows["async"]["bulk1024"] = 0.0
     try:
         for target in {id(t): t for t in [*rr_targets.values(), *bulk_targets.values()]}.values():
             started.append(target.__enter__())
-        for round_no in range(1, rounds + 1):
+        for round_no in range(rounds):
             for n in CONNS:
-                for name, target in rr_targets.items():
-                    if name == "iterative" and n > 1:
-                        continue  # one client at a time: the others would just wait
-                    rate = measure_rr(target.port, n, duration)
-                    rows[name][n] = max(rows[name].get(n, 0.0), rate)
-                    print(f"  round {round_no} {name:10s} {n:3d} conn: {rate:10.0f} req/s", flush=True)
-            for name, target in bulk_targets.items():
-                key, row = ("bulk1024", "async") if name == "async-1024" else ("bulk", name)
-                rate = measure_bulk(target.port, duration)
-                rows[row][key] = max(rows[row].get(key, 0.0), rate)
-                print(f"  round {round_no} {name:10s} bulk: {rate:8.0f} MB/s", flush=True)
+                for name in rotated(list(rr_targets), round_no):
+                    if n > 1 and name in ("iterative", "async-nospin"):
+                        continue  # iterative: the others would just wait; no-spin: matters at 1 only
+                    rate = measure_rr(rr_targets[name].port, n, duration)
+                    samples.add(name, n, rate)
+                    print(f"  round {round_no + 1} {name:12s} {n:3d} conn: {rate:10.0f} req/s", flush=True)
+            for name in rotated(list(bulk_targets), round_no):
+                rate = measure_bulk(bulk_targets[name].port, duration)
+                samples.add(name, "bulk", rate)
+                print(f"  round {round_no + 1} {name:12s} bulk: {rate:8.0f} MB/s", flush=True)
+            rate = measure_iperf3()
+            samples.add("iperf3", "bulk", rate)
+            print(f"  round {round_no + 1} iperf3       bulk: {rate or 0:8.0f} MB/s", flush=True)
     finally:
         for target in started:
             target.__exit__(None, None, None)
-    rows["iperf3"] = max((measure_iperf3() or 0.0) for _ in range(rounds)) or None
-    print(f"  iperf3: {rows['iperf3']} MB/s", flush=True)
-    return rows
+    return samples
 
 
-def ratio(value: float | None, ref: float | None) -> str:
-    return f" ({value / ref:.2f}x)" if value and ref else ""
+def ratio(samples: Samples, server: str, figure) -> str:
+    found = samples.ratios(server, figure)
+    return f" ({statistics.median(found):.2f}x)" if found else ""
 
 
-def report(rows: dict, info: dict, duration: float, rounds: int, command: str) -> str:
-    ref = rows["socat"]
-    iperf = rows["iperf3"]
+def spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "n/a"
+
+
+def targets(samples: Samples) -> list[tuple[str, list[float], float]]:
+    """(target, per-round values, threshold): met when the median and every round reach it."""
+    return [
+        ("async >= socat at 1 connection", samples.ratios("async", 1), 1.0),
+        ("async >= 2x socat at 50 connections", samples.ratios("async", 50), 2.0),
+        ("async bulk >= 1/4 of iperf3", samples.ratios("async", "bulk", "iperf3"), 0.25),
+    ]
+
+
+def report(samples: Samples, info: dict, duration: float, rounds: int, command: str) -> str:
+    med = samples.median
+    iperf = med("iperf3", "bulk")
+    pinned = LOAD_CORES != SERVER_CORES
     lines = [
         "## Echo server",
         "",
-        f"Reproduce: `{command}` (from the repository root; about a minute, stops by itself).",
+        f"Reproduce: `{command}` (from the repository root; a few minutes, stops by itself).",
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, kernel {info['kernel']}, Python {info['python']}, "
-        f"{info['socat']}. Date: {info['date']}. Each figure: the best of {rounds} rounds of {duration:g} s (after {WARMUP_S:g} s warm-up), loopback, "
-        "all servers measured in turn within each round.",
+        f"{info['socat']}. Date: {info['date']}. Each figure: the median of {rounds} rounds of {duration:g} s "
+        f"(each after {WARMUP_S:g} s warm-up), loopback, all servers measured in turn within each round; "
+        + (f"load generator on core {min(LOAD_CORES)}, servers on core {min(SERVER_CORES)}."
+           if pinned else "one core: nothing pinned."),
         "",
         "| server | 1 conn req/s | 10 conns req/s | 50 conns req/s | bulk echo MB/s |",
         "|---|---|---|---|---|",
     ]
-    for name in ("async", "threaded", "iterative", "socat"):
-        row = rows[name]
-        cells = [f"{row[n]:,.0f}{'' if name == 'socat' else ratio(row[n], ref[n])}" if n in row else "n/a"
-                 for n in CONNS]
-        bulk = f"{row['bulk']:,.0f}{'' if name == 'socat' else ratio(row['bulk'], ref['bulk'])}"
-        lines.append(f"| {name if name == 'socat' else 'ours ' + name} | " + " | ".join(cells) + f" | {bulk} |")
+    for name in ("async", "async-nospin", "threaded", "iterative", "socat"):
+        cells = []
+        for figure in (*CONNS, "bulk"):
+            value = med(name, figure)
+            cells.append("n/a" if value is None else f"{value:,.0f}{'' if name == 'socat' else ratio(samples, name, figure)}")
+        label = {"socat": "socat", "async-nospin": "ours async, spin off"}.get(name, f"ours {name}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append(f"| iperf3 (one way, reference) | | | | {iperf:,.0f} |" if iperf else "| iperf3 | | | | missing |")
-    a = rows["async"]
-    met = [
-        ("async >= socat at 1 connection", a[1] >= ref[1], f"{a[1] / ref[1]:.2f}x"),
-        ("async >= 2x socat at 50 connections", a[50] >= 2 * ref[50], f"{a[50] / ref[50]:.2f}x"),
-        ("async bulk >= 1/4 of iperf3", bool(iperf) and a["bulk"] >= iperf / 4,
-         f"{a['bulk'] / iperf:.2f} of iperf3" if iperf else "no iperf3"),
-    ]
+    verdicts = []
+    for label, values, threshold in targets(samples):
+        ok = bool(values) and statistics.median(values) >= threshold and min(values) >= threshold
+        verdicts.append(f"{label}: {'met' if ok else 'NOT met'} (median {statistics.median(values):.2f}, "
+                        f"rounds {spread(values)})" if values else f"{label}: NOT met (no figure)")
+    bulk1024 = med("async-1024", "bulk")
     lines += [
         "",
-        "Ratios in brackets are against socat in the same run. Targets: "
-        + "; ".join(f"{label}: {'met' if ok else 'NOT met'} ({value})" for label, ok, value in met) + ".",
+        "Ratios in brackets: the median over rounds of ours/socat within the same round. Targets, each "
+        "judged on the median and on every single round: " + "; ".join(verdicts) + ".",
         "",
         "How it was measured:",
         "",
@@ -346,7 +410,10 @@ def report(rows: dict, info: dict, duration: float, rounds: int, command: str) -
         "accept/close records only (the default `--log messages` writes two JSON records per read, "
         "which would measure json.dumps, not the server). Request/response uses the tutorial's "
         "`recv(1024)`; bulk uses `" + " ".join(OURS_BULK_ARGS) + "`. With `recv(1024)` async bulk is "
-        f"{a['bulk1024']:,.0f} MB/s.",
+        f"{bulk1024 or 0:,.0f} MB/s.",
+        "- The async loop busy-polls for 100 us after each burst of work before it sleeps in epoll_wait "
+        "(lab/echo/server_async.py, SPIN_S). The row `spin off` is the same server with SPIN_S = 0: on "
+        "this virtual machine, sleeping and being woken for every message costs more than the echo.",
         "- socat: `socat TCP-LISTEN:PORT,bind=127.0.0.1,fork,reuseaddr,backlog=100 PIPE`, a process per "
         "connection echoing through its own pipe; PIPE rather than `EXEC:cat`, which adds a cat process "
         "and two more copies per message.",
@@ -357,8 +424,13 @@ def report(rows: dict, info: dict, duration: float, rounds: int, command: str) -
         "half the connections. All workers connect first, then start together.",
         "- Bulk: one connection, a process writing 256 KiB chunks and reading the echo in one epoll loop; "
         "MB/s is echoed payload received per second (10^6 bytes). iperf3 (`iperf3 -s -1` + "
-        f"`iperf3 -c 127.0.0.1 -t {IPERF_SECONDS}`) moves bytes one way only, an echo moves each byte both ways.",
-        "- All of it shares the machine's cores: server, socat children and load generator compete.",
+        f"`iperf3 -c 127.0.0.1 -t {IPERF_SECONDS}`, once a round, pinned like the others) moves bytes one "
+        "way only, an echo moves each byte both ways.",
+        "- Placement: " + ("the load generator (and iperf3's client) is pinned to one core, every server "
+        "(its threads, socat's children, iperf3's server) to the other, with os.sched_setaffinity. Left to "
+        "the scheduler, client and server sometimes share a core and sometimes not: on this machine that "
+        "alone moved the 1-connection async/socat ratio between 0.5x and 1.7x from one round to the next; pinned, each server has one core to itself (socat's "
+        "children too) and the load generator the other." if pinned else "one core only: no pinning."),
         "",
     ]
     return "\n".join(lines)
@@ -378,7 +450,7 @@ def write_section(section: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the lab's echo server against socat and iperf3.")
     parser.add_argument("--duration", type=float, default=1.0, help="seconds measured per figure (default 1)")
-    parser.add_argument("--rounds", type=int, default=3, help="measure everything this often, keep the best (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="measure everything this often; report medians (default 5)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     if not 0.2 <= args.duration <= 30:
@@ -388,10 +460,10 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     if not 1 <= args.rounds <= 10:
         parser.error("--rounds must be 1..10")
-    rows = run(args.duration, args.rounds)
+    samples = run(args.duration, args.rounds)
     command = "python3 benchmarks/echo_bench.py" + ("" if args.duration == 1.0 else f" --duration {args.duration:g}") \
-        + ("" if args.rounds == 3 else f" --rounds {args.rounds}")
-    section = report(rows, info, args.duration, args.rounds, command)
+        + ("" if args.rounds == 5 else f" --rounds {args.rounds}")
+    section = report(samples, info, args.duration, args.rounds, command)
     print()
     print(section)
     if not args.no_write:
