@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,13 +27,20 @@ MODES = ("iterative", "threaded", "async")
 BIG = 8 * 1024 * 1024  # far more than loopback's socket buffers hold
 
 
-def start(*args: str) -> tuple[subprocess.Popen, list[bytes]]:
-    """Start `python3 -m lab.echo ARGS`; its stdout is drained into a list (as docker logs would)."""
+@contextmanager
+def program(*args: str):
+    """`python3 -m lab.echo ARGS` with its stdout drained into a list (as docker logs would be);
+    killed on the way out if it is still running."""
     proc = subprocess.Popen([sys.executable, "-m", "lab.echo", *args], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(REPO)))
     lines: list[bytes] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
-    return proc, lines
+    try:
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def wait_for(lines: list[bytes], text: bytes, count: int = 1, timeout: float = 10.0) -> None:
@@ -65,44 +72,39 @@ def free_port() -> int:
 
 def server_case(mode: str, case: str, idle: int) -> float:
     port = free_port()
-    proc, lines = start("server", "--mode", mode, "--host", "127.0.0.1", "--port", str(port))
-    with ExitStack() as stack:
-        try:
-            wait_for(lines, b'"listening"', 2)
-            if case == "idle-conns":
-                if mode == "iterative":
-                    idle = min(idle, 90)  # it accepts one: the rest wait in the backlog of 100
-                for _ in range(idle):
-                    stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
-                wait_for(lines, b'"accepted"', 1 if mode == "iterative" else idle)
-            elif case == "mid-message":
-                sock = stack.enter_context(socket.create_connection(("127.0.0.1", port)))
-                sock.setblocking(False)
-                sent = 0
-                view = memoryview(b"x" * BIG)
-                deadline = time.monotonic() + 2  # until the buffers are full both ways
-                while time.monotonic() < deadline:
-                    try:
-                        sent += sock.send(view[sent:])
-                    except BlockingIOError:
-                        time.sleep(0.01)
-                wait_for(lines, b'"received"')
-            elif case == "udp-flowing":
-                udp = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-                stop = threading.Event()
-                stack.callback(stop.set)
+    with program("server", "--mode", mode, "--host", "127.0.0.1", "--port", str(port)) as (proc, lines), \
+            ExitStack() as stack:
+        wait_for(lines, b'"listening"', 2)
+        if case == "idle-conns":
+            if mode == "iterative":
+                idle = min(idle, 90)  # it accepts one: the rest wait in the backlog of 100
+            for _ in range(idle):
+                stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+            wait_for(lines, b'"accepted"', 1 if mode == "iterative" else idle)
+        elif case == "mid-message":
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", port)))
+            sock.setblocking(False)
+            sent = 0
+            view = memoryview(b"x" * BIG)
+            deadline = time.monotonic() + 2  # until the buffers are full both ways
+            while time.monotonic() < deadline:
+                try:
+                    sent += sock.send(view[sent:])
+                except BlockingIOError:
+                    time.sleep(0.01)
+            wait_for(lines, b'"received"')
+        elif case == "udp-flowing":
+            udp = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            stop = threading.Event()
+            stack.callback(stop.set)
 
-                def blast() -> None:
-                    while not stop.is_set():
-                        udp.sendto(b"u" * 512, ("127.0.0.1", port))
-                        time.sleep(0.0005)
-                threading.Thread(target=blast, daemon=True).start()
-                wait_for(lines, b'"echoed"', 50)
-            return stop_time(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            def blast() -> None:
+                while not stop.is_set():
+                    udp.sendto(b"u" * 512, ("127.0.0.1", port))
+                    time.sleep(0.0005)
+            threading.Thread(target=blast, daemon=True).start()
+            wait_for(lines, b'"echoed"', 50)
+        return stop_time(proc)
 
 
 class MuteServer:
@@ -131,15 +133,10 @@ def client_case(case: str) -> float:
     server = MuteServer()
     try:
         size = ["--size", "60000", "--count", "1"] if case == "mid-send" else ["--count", "4"]
-        proc, lines = start("client", "--port", str(server.port), "--proto", "tcp", "--sessions", "20",
-                            "--timeout", "30", *size)
-        try:
+        with program("client", "--port", str(server.port), "--proto", "tcp", "--sessions", "20",
+                     "--timeout", "30", *size) as (proc, lines):
             wait_for(lines, b'"sent"', 20)
             return stop_time(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     finally:
         server.close()
 
