@@ -7,6 +7,7 @@ expectations that must hold once the run is over. `load_scenario` turns a YAML f
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +21,7 @@ from lab.expect import Expectation
 Proto = Literal["tcp", "udp"]
 Mode = Literal["iterative", "threaded", "async"]
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+PUBLISH = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}:)?(?P<ports>\d{1,5}:\d{1,5})(/(tcp|udp))?$")
 RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$")
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -158,6 +160,17 @@ class Fault(Model):
 class NetworkSpec(Model):
     subnet: str = "10.77.0.0/24"
 
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str) -> str:
+        try:
+            network = ipaddress.ip_network(value)
+        except ValueError:
+            raise ValueError("subnet must be an IPv4 network in CIDR form, e.g. 10.77.0.0/24") from None
+        if network.version != 4 or network.prefixlen > 28:
+            raise ValueError("subnet must be an IPv4 network of /28 or larger, e.g. 10.77.0.0/24")
+        return value
+
 
 class Scenario(Model):
     name: str
@@ -169,6 +182,16 @@ class Scenario(Model):
     expect: list[Expectation] = []
     timeout: Annotated[float, Field(gt=0, le=3600)] = 120
     publish: list[str] = Field(default=[], description="host port mappings for the server, e.g. '19200:19200'")
+
+    @field_validator("publish")
+    @classmethod
+    def _publish(cls, value: list[str]) -> list[str]:
+        for item in value:
+            match = PUBLISH.match(item)
+            if not match or not all(1 <= int(p) <= 65535 for p in match.group("ports").split(":")):
+                raise ValueError(f"{item!r} is not HOST_PORT:CONTAINER_PORT[/tcp|/udp] (ports 1-65535, "
+                                 "optionally prefixed by a host IP)")
+        return value
 
     @field_validator("name")
     @classmethod

@@ -126,3 +126,22 @@ def test_bad_per_client_override_is_caught_at_load(tmp_path, override, field, al
     with pytest.raises(ScenarioError) as info:
         load_scenario(write(tmp_path, "e", f"description: x\nclients:\n  each:\n    client2: {override}\n"))
     assert field in str(info.value) and allowed in str(info.value)
+
+
+@pytest.mark.parametrize("body, field, allowed", [
+    ("publish: ['99999:1']", "publish", "ports 1-65535"),
+    ("publish: ['19200']", "publish", "HOST_PORT:CONTAINER_PORT"),
+    ("network: {subnet: 10.77.0.0/30}", "network.subnet", "/28 or larger"),
+    ("network: {subnet: fd00::/64}", "network.subnet", "IPv4"),
+    ("network: {subnet: lab}", "network.subnet", "CIDR"),
+])
+def test_ports_and_subnet_are_checked(tmp_path, body, field, allowed):
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(write(tmp_path, "p", f"description: x\n{body}\n"))
+    assert field in str(info.value) and allowed in str(info.value)
+
+
+def test_good_ports_and_subnet_load(tmp_path):
+    s = load_scenario(write(tmp_path, "g", "description: x\npublish: ['127.0.0.1:19200:19200/udp', '8080:19200']\n"
+                                           "network: {subnet: 10.99.0.0/24}\n"))
+    assert s.publish[0].startswith("127.0.0.1") and s.network.subnet == "10.99.0.0/24"
