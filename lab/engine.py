@@ -149,6 +149,25 @@ class Engine:
             raise EngineError(f"`{' '.join(cmd)}` failed with exit status {proc.returncode}:\n{tail}")
         return result
 
+    # ---- a run's project: the lifecycle the orchestrator sees ------------------------------------
+    # run.py speaks only these verbs; a multi-host engine (Swarm: `docker stack deploy`) would
+    # implement the same four, not add branches there.
+    def resolved_config(self, project: str, file: Path) -> str:
+        """The project as the engine will run it (variables and defaults resolved)."""
+        return self.compose(project, [file], "config", cwd=file.parent).stdout
+
+    def deploy(self, project: str, file: Path) -> None:
+        """Create and start everything, waiting for the health conditions between services."""
+        self.compose(project, [file], "up", "-d", "--no-build", "--quiet-pull", cwd=file.parent)
+
+    def stop_project(self, project: str, file: Path, grace: float = 3) -> None:
+        """Stop every container (SIGTERM, then SIGKILL after `grace`), keeping them for their logs."""
+        self.compose(project, [file], "stop", "-t", f"{grace:g}", cwd=file.parent, timeout=120)
+
+    def remove_project(self, project: str, file: Path) -> None:
+        """Remove every container, network and volume of the project."""
+        self.compose(project, [file], "down", "-v", "--remove-orphans", "-t", "1", cwd=file.parent, timeout=180)
+
     # ---- images -------------------------------------------------------------------------
     def image_id(self, ref: str) -> str | None:
         docker = _docker_module()

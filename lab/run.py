@@ -107,10 +107,10 @@ def run_scenario(
         if ensure_image:
             progress.message("checking the node image")
             ensure_image()
-        manifest["compose_config"] = engine.compose(project, [compose_file], "config", cwd=directory).stdout
+        manifest["compose_config"] = engine.resolved_config(project, compose_file)
         progress.message(f"starting {project}")
         brought_up = True
-        engine.compose(project, [compose_file], "up", "-d", "--no-build", "--quiet-pull", cwd=directory)
+        engine.deploy(project, compose_file)
         manifest["subnet"] = engine.network_subnet(project)
         result.verdict = _drive(scenario, engine, project, seen, lab_records, progress)
     except KeyboardInterrupt:
@@ -229,7 +229,7 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
             # Stopped first, so every program's SIGTERM summary is in the logs collected next.
             try:
                 progress.message("stopping containers")
-                engine.compose(project, [compose_file], "stop", "-t", "3", cwd=directory, timeout=120)
+                engine.stop_project(project, compose_file)
             except (LabError, OSError) as exc:
                 errors.append(f"stop: {exc}")
         try:
@@ -259,8 +259,7 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
     if brought_up and not keep:
         try:
             progress.message("removing containers and network")
-            engine.compose(project, [compose_file], "down", "-v", "--remove-orphans", "-t", "1", cwd=directory,
-                           timeout=180)
+            engine.remove_project(project, compose_file)
         except (LabError, OSError) as exc:
             errors.append(f"down: {exc} (run `lab clean`)")
     events = merge_timeline(groups)
