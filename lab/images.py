@@ -9,6 +9,7 @@ made here from Debian packages with mmdebstrap and `docker import` (no registry 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -57,17 +58,40 @@ def ensure_base(engine: Engine, progress: Progress = print) -> str:
     return BASE_IMAGE
 
 
+def host_debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str | None:
+    """The Debian mirror this host's apt already uses (a proxy or a local mirror is kept),
+    or None when the host has none (mmdebstrap then uses its default)."""
+    candidates: list[str] = []
+    for sources in sorted((apt_dir / "sources.list.d").glob("*.sources")):
+        for line in sources.read_text(errors="replace").splitlines():
+            if line.startswith("URIs:"):
+                candidates += line.split()[1:]
+    legacy = apt_dir / "sources.list"
+    if legacy.is_file():
+        for line in legacy.read_text(errors="replace").splitlines():
+            words = re.sub(r"\[[^\]]*\]", " ", line).split()  # drop `[arch=... signed-by=...]`
+            if len(words) >= 2 and words[0] == "deb":
+                candidates.append(words[1])
+    for uri in candidates:
+        if "://" in uri and uri.rstrip("/").endswith("/debian"):
+            return uri
+    return None
+
+
 def build_offline_base(engine: Engine, ref: str, progress: Progress = print, suite: str = "bookworm") -> str:
     """mmdebstrap a minimal Debian with Python and the network tools, then `docker import` it.
 
-    mmdebstrap uses the host's own apt sources, so no mirror is named here.
+    Packages come through the host's own Debian mirror, so no mirror is named here.
     """
     tool = shutil.which("mmdebstrap")
     if tool is None:
         raise LabError("mmdebstrap is not installed: `sudo apt-get install -y mmdebstrap` (or run scripts/setup.sh)")
     with tempfile.TemporaryDirectory(prefix="lab-base-", ignore_cleanup_errors=True) as tmp:
         tarball = Path(tmp) / "base.tar"
+        mirror = host_debian_mirror()
         cmd = [tool, "--variant=apt", "--include=" + ",".join(BASE_PACKAGES), "--quiet", suite, str(tarball)]
+        if mirror:
+            cmd.append(mirror)
         if os.geteuid() != 0 and shutil.which("sudo"):
             cmd = ["sudo", *cmd]  # a root filesystem with the right owners needs root
         proc = subprocess.run(cmd, capture_output=True, text=True)
