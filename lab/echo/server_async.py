@@ -1,4 +1,5 @@
-"""The `async` mode: one thread, one epoll loop, every TCP client and the UDP socket at once.
+"""The `async` mode: one thread, one epoll loop, every TCP client and the UDP socket at once
+(without epoll, e.g. on macOS, the same loop over `selectors`: see poller.py).
 
 A hand-written loop rather than asyncio: echo needs only recv/send per wake-up, and skipping
 asyncio's scheduling layers is what lets a Python server keep pace with socat on one connection.
@@ -13,15 +14,12 @@ message costs more than echoing it; a client that sends its next message within 
 from __future__ import annotations
 
 import collections
-import select
 import socket
 import time
 
+from .poller import HANGUP, IN, OUT, new_poller
 from .server_core import FD_LIMIT_ERRNOS, RESET_ERRORS, ServerContext, eof_reason, peer_text
 
-IN = select.EPOLLIN
-OUT = select.EPOLLOUT
-HANGUP = select.EPOLLERR | select.EPOLLHUP
 SPIN_S = 100e-6  # busy-poll this long after work before sleeping (see the module docstring)
 ACCEPT_BATCH = 64  # accepts / datagrams handled per wake-up before other sockets get a turn
 
@@ -242,7 +240,7 @@ class EchoLoop:
         self.ctx = ctx
         self.read_size = ctx.settings.read_size
         self.cap = ctx.settings.buffer_cap
-        self.ep = select.epoll()
+        self.ep = new_poller()
         self.now = time.monotonic()
         self.handlers: dict[int, object] = {}
         self.conns: set[TcpConn] = set()

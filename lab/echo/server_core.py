@@ -1,6 +1,6 @@
 """What every echo-server mode shares: settings, counters, records, the stop pipe, fd reserve.
 
-The modes (server_blocking: iterative/threaded, server_async: one epoll loop) only differ in
+The modes (server_blocking: iterative/threaded, server_async: one event loop) only differ in
 how they wait; the records they write and the close reasons they give are decided here.
 """
 
@@ -59,9 +59,12 @@ def peer_text(addr: Any) -> str | None:
 
 def unsent_kernel_bytes(sock: socket.socket) -> int:
     """Bytes still in the kernel's send queue (not yet acknowledged by the peer); 0 if unknown."""
+    request = getattr(termios, "TIOCOUTQ", None)
+    if request is None:
+        return 0
     try:
-        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except OSError:
+        raw = fcntl.ioctl(sock.fileno(), request, b"\0\0\0\0")
+    except OSError:  # e.g. a platform where the ioctl is for terminals only
         return 0
     return struct.unpack("i", raw)[0]
 
@@ -107,21 +110,24 @@ class FdReserve:
             except OSError:
                 self.fd = None
 
-    def refuse_one(self, listener: socket.socket) -> Any:
+    def refuse_one(self, listener: socket.socket) -> tuple[bool, Any]:
         """Free the spare, accept and close one waiting connection, re-take the spare.
-        Returns the refused peer address, or None if nothing could be accepted."""
+        Returns (whether a client was refused, its address if known). Linux fails accept()
+        with EMFILE even when no client is waiting; then nobody is refused."""
         if self.fd is None:
-            return None
+            return False, None
         os.close(self.fd)
         self.fd = None
-        peer = None
+        refused, peer = True, None
         try:
             conn, peer = listener.accept()
             conn.close()
+        except BlockingIOError:
+            refused = False
         except OSError:
-            pass
+            pass  # e.g. ECONNABORTED: that client is gone, refused before we knew its address
         self.take()
-        return peer
+        return refused, peer
 
     def close(self) -> None:
         if self.fd is not None:
@@ -142,7 +148,10 @@ class ServerContext:
         self.stop_event = threading.Event()
         # The stop pipe becomes readable (and stays so: never drained) once shutdown starts,
         # which wakes every thread's poll at once.
-        self.stop_r, self.stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # os.pipe, not pipe2 (Linux only): its ends are close-on-exec already.
+        self.stop_r, self.stop_w = os.pipe()
+        for fd in (self.stop_r, self.stop_w):
+            os.set_blocking(fd, False)
         self.fd_reserve = FdReserve()
         self.next_conn = 0
 
@@ -203,9 +212,10 @@ class ServerContext:
 
     def refuse_for_fds(self, listener: socket.socket, detail: str) -> bool:
         """accept() ran out of descriptors: refuse one waiting client and log it.
-        Returns False when no spare descriptor was left (the caller should back off)."""
-        peer = self.fd_reserve.refuse_one(listener)
-        self.record("tcp", "refused", peer=peer_text(peer), reason="fd-limit", detail=detail)
+        Returns False when none was refused (no spare left, or nobody waiting): back off."""
+        refused, peer = self.fd_reserve.refuse_one(listener)
+        if refused:
+            self.record("tcp", "refused", peer=peer_text(peer), reason="fd-limit", detail=detail)
         return peer is not None
 
     def summary(self) -> None:

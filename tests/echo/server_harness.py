@@ -22,16 +22,34 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Prelude code that removes what macOS and the BSDs lack (epoll, pipe2; TIOCOUTQ may be absent
+# too), so that on Linux the programs run as they would there.
+WITHOUT_LINUX_ONLY = (
+    "import os, select, termios\n"
+    "for name in [n for n in dir(select) if n.lower().startswith('epoll')]: delattr(select, name)\n"
+    "del os.pipe2, termios.TIOCOUTQ\n"
+)
+
+
+def python_command(prelude: str | None = None) -> list[str]:
+    """The command that runs `python -m lab.echo`, after prelude code when given (a test uses
+    it to hide Linux-only calls and so run the programs as on macOS)."""
+    if prelude is None:
+        return [sys.executable, "-m", "lab.echo"]
+    run_main = "import runpy; runpy.run_module('lab.echo', run_name='__main__', alter_sys=True)"
+    return [sys.executable, "-c", f"{prelude}\n{run_main}"]
+
+
 class EchoServer:
     def __init__(self, *args: str, protos: tuple[str, ...] = ("tcp", "udp"), nofile: int | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", prelude: str | None = None) -> None:
         def limit_fds() -> None:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.echo", "server", "--port", "0", "--host", host,
+            [*python_command(prelude), "server", "--port", "0", "--host", host,
              "--proto", ",".join(protos), *args],
             cwd=REPO, env=env, text=True, encoding="utf-8", stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, preexec_fn=limit_fds if nofile else None,

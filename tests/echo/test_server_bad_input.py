@@ -10,7 +10,7 @@ import struct
 import threading
 
 import pytest
-from server_harness import EchoServer, addr_text, recv_exactly, tcp_echo, udp_echo
+from server_harness import WITHOUT_LINUX_ONLY, EchoServer, addr_text, recv_exactly, tcp_echo, udp_echo
 
 MODES = ["iterative", "threaded", "async"]
 NOT_UTF8 = b"\xff\xfe caf\xe9 \x80"
@@ -134,9 +134,12 @@ def test_half_close_gets_the_whole_echo_then_close_blocking(mode):
         still_serves(server)
 
 
-@pytest.mark.parametrize("mode", ["async", "threaded"])
-def test_reader_that_never_reads_is_held_back_then_closed(mode):
-    with EchoServer("--mode", mode, "--buffer-cap", "65536", "--idle-timeout", "2", "--log", "connections") as server:
+@pytest.mark.parametrize("mode, prelude", [("async", None), ("threaded", None),
+                                           pytest.param("async", WITHOUT_LINUX_ONLY, id="async-no-epoll")],
+                         ids=["async", "threaded", "async-no-epoll"])
+def test_reader_that_never_reads_is_held_back_then_closed(mode, prelude):
+    with EchoServer("--mode", mode, "--buffer-cap", "65536", "--idle-timeout", "2", "--log", "connections",
+                    prelude=prelude) as server:
         hog = socket.create_connection(server.addr, timeout=5)
         local = addr_text(hog.getsockname())
         hog.setblocking(False)
