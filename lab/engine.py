@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,12 +130,12 @@ class Engine:
             raise EngineUnavailable(f"`{cmd[0]}` is not installed") from None
         try:
             if on_line is not None:
-                lines = []
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    lines.append(line)
-                    on_line(line.rstrip("\n"))
+                # Lines are passed on as they come; the wait, not the reading, keeps the deadline.
+                lines: list[str] = []
+                reader = threading.Thread(target=_pump, args=(proc.stdout, lines, on_line), daemon=True)
+                reader.start()
                 proc.wait(timeout=timeout)
+                reader.join(timeout=5)
                 stdout, stderr = "".join(lines), ""
             else:
                 stdout, stderr = proc.communicate(timeout=timeout)
@@ -407,6 +408,12 @@ def owner_alive(owner: str | None) -> bool:
 
 def owner_token() -> str:
     return f"{os.uname().nodename}:{os.getpid()}"
+
+
+def _pump(stream, lines: list[str], on_line: Callable[[str], None]) -> None:
+    for line in stream:
+        lines.append(line)
+        on_line(line.rstrip("\n"))
 
 
 def _stop_process(proc: subprocess.Popen) -> None:

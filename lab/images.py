@@ -116,6 +116,7 @@ def build_node(engine: Engine, root: Path, progress: Progress | None = print) ->
             on_line=(lambda line: progress(f"  {line}")) if progress else None,
             capture=progress is None,
             cwd=root,
+            timeout=1800,
         )
     finally:
         if env_before is None:
