@@ -12,7 +12,8 @@ def clean(engine: Engine | None = None, include_live: bool = False) -> tuple[dic
     Plain-compose projects (no owner) count as left behind only when none of their containers
     is running. Returns (removed per project, projects kept).
     """
-    engine = engine or Engine().require()
+    engine = engine or Engine()
+    engine.client  # noqa: B018 - only the engine is needed here, not Compose
     removed: dict[str, list[str]] = {}
     kept: list[str] = []
     for project, entry in sorted(engine.managed_resources().items()):

@@ -134,7 +134,8 @@ def cmd_build(args) -> int:
     from lab.images import build_node
 
     out = console()
-    image_id = build_node(Engine().require(), project_root(), progress=out.print)
+    image_id = build_node(Engine().require(), project_root(),
+                          progress=lambda line: out.print(line, markup=False, highlight=False))
     out.print(f"[green]built[/] socketlab/node:latest {image_id[7:19]}")
     return 0
 
@@ -196,7 +197,7 @@ def _run_one(scenario, path, engine, out_dir, keep=False):
     if failed:
         out.print("clients that failed: " + ", ".join(f"{n} (exit {c})" for n, c in failed.items()))
     if result.error:
-        out.print(f"[red]{result.error}[/]")
+        out.print(result.error, style="red", markup=False, highlight=False)
     style = "green" if result.verdict == "passed" else "red"
     out.print(f"[{style}]{result.verdict}[/]  run {result.run_id}  logs: {result.directory}")
     return result
@@ -279,6 +280,11 @@ def cmd_logs(args) -> int:
 
     directory = find_run(args.out or runs_dir(), args.run)
     events = read_events(directory / "events.jsonl") if (directory / "events.jsonl").exists() else []
+    if args.client:
+        clients = sorted({e.get("service") for e in events if e.get("role") == "client"} - {None})
+        if args.client not in clients:
+            raise UsageError(f"run {directory.name} has no client {args.client!r}; its clients: "
+                             f"{', '.join(clients) or 'none'}")
     events = filter_events(events, client=args.client, proto=args.proto)
     if args.json:
         for record in events:

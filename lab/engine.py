@@ -6,13 +6,13 @@ a second implementation of the same small surface, not branches elsewhere.
 
 from __future__ import annotations
 
-import json
+import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -31,6 +31,21 @@ def _docker_module():
     except ImportError as exc:  # pragma: no cover - the package depends on it
         raise EngineUnavailable(f"the docker SDK for Python is not installed ({exc})") from None
     return docker
+
+
+def _sdk(method):
+    """Docker SDK and HTTP errors leave the engine as EngineError, naming what was being done."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        docker = _docker_module()
+        import requests  # noqa: PLC0415 - the SDK's transport
+
+        try:
+            return method(self, *args, **kwargs)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            what = method.__name__.replace("_", " ")
+            raise EngineError(f"docker: {what}: {_short(exc)}") from None
+    return wrapper
 
 
 @dataclass
@@ -53,6 +68,7 @@ class Engine:
     def __init__(self, compose_command: list[str] | None = None) -> None:
         self._client = None
         self.compose_command = compose_command or ["docker", "compose"]
+        self._aliases: dict[tuple[str, str], list[str]] = {}  # what a disconnect took away
 
     # ---- connection -------------------------------------------------------------------
     @property
@@ -103,6 +119,7 @@ class Engine:
         timeout: float | None = None,
         cwd: Path | None = None,
         on_line: Callable[[str], None] | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
         """Run `docker compose [-p P] -f F... ARGS`; on failure raise with compose's own stderr.
 
@@ -115,7 +132,7 @@ class Engine:
         for f in files:
             cmd += ["-f", str(f)]
         cmd += list(args)
-        env = {**os.environ, "COMPOSE_ANSI": "never", "COMPOSE_PROGRESS": "plain"}
+        env = {**os.environ, **(env or {}), "COMPOSE_ANSI": "never", "COMPOSE_PROGRESS": "plain"}
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -139,8 +156,11 @@ class Engine:
                 stdout, stderr = "".join(lines), ""
             else:
                 stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _stop_process(proc)
+            raise EngineError(f"`{' '.join(cmd)}` did not finish within {timeout:g} s and was stopped") from None
         except BaseException:
-            # Interrupted or timed out: stop the child politely, then for sure.
+            # Interrupted: stop the child politely, then for sure.
             _stop_process(proc)
             raise
         result = subprocess.CompletedProcess(cmd, proc.returncode, stdout or "", stderr or "")
@@ -170,6 +190,7 @@ class Engine:
         self.compose(project, [file], "down", "-v", "--remove-orphans", "-t", "1", cwd=file.parent, timeout=180)
 
     # ---- images -------------------------------------------------------------------------
+    @_sdk
     def image_id(self, ref: str) -> str | None:
         docker = _docker_module()
         try:
@@ -177,34 +198,27 @@ class Engine:
         except docker.errors.ImageNotFound:
             return None
 
-    def image_labels(self, ref: str) -> dict[str, str]:
-        image = self.client.images.get(ref)
-        return dict(image.labels or {})
-
     def pull(self, ref: str) -> bool:
         """Try to pull an image; False (not an error) when no registry answers."""
         docker = _docker_module()
-        repository, _, tag = ref.partition(":")
+        repository, tag = _split_ref(ref)
         try:
-            self.client.images.pull(repository, tag=tag or "latest")
+            self.client.images.pull(repository, tag=tag)
             return True
         except docker.errors.DockerException:
             return False
 
+    @_sdk
     def tag(self, source: str, target: str) -> None:
-        repository, _, tag = target.partition(":")
-        self.client.images.get(source).tag(repository, tag or "latest")
+        repository, tag = _split_ref(target)
+        self.client.images.get(source).tag(repository, tag)
 
+    @_sdk
     def import_image(self, tarball: Path, ref: str, changes: list[str]) -> str:
         """`docker import` a root filesystem tarball as an image (the offline base)."""
-        docker = _docker_module()
-        repository, _, tag = ref.partition(":")
-        try:
-            # From a file, so the upload has a length; a chunked stream of this size is refused.
-            self.client.api.import_image_from_file(str(tarball), repository=repository, tag=tag or "latest",
-                                                   changes=changes)
-        except docker.errors.APIError as exc:
-            raise EngineError(f"docker import of {tarball} as {ref}: {_short(exc)}") from None
+        repository, tag = _split_ref(ref)
+        # From a file, so the upload has a length; a chunked stream of this size is refused.
+        self.client.api.import_image_from_file(str(tarball), repository=repository, tag=tag, changes=changes)
         image_id = self.image_id(ref)
         if image_id is None:
             raise EngineError(f"docker import of {tarball} did not produce {ref}")
@@ -219,6 +233,7 @@ class Engine:
             return 0  # another prune is running: the next build tidies up
         return len(result.get("ImagesDeleted") or [])
 
+    @_sdk
     def remove_image(self, ref: str) -> None:
         docker = _docker_module()
         try:
@@ -227,42 +242,17 @@ class Engine:
             pass
 
     # ---- containers of a run --------------------------------------------------------------
-    def containers(self, label: str) -> list:
-        """SDK containers with a label, running or not.
-
-        Listing inspects each container in turn, so one removed meanwhile (another run's
-        teardown) makes it fail with NotFound: list again."""
-        docker = _docker_module()
-        for _ in range(10):
-            try:
-                return self.client.containers.list(all=True, filters={"label": label})
-            except docker.errors.NotFound:
-                time.sleep(0.05)
-        return self.client.containers.list(all=True, filters={"label": label})
+    @_sdk
+    def containers(self, label: str) -> list[ContainerInfo]:
+        """Containers with a label, running or not, from one list call (no per-container inspect:
+        cheap enough to poll, and a container removed meanwhile cannot make it fail)."""
+        listed = self.client.api.containers(all=True, filters={"label": label})
+        return [_info_from_list(entry) for entry in listed]
 
     def project_containers(self, project: str) -> list[ContainerInfo]:
-        return [self._info(c) for c in self.containers(f"{PROJECT_LABEL}={project}")]
+        return self.containers(f"{PROJECT_LABEL}={project}")
 
-    def _info(self, container) -> ContainerInfo:
-        attrs = container.attrs
-        labels = attrs["Config"].get("Labels") or {}
-        state = attrs.get("State") or {}
-        ip = None
-        for name, net in (attrs.get("NetworkSettings", {}).get("Networks") or {}).items():
-            if name.endswith(f"_{NETWORK}") and net.get("IPAddress"):
-                ip = net["IPAddress"]
-        running = state.get("Status") == "running"
-        return ContainerInfo(
-            name=container.name,
-            service=labels.get(SERVICE_LABEL) or labels.get(COMPOSE_SERVICE_LABEL, ""),
-            role=labels.get(ROLE_LABEL, ""),
-            status=state.get("Status", "unknown"),
-            exit_code=None if running else state.get("ExitCode"),
-            ip=ip,
-            id=container.id,
-            labels=labels,
-        )
-
+    @_sdk
     def container_logs(self, container_id: str) -> bytes:
         """Everything a container printed (stdout and stderr), as collected by Docker."""
         docker = _docker_module()
@@ -271,6 +261,7 @@ class Engine:
         except docker.errors.NotFound:
             return b""
 
+    @_sdk
     def image_of(self, container_id: str) -> str | None:
         docker = _docker_module()
         try:
@@ -279,10 +270,10 @@ class Engine:
             return None
 
     # ---- faults -----------------------------------------------------------------------------
+    @_sdk
     def act(self, container_id: str, action: str, network: str | None = None) -> None:
         """Apply a fault action to a container: stop, start, kill, restart, pause, unpause,
-        disconnect (from the run's network), reconnect."""
-        docker = _docker_module()
+        disconnect (from the run's network), reconnect (with the aliases it had)."""
         lifecycle = {
             "stop": lambda c: c.stop(timeout=3),
             "start": lambda c: c.start(),
@@ -291,33 +282,31 @@ class Engine:
             "pause": lambda c: c.pause(),
             "unpause": lambda c: c.unpause(),
         }
-        try:
-            container = self.client.containers.get(container_id)
-            if action in lifecycle:
-                lifecycle[action](container)
-            elif action in {"disconnect", "reconnect"}:
-                net = self.client.networks.get(network)
-                if action == "disconnect":
-                    net.disconnect(container, force=True)
-                else:
-                    aliases = [container.labels.get(SERVICE_LABEL, "")]
-                    net.connect(container, aliases=[a for a in aliases if a])
-            else:
-                raise EngineError(f"unknown fault action {action!r}")
-        except docker.errors.APIError as exc:
-            raise EngineError(f"{action} {container_id[:12]}: {_short(exc)}") from None
+        container = self.client.containers.get(container_id)
+        if action in lifecycle:
+            lifecycle[action](container)
+        elif action == "disconnect":
+            settings = container.attrs["NetworkSettings"]["Networks"].get(network) or {}
+            # Docker adds the short id itself; the service names are what clients resolve.
+            self._aliases[(container_id, network)] = [
+                a for a in settings.get("Aliases") or [] if not container_id.startswith(a)
+            ]
+            self.client.networks.get(network).disconnect(container, force=True)
+        elif action == "reconnect":
+            aliases = self._aliases.pop((container_id, network), None)
+            self.client.networks.get(network).connect(container, aliases=aliases)
+        else:
+            raise EngineError(f"unknown fault action {action!r}")
 
+    @_sdk
     def exec(self, container_id: str, command: list[str]) -> tuple[int, str]:
-        docker = _docker_module()
-        try:
-            result = self.client.containers.get(container_id).exec_run(command)
-        except docker.errors.APIError as exc:
-            raise EngineError(f"exec in {container_id[:12]}: {_short(exc)}") from None
+        result = self.client.containers.get(container_id).exec_run(command)
         return result.exit_code, result.output.decode("utf-8", "replace")
 
     def network_name(self, project: str) -> str:
         return f"{project}_{NETWORK}"
 
+    @_sdk
     def network_subnet(self, project: str) -> str | None:
         docker = _docker_module()
         try:
@@ -327,6 +316,7 @@ class Engine:
         configs = (net.attrs.get("IPAM") or {}).get("Config") or []
         return configs[0].get("Subnet") if configs else None
 
+    @_sdk
     def run_throwaway(self, image: str, command: list[str], cap_add: list[str], timeout: float = 60,
                       mounts: dict[str, str] | None = None, environment: dict[str, str] | None = None) -> tuple[int, str]:
         """Run a short-lived, labelled container with no network of ours; return (status, output).
@@ -352,42 +342,75 @@ class Engine:
         return status, output
 
     # ---- leftovers ---------------------------------------------------------------------------
+    @_sdk
     def managed_resources(self) -> dict[str, dict[str, Any]]:
         """Every container and network the lab made, grouped by compose project."""
         projects: dict[str, dict[str, Any]] = {}
-        for c in self.containers(f"{MANAGED_LABEL}=true"):
-            labels = c.labels
-            key = labels.get(PROJECT_LABEL) or c.name
-            entry = projects.setdefault(key, {"containers": [], "networks": [], "owner": None, "run": None})
-            entry["containers"].append(c)
+
+        def entry_for(labels: dict[str, str], name: str) -> dict[str, Any]:
+            entry = projects.setdefault(labels.get(PROJECT_LABEL) or name,
+                                        {"containers": [], "networks": [], "owner": None, "run": None})
             entry["owner"] = entry["owner"] or labels.get(OWNER_LABEL)
             entry["run"] = entry["run"] or labels.get(RUN_LABEL)
-        for n in self.client.networks.list(filters={"label": f"{MANAGED_LABEL}=true"}):
-            labels = n.attrs.get("Labels") or {}
-            key = labels.get(PROJECT_LABEL) or n.name
-            entry = projects.setdefault(key, {"containers": [], "networks": [], "owner": None, "run": None})
-            entry["networks"].append(n)
-            entry["owner"] = entry["owner"] or labels.get(OWNER_LABEL)
-            entry["run"] = entry["run"] or labels.get(RUN_LABEL)
+            return entry
+
+        for info in self.containers(f"{MANAGED_LABEL}=true"):
+            entry_for(info.labels, info.name)["containers"].append(info)
+        for n in self.client.api.networks(filters={"label": f"{MANAGED_LABEL}=true"}):
+            entry_for(n.get("Labels") or {}, n["Name"])["networks"].append(n["Name"])
         return projects
 
+    @_sdk
     def remove_resources(self, entry: dict[str, Any]) -> list[str]:
         """Remove a project's containers, then its networks; return what was removed."""
         docker = _docker_module()
         removed = []
-        for c in entry["containers"]:
+        for info in entry["containers"]:
             try:
-                c.remove(force=True, v=True)
-                removed.append(f"container {c.name}")
+                self.client.api.remove_container(info.id, force=True, v=True)
+                removed.append(f"container {info.name}")
             except docker.errors.NotFound:
                 pass
-        for n in entry["networks"]:
+        for name in entry["networks"]:
             try:
-                n.remove()
-                removed.append(f"network {n.name}")
+                self.client.networks.get(name).remove()
+                removed.append(f"network {name}")
             except docker.errors.NotFound:
                 pass
         return removed
+
+
+def _info_from_list(entry: dict[str, Any]) -> ContainerInfo:
+    """A ContainerInfo from one row of the container list API."""
+    labels = entry.get("Labels") or {}
+    state = entry.get("State", "unknown")
+    ip = None
+    for name, net in ((entry.get("NetworkSettings") or {}).get("Networks") or {}).items():
+        if name.endswith(f"_{NETWORK}") and net.get("IPAddress"):
+            ip = net["IPAddress"]
+    exit_code = None
+    if state in ("exited", "dead"):
+        # The list's status reads "Exited (137) 2 seconds ago".
+        match = re.search(r"\((-?\d+)\)", entry.get("Status", ""))
+        exit_code = int(match.group(1)) if match else None
+    return ContainerInfo(
+        name=(entry.get("Names") or ["/?"])[0].lstrip("/"),
+        service=labels.get(SERVICE_LABEL) or labels.get(COMPOSE_SERVICE_LABEL, ""),
+        role=labels.get(ROLE_LABEL, ""),
+        status=state,
+        exit_code=exit_code,
+        ip=ip,
+        id=entry["Id"],
+        labels=labels,
+    )
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    """`registry:5000/name:tag` -> (`registry:5000/name`, `tag`); the tag defaults to latest."""
+    from docker.utils import parse_repository_tag  # noqa: PLC0415
+
+    repository, tag = parse_repository_tag(ref)
+    return repository, tag or "latest"
 
 
 def owner_alive(owner: str | None) -> bool:
@@ -411,23 +434,33 @@ def owner_token() -> str:
 
 
 def _pump(stream, lines: list[str], on_line: Callable[[str], None]) -> None:
-    for line in stream:
-        lines.append(line)
-        on_line(line.rstrip("\n"))
+    """Read a child's output to the end, whatever the callback does, so the child never blocks."""
+    with stream:
+        for line in stream:
+            lines.append(line)
+            try:
+                on_line(line.rstrip("\n"))
+            except Exception:  # noqa: BLE001 - a display problem must not stall the build
+                pass
 
 
 def _stop_process(proc: subprocess.Popen) -> None:
+    """SIGINT the child's process group, give it 10 s, then SIGKILL; whatever else happens
+    meanwhile (a second Ctrl-C), the child does not outlive this call."""
     if proc.poll() is not None:
         return
     try:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+    except BaseException:  # noqa: BLE001 - the timeout, or another interrupt: kill for sure below
+        pass
+    finally:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
 
 
 def _short(exc: Exception) -> str:

@@ -105,24 +105,17 @@ def build_offline_base(engine: Engine, ref: str, progress: Progress = print, sui
 def build_node(engine: Engine, root: Path, progress: Progress | None = print) -> str:
     """Build (or refresh from cache) the node image through compose; return its image id."""
     base = ensure_base(engine, progress or (lambda _m: None))
-    env_before = os.environ.get("LAB_BASE_IMAGE")
-    os.environ["LAB_BASE_IMAGE"] = base
-    try:
-        engine.compose(
-            None,
-            [root / "compose.yaml"],
-            "build",
-            "server",
-            on_line=(lambda line: progress(f"  {line}")) if progress else None,
-            capture=progress is None,
-            cwd=root,
-            timeout=1800,
-        )
-    finally:
-        if env_before is None:
-            os.environ.pop("LAB_BASE_IMAGE", None)
-        else:
-            os.environ["LAB_BASE_IMAGE"] = env_before
+    engine.compose(
+        None,
+        [root / "compose.yaml"],
+        "build",
+        "server",
+        on_line=(lambda line: progress(f"  {line}")) if progress else None,
+        capture=progress is None,
+        cwd=root,
+        timeout=1800,
+        env={"LAB_BASE_IMAGE": base},
+    )
     image_id = engine.image_id(NODE_IMAGE)
     if image_id is None:
         raise EngineError(f"the build finished but {NODE_IMAGE} is missing")

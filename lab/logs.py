@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
+from lab.errors import LabError
 from lab.metrics import Record, client_address, normal_addr, percentile, port_of, who
 
 CONVERSATION_COLUMNS = [
@@ -214,8 +215,17 @@ def conversations_csv(rows: list[Conversation]) -> str:
 
 
 def read_events(path) -> list[Record]:
+    """A run's events.jsonl; a damaged line is an error naming the file and line, not a traceback."""
+    records = []
     with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise LabError(f"{path}:{number}: not a JSON record ({exc.msg}); the raw output is in logs/") from None
+    return records
 
 
 def filter_events(events: list[Record], client: str | None = None, proto: str | None = None) -> list[Record]:

@@ -22,12 +22,14 @@ from typing import Any, Callable
 
 from lab import __version__
 from lab.compose import NODE_IMAGE, render, to_yaml
+from lab.echo.record import utc_timestamp
 from lab.engine import ContainerInfo, Engine, owner_token
-from lab.errors import LabError, RunFailed, UsageError
+from lab.errors import LabError, UsageError
 from lab.expect import evaluate
 from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
 from lab.metrics import Record
-from lab.scenario import Fault, Scenario
+from lab.faults import FaultTimeline, apply_fault
+from lab.scenario import Scenario
 
 POLL_SECONDS = 0.25
 
@@ -60,10 +62,6 @@ def new_run_id(scenario: str) -> str:
     return f"{stamp}-{scenario}-{secrets.token_hex(3)}"
 
 
-def now_ts() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def run_scenario(
     scenario: Scenario,
     engine: Engine,
@@ -90,7 +88,7 @@ def run_scenario(
         "scenario": scenario.name,
         "scenario_file": str(source) if source else None,
         "scenario_model": scenario.model_dump(mode="json"),
-        "started": now_ts(),
+        "started": utc_timestamp(),
         "ended": None,
         "verdict": "running",
         "versions": {"lab": __version__, "python": platform.python_version()},
@@ -130,29 +128,32 @@ def _drive(scenario: Scenario, engine: Engine, project: str, seen: dict[str, Con
            lab_records: list[Record], progress: Progress) -> str:
     """Run the fault timeline and wait for every client to exit, or for the scenario's timeout."""
     start = time.monotonic()
-    timeline = _timeline(scenario.faults)
+    timeline = FaultTimeline(list(scenario.faults))
     total = scenario.clients.count
     # A client the scenario kills or stops on purpose is judged by the expectations, not its exit.
     doomed = {f.target for f in scenario.faults if f.action in ("kill", "stop") and f.target != "server"}
+
+    def carry_out(steps) -> None:
+        for step in steps:
+            record = apply_fault(scenario, engine, project, _by_service(seen), step, time.monotonic() - start)
+            lab_records.append(record)
+            if record["ok"]:
+                timeline.applied(step)
+
     progress.clients(0, total)
     last_done = -1
     while True:
         _observe(engine, project, seen)
-        while timeline and timeline[0][0] <= time.monotonic() - start:
-            _, fault, undo = timeline.pop(0)
-            lab_records.append(_apply_fault(scenario, engine, project, seen, fault, undo, time.monotonic() - start))
+        carry_out(timeline.due(time.monotonic() - start))
         clients = [c for c in seen.values() if c.role == "client"]
         done = sum(1 for c in clients if c.status in ("exited", "dead"))
         if done != last_done:
             progress.clients(done, total)
             last_done = done
         if len(clients) == total and done == total:
-            # Undo what is still in force (a pause, a cut cable) so the teardown sees every
+            # Put right what is still in force (a pause, a cut cable) so the teardown finds every
             # container as it should be and its logs are complete.
-            for _, fault, undo in timeline:
-                if undo:
-                    lab_records.append(_apply_fault(scenario, engine, project, seen, fault, undo,
-                                                    time.monotonic() - start))
+            carry_out(timeline.outstanding_undos())
             if any(r.get("ok") is False for r in lab_records):
                 return "error"
             return "passed" if all(c.exit_code == 0 for c in clients if c.service not in doomed) else "failed"
@@ -171,52 +172,8 @@ def _observe(engine: Engine, project: str, seen: dict[str, ContainerInfo]) -> No
         seen[info.name] = info
 
 
-def _timeline(faults: list[Fault]) -> list[tuple[float, Fault, bool]]:
-    """Each fault at its time, plus its undo at `at + duration` where it has one."""
-    items: list[tuple[float, Fault, bool]] = []
-    for fault in faults:
-        items.append((fault.at, fault, False))
-        if fault.duration is not None:
-            items.append((fault.at + fault.duration, fault, True))
-    items.sort(key=lambda item: item[0])
-    return items
-
-
-UNDO = {"stop": "start", "kill": "start", "pause": "unpause", "disconnect": "reconnect", "impair": "impair",
-        "start": "stop", "unpause": "pause", "reconnect": "disconnect", "restart": None}
-
-
-def _apply_fault(scenario: Scenario, engine: Engine, project: str, seen: dict[str, ContainerInfo], fault: Fault,
-                 undo: bool, at: float) -> Record:
-    """Carry out one fault (or its undo) and return the record that puts it on the timeline."""
-    action = UNDO[fault.action] if undo else fault.action
-    shaper = seen.get(f"{project}-{fault.target}-shaper-1")
-    target = seen.get(f"{project}-{fault.target}-1")
-    record: Record = {"v": 1, "ts": now_ts(), "host": "lab", "role": "lab", "proto": None, "event": "fault",
-                      "action": action, "target": fault.target, "t": round(at, 3), "undo": undo,
-                      "service": "lab", "container": "lab"}
-    try:
-        if action is None or target is None:
-            raise RunFailed(f"no container for {fault.target}")
-        if action in ("disconnect", "reconnect"):
-            # The shaper owns the namespace where there is one; the echo program shares it.
-            engine.act((shaper or target).id, action, network=engine.network_name(project))
-        elif action == "impair":
-            if shaper is None:
-                raise RunFailed(f"{fault.target} has no shaper")
-            # The new values replace the old ones whole; the undo puts back what was declared.
-            declared = scenario.impair_of(fault.target) if undo else fault.impair
-            impair = ["--clear", *(declared.shaper_args(direction=False) if declared else [])]
-            status, output = engine.exec(shaper.id, ["python3", "-m", "lab.shaper", "set", *impair])
-            record["impair"] = impair
-            if status != 0:
-                raise RunFailed(output.strip() or f"shaper set exited {status}")
-        else:
-            engine.act(target.id, action)
-        record["ok"] = True
-    except LabError as exc:
-        record.update(ok=False, event="fault", reason="failed", detail=str(exc))
-    return record
+def _by_service(seen: dict[str, ContainerInfo]) -> dict[str, ContainerInfo]:
+    return {c.service: c for c in seen.values()}
 
 
 def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path, directory: Path,
@@ -250,7 +207,7 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
         records = parse_output(raw, origin)
         if origin.ip is None and info.role != "shaper":
             # An echo container behind a shaper has no IP of its own in Docker's view.
-            origin.ip = seen.get(f"{project}-{info.service}-shaper-1", info).ip or infer_ip(records)
+            origin.ip = _by_service(seen).get(f"{info.service}-shaper", info).ip or infer_ip(records)
             info.ip = origin.ip
             for record in records:
                 record.setdefault("ip", origin.ip)
@@ -263,11 +220,9 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
         except (LabError, OSError) as exc:
             errors.append(f"down: {exc} (run `lab clean`)")
     events = merge_timeline(groups)
-    with open(directory / "events.jsonl", "w", encoding="utf-8") as fh:
-        for record in events:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_text(directory / "events.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in events))
     result.conversations = join_views(events)
-    (directory / "clients.csv").write_text(conversations_csv(result.conversations), encoding="utf-8")
+    write_text(directory / "clients.csv", conversations_csv(result.conversations))
     result.clients = {c.service: c.exit_code for c in seen.values() if c.role == "client"}
     if result.verdict in ("passed", "failed"):
         result.expectations = evaluate(scenario.expect, events)
@@ -277,7 +232,7 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
         result.verdict = "error"
     result.error = "; ".join(filter(None, [result.error, *errors])) or None
     manifest.update(
-        ended=now_ts(),
+        ended=utc_timestamp(),
         verdict=result.verdict,
         error=result.error,
         kept=keep,
@@ -316,10 +271,15 @@ def _shielded_from_interrupts(progress: Progress):
             signal.signal(sig, handler)
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_text(path: Path, text: str) -> None:
+    """Whole or not at all: a run killed mid-write never leaves a torn file behind."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
@@ -330,6 +290,9 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
             data = json.loads(manifest.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
+        if not isinstance(data, dict):
+            continue
+        data.setdefault("run_id", manifest.parent.name)
         data["directory"] = str(manifest.parent)
         runs.append(data)
     runs.sort(key=lambda d: d.get("started") or "", reverse=True)

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from lab.errors import ScenarioError
 from lab.expect import Expectation
+from lab.expect_base import FaultAction
 
 Proto = Literal["tcp", "udp"]
 Mode = Literal["iterative", "threaded", "async"]
@@ -132,7 +133,6 @@ class ClientsSpec(ClientSpec):
     each: dict[str, ClientOverride] = {}
 
 
-FaultAction = Literal["stop", "start", "kill", "restart", "pause", "unpause", "disconnect", "reconnect", "impair"]
 
 
 class Fault(Model):
@@ -248,7 +248,10 @@ class Scenario(Model):
         """The same scenario with another number of clients (`lab run --clients N`)."""
         data = self.model_dump(exclude_unset=True)
         data.setdefault("clients", {})["count"] = count
-        return Scenario.model_validate(data)
+        try:
+            return Scenario.model_validate(data)
+        except ValidationError as exc:
+            raise ScenarioError(f"--clients {count} does not fit scenario {self.name}: {describe_errors(exc)}") from None
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -284,7 +287,8 @@ def describe_errors(exc: ValidationError) -> str:
         shown = "" if isinstance(got, (dict, list)) or err["type"] == "missing" else f" (got {got!r})"
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
-        lines.append(f"{loc or '(top level)'}: {msg}{shown}")
+        # A check across fields names its own path in the message.
+        lines.append(f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}")
     return "\n  ".join(dict.fromkeys(lines))
 
 

@@ -123,7 +123,7 @@ def start_slow_run(tmp_path: Path):
 
 
 def client_talking(engine: Engine, run_id: str) -> bool:
-    return any(c.labels.get("io.socketlab.role") == "client" and b'"event":"reply"' in c.logs()
+    return any(c.role == "client" and b'"event":"reply"' in engine.container_logs(c.id)
                for c in run_resources(engine, run_id)[0])
 
 

@@ -1,33 +1,68 @@
-"""The fault plan: what happens when, and what undoes what (no Docker)."""
+"""The fault plan: what happens when, what undoes what, and what is never undone (no Docker)."""
 
 import pytest
 from pydantic import ValidationError
 
-from lab.run import UNDO, _timeline
+from lab.faults import FaultTimeline
 from lab.scenario import Fault, Scenario
 
 
-def faults(*items):
-    return [Fault.model_validate(item) for item in items]
+def timeline(*items):
+    return FaultTimeline([Fault.model_validate(item) for item in items])
 
 
-def test_timeline_orders_faults_and_their_undos_by_time():
-    plan = _timeline(faults(
+def steps(items):
+    return [(s.at, s.action, s.undo) for s in items]
+
+
+def apply_all(plan, elapsed):
+    due = plan.due(elapsed)
+    for step in due:
+        plan.applied(step)
+    return due
+
+
+def test_steps_come_due_in_time_order_with_their_undos():
+    plan = timeline(
         {"at": 3, "action": "restart", "target": "server"},
         {"at": 1, "action": "disconnect", "target": "client2", "duration": 5},
         {"at": 2, "action": "pause", "target": "client1", "duration": 0.5},
-    ))
-    assert [(at, f.action, undo) for at, f, undo in plan] == [
-        (1, "disconnect", False), (2, "pause", False), (2.5, "pause", True), (3, "restart", False),
-        (6, "disconnect", True),
-    ]
+    )
+    assert apply_all(plan, 0.5) == []
+    assert steps(apply_all(plan, 2.0)) == [(1, "disconnect", False), (2, "pause", False)]
+    assert steps(apply_all(plan, 3.0)) == [(2.5, "unpause", True), (3, "restart", False)]
+    assert steps(apply_all(plan, 6.0)) == [(6, "reconnect", True)]
+    assert plan.due(100) == [] and plan.outstanding_undos() == []
+
+
+def test_a_fault_that_never_happened_is_never_undone():
+    plan = timeline({"at": 50, "action": "pause", "target": "server", "duration": 5})
+    assert plan.due(1.0) == []
+    assert plan.outstanding_undos() == []  # the clients finished first: nothing to put right
+
+
+def test_a_refused_fault_is_not_undone():
+    plan = timeline({"at": 1, "action": "disconnect", "target": "client1", "duration": 2})
+    refused = plan.due(1.0)
+    assert steps(refused) == [(1, "disconnect", False)]  # carried out, but the engine said no
+    assert plan.due(5.0) == []
+
+
+def test_when_the_clients_finish_early_applied_faults_are_put_right():
+    plan = timeline({"at": 1, "action": "pause", "target": "server", "duration": 30},
+                    {"at": 2, "action": "kill", "target": "client3"})
+    apply_all(plan, 2.5)
+    assert steps(plan.outstanding_undos()) == [(31, "unpause", True)]
 
 
 @pytest.mark.parametrize("action, undo", [
     ("stop", "start"), ("kill", "start"), ("pause", "unpause"), ("disconnect", "reconnect"), ("impair", "impair"),
 ])
-def test_every_undoable_action_has_its_opposite(action, undo):
-    assert UNDO[action] == undo
+def test_each_undo_is_the_opposite_action(action, undo):
+    extra = {"impair": {"loss": 0.1}} if action == "impair" else {}
+    plan = timeline({"at": 0, "action": action, "target": "server", "duration": 1, **extra})
+    apply_all(plan, 0)
+    assert steps(plan.due(1)) == [(1, undo, True)]
 
 
 def test_restart_cannot_have_a_duration():

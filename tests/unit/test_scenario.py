@@ -134,3 +134,9 @@ def test_good_ports_and_subnet_load(tmp_path):
     s = load_scenario(write(tmp_path, "g", "description: x\npublish: ['127.0.0.1:19200:19200/udp', '8080:19200']\n"
                                            "network: {subnet: 10.99.0.0/24}\n"))
     assert s.publish[0].startswith("127.0.0.1") and s.network.subnet == "10.99.0.0/24"
+
+
+def test_too_few_clients_for_the_scenario_is_a_scenario_error():
+    scenario = load_scenario(SCENARIOS / "partition.yaml")
+    with pytest.raises(ScenarioError, match=r"--clients 1 does not fit scenario partition: faults.0.target"):
+        scenario.with_clients(1)
