@@ -109,7 +109,7 @@ def render(
     network: dict[str, Any] = {"internal": True, "labels": dict(labels)}
     if not run_id:
         network["ipam"] = {"config": [{"subnet": scenario.network.subnet}]}
-    return {"name": None, "services": services, "networks": {NETWORK: network}}
+    return {"services": services, "networks": {NETWORK: network}}
 
 
 def _attach(services: dict[str, Any], spec: dict[str, Any], name: str, impair: Impairment | None, node, aliases: list[str]) -> None:
@@ -216,7 +216,6 @@ _Dumper.add_representer(list, _represent_list)
 
 
 def to_yaml(compose: dict[str, Any], header: str = "") -> str:
-    """Compose YAML text; `name: None` entries are dropped (compose derives the project name)."""
-    body = {k: v for k, v in compose.items() if v is not None}
-    text = yaml.dump(body, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+    """Compose YAML text (compose derives the project name from the directory or `-p`)."""
+    text = yaml.dump(compose, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
     return header + text

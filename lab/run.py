@@ -193,6 +193,37 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
             _observe(engine, project, seen)
         except LabError as exc:
             errors.append(f"inspect: {exc}")
+    groups, images = _collect_logs(engine, seen, directory, errors)
+    groups.append(lab_records)
+    if brought_up and not keep:
+        try:
+            progress.message("removing containers and network")
+            engine.remove_project(project, compose_file)
+        except (LabError, OSError) as exc:
+            errors.append(f"down: {exc} (run `lab clean`)")
+    events = merge_timeline(groups)
+    write_text(directory / "events.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in events))
+    result.conversations = join_views(events)
+    write_text(directory / "clients.csv", conversations_csv(result.conversations))
+    result.clients = {c.service: c.exit_code for c in seen.values() if c.role == "client"}
+    _judge(scenario, result, events, errors)
+    manifest.update(
+        ended=utc_timestamp(),
+        verdict=result.verdict,
+        error=result.error,
+        kept=keep,
+        images={"node": engine_safe(lambda: engine.image_id(NODE_IMAGE)), "containers": images},
+        clients=result.clients,
+        expectations=[r.model_dump(mode="json") for r in result.expectations],
+        containers={c.name: {"service": c.service, "role": c.role, "ip": c.ip, "exit_code": c.exit_code}
+                    for c in seen.values()},
+    )
+    write_json(directory / "manifest.json", manifest)
+
+
+def _collect_logs(engine: Engine, seen: dict[str, ContainerInfo], directory: Path,
+                  errors: list[str]) -> tuple[list[list[Record]], dict[str, str | None]]:
+    """Each container's raw output into logs/, and its records tagged with who printed them."""
     groups = []
     images: dict[str, str | None] = {}
     for info in sorted(seen.values(), key=lambda c: c.name):
@@ -212,18 +243,12 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
             for record in records:
                 record.setdefault("ip", origin.ip)
         groups.append(records)
-    groups.append(lab_records)
-    if brought_up and not keep:
-        try:
-            progress.message("removing containers and network")
-            engine.remove_project(project, compose_file)
-        except (LabError, OSError) as exc:
-            errors.append(f"down: {exc} (run `lab clean`)")
-    events = merge_timeline(groups)
-    write_text(directory / "events.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in events))
-    result.conversations = join_views(events)
-    write_text(directory / "clients.csv", conversations_csv(result.conversations))
-    result.clients = {c.service: c.exit_code for c in seen.values() if c.role == "client"}
+    return groups, images
+
+
+def _judge(scenario: Scenario, result: RunResult, events: list[Record], errors: list[str]) -> None:
+    """The final verdict: expectations count only for a run that finished; a teardown problem
+    turns a pass into an error (something may be left behind)."""
     if result.verdict in ("passed", "failed"):
         result.expectations = evaluate(scenario.expect, events)
         if any(not r.passed for r in result.expectations):
@@ -231,18 +256,6 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
     if errors and result.verdict == "passed":
         result.verdict = "error"
     result.error = "; ".join(filter(None, [result.error, *errors])) or None
-    manifest.update(
-        ended=utc_timestamp(),
-        verdict=result.verdict,
-        error=result.error,
-        kept=keep,
-        images={"node": engine_safe(lambda: engine.image_id(NODE_IMAGE)), "containers": images},
-        clients=result.clients,
-        expectations=[r.model_dump(mode="json") for r in result.expectations],
-        containers={c.name: {"service": c.service, "role": c.role, "ip": c.ip, "exit_code": c.exit_code}
-                    for c in seen.values()},
-    )
-    write_json(directory / "manifest.json", manifest)
 
 
 def engine_safe(fn: Callable[[], Any]) -> Any:

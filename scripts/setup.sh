@@ -27,17 +27,18 @@ apt_install() {
 docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (is it running? may this user use it?). Then run: .venv/bin/lab doctor"
 
 # 2. Compose v2. Debian bookworm ships only v1.29; its trixie suite has 2.x, which needs only libc6.
+#    The mirror is found the way lab/images.py host_debian_mirror finds it: a URI ending in /debian.
 if ! docker compose version >/dev/null 2>&1; then
   say "installing Docker Compose v2 (Debian trixie's docker-compose package)"
   have_apt || die "docker compose v2 is missing: install the docker-compose-plugin package"
   uri=""
   for f in /etc/apt/sources.list.d/*.sources; do
     [ -f "$f" ] || continue
-    uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' "$f")
+    uri=$(awk '/^URIs:/ {for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) {print $i; exit}}' "$f")
     [ -n "$uri" ] && break
   done
   if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-    uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {print $i; exit}}' /etc/apt/sources.list)
+    uri=$(awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\/.*\/debian\/?$/) {print $i; exit}}' /etc/apt/sources.list)
   fi
   [ -n "$uri" ] || die "cannot find this host's Debian mirror in /etc/apt; install docker compose v2 by hand"
   tmp=$(mktemp -d)
