@@ -8,32 +8,18 @@ the time-ordered records, as docs/log-schema.md describes them plus the orchestr
 from __future__ import annotations
 
 import datetime as _dt
-import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from lab.echo.record import parse_addr as split_addr  # the schema's own address format
+# Re-exported (reports and checks import it from here): the client's own definition, so the
+# lab's p50/p95 and the client summary's agree.
+from lab.echo.stats import percentile as percentile  # noqa: F401
 
 Record = dict[str, Any]
 
 # Wildcard addresses a client may see from getsockname() on an unconnected UDP socket.
 _WILDCARDS = {"0.0.0.0", "::", ""}
-
-
-def percentile(values: Iterable[float], p: float) -> float:
-    """The p-th percentile (0..100), nearest rank: the smallest value with p% of values at or below it.
-
-    The same definition the echo client uses for its summary's rtt_p50_ms/rtt_p95_ms, so the lab's
-    numbers and the client's agree; always one of the values. Raises ValueError on no values or p
-    outside 0..100, because a percentile of nothing is a bug, not zero.
-    """
-    data = sorted(float(v) for v in values)
-    if not data:
-        raise ValueError("percentile of no values")
-    if not 0 <= p <= 100:
-        raise ValueError(f"percentile must be within 0..100, got {p}")
-    rank = math.ceil(round(p * len(data) / 100.0, 9))
-    return data[min(max(rank, 1), len(data)) - 1]
 
 
 def parse_ts(text: str) -> _dt.datetime:

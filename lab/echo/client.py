@@ -16,24 +16,20 @@ import time
 import traceback
 from typing import Callable
 
-from lab.echo.client_core import ClientPlan, SessionTally, StopFlag, percentile
+from lab.echo.client_core import ClientPlan, SessionTally, StopFlag
 from lab.echo.client_tcp import run_tcp_session
 from lab.echo.client_udp import run_udp_session
+from lab.echo.options import DEFAULT_PORT, OneLineParser, exit_status
 from lab.echo.record import RecordWriter
+from lab.echo.stats import percentile
 
-DEFAULT_PORT = 19200
 UDP_PAYLOAD_MAX = 65507  # IPv4: 65535 - 20 (IP header) - 8 (UDP header)
 FILLER = b"abcdefghijklmnopqrstuvwxyz0123456789"
 RUNNERS: dict[str, Callable[..., SessionTally]] = {"tcp": run_tcp_session, "udp": run_udp_session}
 
 
 class OptionError(Exception):
-    """A bad option value: one line on stderr, exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump
-        raise OptionError(message)
+    """A bad combination of option values: one line on stderr, exit 2."""
 
 
 def default_messages() -> list[bytes]:
@@ -55,8 +51,23 @@ def generated_message(seq: int, size: int, fill: str) -> bytes:
     return body[:size]
 
 
+def cycled_messages(base: list[bytes], count: int) -> list[bytes]:
+    """count messages taken from base in turn. A payload that would repeat an earlier one gets a
+    `#SEQ ` prefix (`#5 hello`), so every message is unique and a late UDP echo of one is never
+    taken for another's; with count <= len(base) and distinct messages nothing changes."""
+    messages: list[bytes] = []
+    seen: set[bytes] = set()
+    for seq in range(1, count + 1):
+        payload = base[(seq - 1) % len(base)]
+        while payload in seen:  # (the loop only matters if a given message itself starts with #SEQ)
+            payload = f"#{seq} ".encode() + payload
+        seen.add(payload)
+        messages.append(payload)
+    return messages
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python3 -m lab.echo client", add_help=True,
+    p = OneLineParser(prog="python3 -m lab.echo client", add_help=True,
                 description="Send messages to the echo server, wait for each echo, check it, log it all as "
                             "JSON lines (docs/log-schema.md). Exit 0 ok, 1 conversation failed, 2 bad options.")
     p.add_argument("--server", default="127.0.0.1", help="server name or IPv4/IPv6 address (default 127.0.0.1)")
@@ -66,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a message to send (repeatable, sent in order)")
     p.add_argument("--messages", metavar="LIST", help="several messages in one value, split on --separator")
     p.add_argument("--separator", default="|", help="separator for --messages (default '|')")
-    p.add_argument("--count", type=int, help="send N messages: cycles the given/default messages, "
+    p.add_argument("--count", type=int, help="send N messages: cycles the given/default messages (a repeat "
+                                             "is sent as '#SEQ text', so every message is unique), "
                                              "or generates N messages of --size bytes")
     p.add_argument("--size", type=int, help="generate messages of exactly BYTES bytes (default count 1)")
     p.add_argument("--fill", choices=("text", "bytes"), default="text",
@@ -116,7 +128,7 @@ def plan_from_args(args: argparse.Namespace) -> ClientPlan:
     else:
         base = base or default_messages()
         count = args.count or len(base)
-        messages = [base[i % len(base)] for i in range(count)]
+        messages = cycled_messages(base, count)
     if "udp" in protos:
         biggest = max(len(m) for m in messages)
         _check(biggest <= UDP_PAYLOAD_MAX, f"a {biggest}-byte message does not fit in one UDP datagram "
@@ -147,7 +159,8 @@ def summarize(plan: ClientPlan, proto: str, tallies: list[SessionTally], interru
     fields = {
         "planned": planned, "sent": sum(t.sent for t in tallies), "echoed": sum(t.echoed for t in tallies),
         "mismatched": sum(t.mismatched for t in tallies), "lost": sum(t.lost for t in tallies),
-        "rtt_p50_ms": _ms(percentile(rtts, 0.50)), "rtt_p95_ms": _ms(percentile(rtts, 0.95)),
+        "rtt_p50_ms": _ms(percentile(rtts, 50) if rtts else None),
+        "rtt_p95_ms": _ms(percentile(rtts, 95) if rtts else None),
         "rtt_max_ms": _ms(max(rtts) if rtts else None),
         "local_ports": [port for t in tallies for port in t.local_ports], "sessions": plan.sessions,
     }
@@ -221,12 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-        plan = plan_from_args(args)
-    except OptionError as exc:
-        print(f"lab.echo client: error: {exc}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
+        try:
+            plan = plan_from_args(args)
+        except OptionError as exc:
+            parser.error(str(exc))
+    except SystemExit as exc:  # --help, or a bad option value (reported on one line)
+        return exit_status(exc)
     writer = RecordWriter(role="client", host=args.name)
     stop = StopFlag()
     previous = {}

@@ -153,15 +153,6 @@ def route_source(family: int, addr: tuple) -> str | None:
         return None
 
 
-def percentile(values: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile, or None when there are no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-int(round(fraction * 1000)) * len(ordered) // 1000))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
 def session_fields(session: int, local: tuple | None, peer: tuple | None) -> dict:
     """The fields that place a record in one session's conversation."""
     return {"session": session, "local": format_addr(local), "peer": format_addr(peer)}

@@ -70,9 +70,13 @@ class TcpSession(Session):
                     raise
                 last = exc
                 continue
-            self.sock = sock
-            self.local = sock.getsockname()
-            self.peer = sock.getpeername()
+            try:
+                local, peer = sock.getsockname(), sock.getpeername()
+            except OSError as exc:  # reset right after the handshake: a failed connect like any other
+                sock.close()
+                last = exc
+                continue
+            self.sock, self.local, self.peer = sock, local, peer
             self.tally.add_port(self.local[1])
             self.writer.emit("tcp", "connected", attempt=attempt, **self.fields())
             return

@@ -1,7 +1,8 @@
 """One UDP session of the echo client: sendto without connect, wait for each datagram's echo.
 
 The socket stays unconnected, as in the tutorial, so the kernel picks the ephemeral port at
-the first sendto. Replies are matched by content: a late echo of an earlier message (after
+the first sendto. Replies are matched by content, which is sound because the client's messages
+are unique (a cycled repeat is sent as `#SEQ text`): a late echo of an earlier message (after
 its timeout, or a second copy after a retry) is logged as `duplicate`, never counted for the
 message being waited on. Datagrams from any other address are logged as stray.
 """

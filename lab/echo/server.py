@@ -15,21 +15,11 @@ import resource
 import signal
 import socket
 import sys
-from typing import NoReturn
-
+from .options import DEFAULT_PORT, OneLineParser, exit_status, int_in
 from .server_core import LEVELS, ServerContext, Settings, peer_text
 
-DEFAULT_PORT = 19200
 MODES = ("iterative", "threaded", "async")
 PORT_TRIES = 20  # with --port 0: how often to look for a port free for both TCP and UDP
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Bad option values end with one line on stderr and exit 2, no usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(2)
 
 
 def _protos(text: str) -> tuple[str, ...]:
@@ -37,18 +27,6 @@ def _protos(text: str) -> tuple[str, ...]:
     if not names or any(p not in ("tcp", "udp") for p in names):
         raise argparse.ArgumentTypeError(f"expected tcp, udp or tcp,udp, got {text!r}")
     return tuple(p for p in ("tcp", "udp") if p in names)
-
-
-def _int_in(low: int, high: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected {low}..{high}, got {value}")
-        return value
-    return parse
 
 
 def _seconds(text: str) -> float:
@@ -65,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="lab.echo server", description="TCP/UDP echo server writing JSON records on stdout.")
     parser.add_argument("--proto", type=_protos, default=("tcp", "udp"), help="tcp, udp or tcp,udp (default both)")
     parser.add_argument("--host", default="0.0.0.0", help="bind address, IPv4 or IPv6 (:: = dual-stack); default 0.0.0.0")
-    parser.add_argument("--port", type=_int_in(0, 65535), default=DEFAULT_PORT,
+    parser.add_argument("--port", type=int_in(0, 65535), default=DEFAULT_PORT,
                         help=f"TCP and UDP port (default {DEFAULT_PORT}; 0 = any free port, see `listening`)")
     parser.add_argument("--mode", choices=MODES, default="async",
                         help="iterative: one client at a time; threaded: a thread per client; async: one event loop")
@@ -74,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ready-file", help="create this file once every listener is bound (removed at exit)")
     parser.add_argument("--log", choices=tuple(LEVELS), default="messages",
                         help="messages: every read and echo; connections: accepts/closes only; quiet: start, errors, summary")
-    parser.add_argument("--buffer-cap", type=_int_in(1024, 1 << 30), default=256 * 1024,
+    parser.add_argument("--buffer-cap", type=int_in(1024, 1 << 30), default=256 * 1024,
                         help="async: stop reading a client whose unsent echo reaches this many bytes (default 262144)")
-    parser.add_argument("--read-size", type=_int_in(1, 1 << 24), default=1024,
+    parser.add_argument("--read-size", type=int_in(1, 1 << 24), default=1024,
                         help="bytes per TCP recv (default 1024, as in the tutorial)")
     return parser
 
@@ -202,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = parse_settings(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # --help, or a bad option value (already reported on one line)
-        return exc.code if isinstance(exc.code, int) else 2
+        return exit_status(exc)
     raise_fd_limit()
     return run(settings)
 

@@ -183,7 +183,7 @@ class Listener:
                 return
             except OSError as exc:
                 if exc.errno in FD_LIMIT_ERRNOS:
-                    if not ctx.refuse_for_fds(self.sock, str(exc)):
+                    if not ctx.refuse_waiting_client(self.sock, str(exc)):
                         self.pause()
                         return
                     continue

@@ -145,7 +145,7 @@ def accept_loop(ctx: ServerContext, listener: socket.socket, threads: Connection
             continue
         except OSError as exc:
             if exc.errno in FD_LIMIT_ERRNOS:
-                if not ctx.refuse_for_fds(listener, str(exc)):
+                if not ctx.refuse_waiting_client(listener, str(exc)):
                     ctx.fd_reserve.take()
                     backoff_ms = 100
             else:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from .options import DEFAULT_PORT
 from .record import RecordWriter, format_addr, text_fields
 
 # How much a record level shows: messages (every read/echo) > connections > quiet.
@@ -37,7 +38,7 @@ class Settings:
 
     protos: tuple[str, ...] = ("tcp", "udp")
     host: str = "0.0.0.0"
-    port: int = 19200
+    port: int = DEFAULT_PORT
     mode: str = "async"
     idle_timeout: float = 30.0
     ready_file: str | None = None
@@ -112,22 +113,24 @@ class FdReserve:
 
     def refuse_one(self, listener: socket.socket) -> tuple[bool, Any]:
         """Free the spare, accept and close one waiting connection, re-take the spare.
-        Returns (whether a client was refused, its address if known). Linux fails accept()
-        with EMFILE even when no client is waiting; then nobody is refused."""
+        Returns (whether a connection was taken off the backlog, the client's address if known).
+        A client that gave up while waiting (ECONNABORTED) is taken off too, address unknown.
+        Nothing is taken when there is no spare, when nobody waits (Linux fails accept() with
+        EMFILE then too) or when the spare was used up again before accept() ran."""
         if self.fd is None:
             return False, None
         os.close(self.fd)
         self.fd = None
-        refused, peer = True, None
+        taken, peer = True, None
         try:
             conn, peer = listener.accept()
             conn.close()
-        except BlockingIOError:
-            refused = False
-        except OSError:
-            pass  # e.g. ECONNABORTED: that client is gone, refused before we knew its address
+        except (ConnectionAbortedError, BlockingIOError) as exc:
+            taken = isinstance(exc, ConnectionAbortedError)
+        except OSError as exc:
+            taken = exc.errno == errno.EPROTO  # the client's handshake failed: also gone
         self.take()
-        return refused, peer
+        return taken, peer
 
     def close(self) -> None:
         if self.fd is not None:
@@ -210,13 +213,14 @@ class ServerContext:
     def stopping(self) -> bool:
         return self.stop_event.is_set()
 
-    def refuse_for_fds(self, listener: socket.socket, detail: str) -> bool:
-        """accept() ran out of descriptors: refuse one waiting client and log it.
-        Returns False when none was refused (no spare left, or nobody waiting): back off."""
-        refused, peer = self.fd_reserve.refuse_one(listener)
-        if refused:
+    def refuse_waiting_client(self, listener: socket.socket, detail: str) -> bool:
+        """accept() ran out of descriptors: take one waiting client off the backlog with the
+        spare descriptor, close it and log `refused`. Returns whether one was taken; if so the
+        next accept() may go on, if not (no spare left, nobody waiting) the caller backs off."""
+        taken, peer = self.fd_reserve.refuse_one(listener)
+        if taken:
             self.record("tcp", "refused", peer=peer_text(peer), reason="fd-limit", detail=detail)
-        return peer is not None
+        return taken
 
     def summary(self) -> None:
         c = self.counters

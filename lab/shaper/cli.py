@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
+from lab.echo.options import OneLineParser
 from lab.echo.record import RecordWriter
 from lab.shaper import control, kernel
 from lab.shaper.impairment import BACKENDS, DIRECTIONS, Impairment, ImpairmentError, check_field
@@ -18,11 +19,6 @@ from lab.shaper.service import RunOptions, Shaper
 
 PROG = "python3 -m lab.shaper"
 _NO_RATE = ("none", "off", "0")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: error: {message}\n")
 
 
 def _add_impairment_options(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +33,8 @@ def _add_impairment_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Impair the traffic of this network namespace.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog=PROG, description="Impair the traffic of this network namespace.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     run = sub.add_parser("run", help="apply an impairment and serve until SIGTERM")
     run.add_argument("--dev", default="eth0")
     _add_impairment_options(run)

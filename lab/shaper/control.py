@@ -2,7 +2,7 @@
 
 One JSON object per line each way over a unix stream socket: a request
 `{"op": "set", "changes": {...}}` or `{"op": "get"}`, a reply `{"ok": true, "impairment": {...}}`
-or `{"ok": false, "error": "..."}`. The server side is non-blocking so that it can share the
+or `{"ok": false, "error": "..."}`. The server side never blocks, so that it can share the
 shaper's event loop with the packet queue.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import socket
 from typing import Any, Callable
 
@@ -24,7 +25,9 @@ class NoShaper(Exception):
 
 
 class ControlServer:
-    """Accepts control connections; `on_readable(sock)` is called by the owner's selector."""
+    """Accepts control connections and answers them without ever blocking: it registers its
+    sockets with the owner's selector (`attach`) and is called back through `on_ready`, so a
+    client slow to read its reply never holds up the packets the same loop carries."""
 
     def __init__(self, path: str, handler: Handler) -> None:
         self.path = path
@@ -36,39 +39,66 @@ class ControlServer:
         os.chmod(path, 0o600)
         self.listener.listen(8)
         self.listener.setblocking(False)
-        self.buffers: dict[socket.socket, bytes] = {}
+        self.selector: selectors.BaseSelector | None = None
+        self.requests: dict[socket.socket, bytes] = {}  # still reading the request line
+        self.replies: dict[socket.socket, bytes] = {}  # the unsent rest of the reply
 
-    def accept(self) -> socket.socket | None:
+    def attach(self, selector: selectors.BaseSelector) -> None:
+        """Serve through this selector; its keys for our sockets carry this server as data."""
+        self.selector = selector
+        selector.register(self.listener, selectors.EVENT_READ, self)
+
+    def on_ready(self, sock: Any, events: int) -> None:
+        """The selector found one of our sockets ready."""
+        if sock is self.listener:
+            self._accept()
+        elif sock in self.requests:
+            self._read(sock)
+        elif sock in self.replies:
+            self._write(sock)
+
+    def _accept(self) -> None:
         try:
             conn, _ = self.listener.accept()
-        except BlockingIOError:
-            return None
+        except (BlockingIOError, ConnectionAbortedError):
+            return
         conn.setblocking(False)
-        self.buffers[conn] = b""
-        return conn
+        self.requests[conn] = b""
+        self._watch(conn, selectors.EVENT_READ)
 
-    def on_readable(self, conn: socket.socket) -> bool:
-        """Read from a client; answer once a whole line is in. False when conn is finished."""
+    def _read(self, conn: socket.socket) -> None:
+        """Collect the request line; once it is in, answer it."""
         try:
             chunk = conn.recv(4096)
         except BlockingIOError:
-            return True
+            return
         except OSError:
             chunk = b""
-        data = self.buffers[conn] + chunk
+        data = self.requests[conn] + chunk
         if b"\n" not in data and chunk and len(data) < MAX_REQUEST:
-            self.buffers[conn] = data
-            return True
-        if data.strip():
-            reply = self._answer(data.split(b"\n", 1)[0])
-            try:
-                conn.setblocking(True)
-                conn.settimeout(1.0)
-                conn.sendall(json.dumps(reply).encode() + b"\n")
-            except OSError:
-                pass
-        self.drop(conn)
-        return False
+            self.requests[conn] = data
+            return
+        del self.requests[conn]
+        if not data.strip():
+            self.drop(conn)
+            return
+        self.replies[conn] = json.dumps(self._answer(data.split(b"\n", 1)[0])).encode() + b"\n"
+        self._watch(conn, selectors.EVENT_WRITE, modify=True)
+        self._write(conn)  # usually all of it fits at once
+
+    def _write(self, conn: socket.socket) -> None:
+        """Send what the socket takes now; close once the whole reply is out."""
+        try:
+            sent = conn.send(self.replies[conn])
+        except BlockingIOError:
+            return
+        except OSError:
+            sent = len(self.replies[conn])  # the client is gone: nothing left to tell it
+        rest = self.replies[conn][sent:]
+        if rest:
+            self.replies[conn] = rest
+        else:
+            self.drop(conn)
 
     def _answer(self, line: bytes) -> dict[str, Any]:
         try:
@@ -79,13 +109,31 @@ class ControlServer:
             return {"ok": False, "error": f"bad request: {exc}"}
         return self.handler(request)
 
+    def _watch(self, conn: socket.socket, events: int, modify: bool = False) -> None:
+        if self.selector is not None:
+            if modify:
+                self.selector.modify(conn, events, self)
+            else:
+                self.selector.register(conn, events, self)
+
     def drop(self, conn: socket.socket) -> None:
-        self.buffers.pop(conn, None)
+        self.requests.pop(conn, None)
+        self.replies.pop(conn, None)
+        if self.selector is not None:
+            try:
+                self.selector.unregister(conn)
+            except (KeyError, ValueError):
+                pass
         conn.close()
 
     def close(self) -> None:
-        for conn in list(self.buffers):
+        for conn in [*self.requests, *self.replies]:
             self.drop(conn)
+        if self.selector is not None:
+            try:
+                self.selector.unregister(self.listener)
+            except (KeyError, ValueError):
+                pass
         self.listener.close()
         try:
             os.unlink(self.path)

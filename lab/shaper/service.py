@@ -151,7 +151,7 @@ class Shaper:
         assert self.backend is not None
         selector = selectors.DefaultSelector()
         selector.register(wake, selectors.EVENT_READ, "wake")
-        selector.register(control.listener, selectors.EVENT_READ, "accept")
+        control.attach(selector)
         if self.backend.fileno() is not None:
             selector.register(self.backend.fileno(), selectors.EVENT_READ, "queue")
         next_stats = time.monotonic() + self.options.stats_interval_s
@@ -161,16 +161,11 @@ class Shaper:
                 release = self.backend.next_deadline()
                 if release is not None:
                     deadline = min(deadline, release)
-                for key, _ in selector.select(max(0.0, deadline - time.monotonic())):
+                for key, events in selector.select(max(0.0, deadline - time.monotonic())):
                     if key.data == "queue":
                         self.backend.on_readable()
-                    elif key.data == "accept":
-                        conn = control.accept()
-                        if conn is not None:
-                            selector.register(conn, selectors.EVENT_READ, "control")
-                    elif key.data == "control":
-                        if not control.on_readable(key.fileobj):  # type: ignore[arg-type]
-                            selector.unregister(key.fileobj)
+                    elif key.data is control:
+                        control.on_ready(key.fileobj, events)
                     else:
                         _drain(wake)
                 self.backend.on_timer()

@@ -7,6 +7,7 @@ check the client's records against the server's view, as the lab's orchestrator 
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import json
 import os
@@ -42,11 +43,13 @@ class TcpEcho:
     - drop_after: close each of the first `drop_connections` connections once that many
       bytes were echoed on it (a server that drops clients mid-run)
     - mute: read but never echo
+    - reset_first: answer each of the first this many connections with a reset (RST) once
+      `reset_now` is set (then cleared); `resets` counts them
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, alter: Callable[[bytes], bytes] | None = None,
                  drop_after: int | None = None, drop_connections: int = 1, mute: bool = False,
-                 chunk: int = 1024, die_at: int | None = None) -> None:
+                 chunk: int = 1024, die_at: int | None = None, reset_first: int = 0) -> None:
         self.host = host
         self.alter = alter
         self.drop_after = drop_after
@@ -54,6 +57,9 @@ class TcpEcho:
         self.mute = mute
         self.chunk = chunk
         self.die_at = die_at
+        self.reset_first = reset_first
+        self.resets = 0
+        self.reset_now = threading.Event()
         self.died = threading.Event()
         self.peers: list[tuple] = []
         self.received = bytearray()
@@ -82,6 +88,16 @@ class TcpEcho:
                 conn, peer = listener.accept()
             except OSError:
                 return
+            if self.resets < self.reset_first:
+                if not self.reset_now.wait(5):
+                    conn.close()
+                    return
+                self.reset_now.clear()
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()  # with a zero linger time close() sends RST
+                with self.lock:
+                    self.resets += 1
+                continue
             with self.lock:
                 self.peers.append(peer)
                 index = len(self.peers)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import select
 import socket
+import time
 
 from client_fakes import LiveClient, TcpEcho, events, run_client, summary
 
+from lab.echo import client_tcp
 from lab.echo.record import format_addr
 
 FAST = ("--interval", "0", "--timeout", "2", "--proto", "tcp")
@@ -206,3 +209,48 @@ def test_connection_dropped_after_an_echo_needs_reconnect_even_with_connect_time
                                    "--connect-timeout", "5", *FAST)
     assert code == 1
     assert len(server.peers) == 1 and not events(records, "reconnect")
+
+
+def _connect_then_await_reset(server: TcpEcho, real_connect):
+    """connect_stoppable that, for a connection the server is to reset, has it reset once the
+    connect succeeded and returns when the RST has arrived: the client meets the reset between
+    connect() and getpeername(), a window too short to hit on purpose otherwise."""
+
+    def connect(sock, addr, timeout, stop):
+        real_connect(sock, addr, timeout, stop)
+        if server.resets >= server.reset_first:
+            return
+        resets = server.resets
+        server.reset_now.set()
+        deadline = time.monotonic() + 5
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)  # a reset makes the socket readable (POLLERR/POLLHUP)
+        while server.resets == resets or not poller.poll(20):
+            assert time.monotonic() < deadline, "the server's reset never arrived"
+            time.sleep(0.01)
+    return connect
+
+
+def test_reset_right_after_connect_is_a_connect_failure_that_is_retried(capsys, monkeypatch):
+    with TcpEcho(reset_first=1) as server:
+        monkeypatch.setattr(client_tcp, "connect_stoppable",
+                            _connect_then_await_reset(server, client_tcp.connect_stoppable))
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "hi",
+                                   "--connect-timeout", "5", *FAST)
+    assert not [r for r in records if r["event"] == "error" and r.get("reason") == "internal"]
+    (retry,) = events(records, "retry")
+    assert retry["reason"] == "connect" and retry["attempt"] == 1
+    assert code == 0 and summary(records, "tcp")["echoed"] == 1
+    (connected,) = events(records, "connected")
+    assert connected["attempt"] == 2 and connected["local"] == format_addr(server.peers[0])
+
+
+def test_reset_right_after_connect_without_connect_timeout_is_logged_and_fails(capsys, monkeypatch):
+    with TcpEcho(reset_first=1) as server:
+        monkeypatch.setattr(client_tcp, "connect_stoppable",
+                            _connect_then_await_reset(server, client_tcp.connect_stoppable))
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "hi", *FAST)
+    (error,) = events(records, "error")
+    assert error["reason"] == "connect" and error["detail"]
+    total = summary(records, "tcp")
+    assert code == 1 and total["reason"].startswith("session 0: connect: ")

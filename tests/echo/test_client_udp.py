@@ -130,3 +130,37 @@ def test_first_datagram_is_resent_while_connect_timeout_lasts(capsys):
     assert attempts[:3] == [1, 2, 3] and attempts == list(range(1, len(attempts) + 1))
     assert summary(records, "udp")["echoed"] == 1 and len(server.datagrams) >= 4
 
+
+
+def test_cycled_messages_are_unique_so_a_late_echo_is_not_a_later_reply(capsys):
+    # --count 4 over two messages sends "a", "b", "#3 a", "#4 b". The echo of "a" is held back
+    # until "#3 a" arrives: it is message 1's late echo, not message 3's reply.
+    held: list[bytes] = []
+
+    def late_first(n: int, data: bytes) -> list[bytes]:
+        if n == 1:
+            held.append(data)
+            return []
+        if data.startswith(b"#3 "):
+            return held + [data]
+        return [data]
+
+    with UdpEcho(policy=late_first) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "a", "--message", "b",
+                                   "--count", "4", "--timeout", "0.3", "--retries", "0", *FAST)
+        assert server.datagrams == [b"a", b"b", b"#3 a", b"#4 b"]
+    assert [r["text"] for r in events(records, "sent")] == ["a", "b", "#3 a", "#4 b"]
+    (late,) = events(records, "duplicate")
+    assert (late["seq"], late["reason"]) == (1, "late")
+    assert [r["seq"] for r in events(records, "reply")] == [2, 3, 4]
+    assert all(r["intact"] for r in events(records, "reply"))
+    total = summary(records, "udp")
+    assert (code, total["echoed"], total["lost"], total["mismatched"]) == (1, 3, 1, 0)
+
+
+def test_messages_within_the_list_keep_their_tutorial_text(capsys):
+    with UdpEcho() as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--message", "a", "--message", "b",
+                                   "--count", "2", *FAST)
+        assert server.datagrams == [b"a", b"b"]
+    assert code == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import socket
@@ -74,22 +75,16 @@ class _Served:
         return {"ok": True, "loss": request.get("changes", {}).get("loss")}
 
     def _loop(self):
-        selector = selectors.DefaultSelector()
-        selector.register(self.server.listener, selectors.EVENT_READ, None)
-        while not self.stop.is_set():
-            for key, _ in selector.select(0.05):
-                if key.data is None:
-                    conn = self.server.accept()
-                    if conn:
-                        selector.register(conn, selectors.EVENT_READ, "c")
-                elif not self.server.on_readable(key.fileobj):
-                    selector.unregister(key.fileobj)
-        selector.close()
+        with selectors.DefaultSelector() as selector:
+            self.server.attach(selector)
+            while not self.stop.is_set():
+                for key, events in selector.select(0.05):
+                    key.data.on_ready(key.fileobj, events)
+            self.server.close()
 
     def close(self):
         self.stop.set()
         self.thread.join(5)
-        self.server.close()
 
 
 @pytest.fixture
@@ -134,3 +129,37 @@ def test_a_stale_socket_file_is_replaced_but_a_live_one_is_not(tmp_path, served)
     finally:
         second.close()
     assert not os.path.exists(stale)
+
+
+def test_a_reply_too_big_for_the_socket_waits_for_the_reader_without_blocking(tmp_path):
+    # 4 MB does not fit in a unix socket's buffers: the server must not block (nor give up)
+    # while the client is not reading; the rest goes out as the client reads.
+    blob = "x" * (4 << 20)
+    server = control.ControlServer(str(tmp_path / "ctl.sock"), lambda request: {"ok": True, "blob": blob})
+    selector = selectors.DefaultSelector()
+    client = socket.socket(socket.AF_UNIX)
+    try:
+        server.attach(selector)
+        client.connect(server.path)
+        client.sendall(b'{"op": "get"}\n')
+
+        def serve_ready(timeout):
+            for key, events in selector.select(timeout):
+                key.data.on_ready(key.fileobj, events)
+
+        while not server.replies:  # accept, read the request, send the first part
+            serve_ready(5)
+        (conn,) = server.replies
+        assert conn.getblocking() is False
+        assert selector.get_key(conn).events == selectors.EVENT_WRITE
+        client.settimeout(5)
+        data = b""
+        while not data.endswith(b"\n"):
+            data += client.recv(1 << 16)
+            serve_ready(0)
+        assert json.loads(data) == {"ok": True, "blob": blob}
+        assert not server.replies and not server.requests
+    finally:
+        client.close()
+        server.close()
+        selector.close()
