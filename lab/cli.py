@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from lab import __version__
+from lab.echo.options import OneLineParser, int_in
 from lab.errors import EngineUnavailable, LabError, UsageError
 from lab.home import project_root, runs_dir, scenarios_dir
 
@@ -37,20 +38,13 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (and exit 2), not the whole usage block."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="lab", description="Run socket-level TCP/UDP echo scenarios in containers and join both views.",
         epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"lab {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
     p = sub.add_parser("doctor", help="check Docker, Compose v2, images, disk; print fixes")
     p.set_defaults(func=cmd_doctor)
@@ -63,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a scenario and print the per-client table", epilog=EPILOG)
     p.add_argument("scenario", help="a name from `lab list`, or a path to a scenario file")
-    p.add_argument("--clients", type=_positive_int, help="number of clients (overrides the scenario)")
+    p.add_argument("--clients", type=int_in(1, 500), help="number of clients, 1 to 500 (overrides the scenario)")
     p.add_argument("--keep", action="store_true", help="leave the containers up after the run (remove with `lab clean`)")
     p.add_argument("--out", type=Path, help="directory for run directories (default: runs/)")
     p.set_defaults(func=cmd_run)
@@ -94,16 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="only check that the committed files are up to date")
     p.set_defaults(func=cmd_render)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 500:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: 1 to 500 clients")
-    return value
 
 
 def console(stderr: bool = False):

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 from lab.errors import LabError
-from lab.metrics import Record, client_address, normal_addr, percentile, port_of, who
+from lab.metrics import Record, client_address, normal_addr, percentile, port_of, select, server_peers, who
 
 CONVERSATION_COLUMNS = [
     "client", "client_ip", "proto", "session", "client_port", "server_saw",
@@ -119,19 +119,34 @@ def join_views(events: list[Record]) -> list[Conversation]:
     client-only and one server-only view carried the same first message: the same conversation
     seen with different addresses, e.g. through NAT).
     """
-    conversations: dict[tuple[str, str], Conversation] = {}
-    first_text: dict[tuple[str, str], Any] = {}
-    current: dict[tuple[str, str, int], tuple[str, str]] = {}  # (client, proto, session) -> socket key
-    seqs: dict[tuple[str, str], set[int]] = {}
-    for record in events:
-        if record.get("role") != "client":
-            continue
+    conversations, client_first = _client_views(events)
+    server_only, server_first = _server_views(events, conversations)
+    _pair_mismatches(conversations, client_first, server_only, server_first)
+    rows = list(conversations.values()) + list(server_only.values())
+    for conv in rows:
+        if conv.rtts:
+            conv.rtt_p50_ms = round(percentile(conv.rtts, 50), 3)
+            conv.rtt_p95_ms = round(percentile(conv.rtts, 95), 3)
+    rows.sort(key=lambda c: (c.client == "?", _natural(c.client), c.proto, c.session or 0, c.client_port or 0))
+    return rows
+
+
+Key = tuple[str, str]  # (proto, normalised address)
+
+
+def _client_views(events: list[Record]) -> tuple[dict[Key, Conversation], dict[Key, Any]]:
+    """One conversation per client socket, with the messages sent from it (a reconnect starts a
+    new socket, so a new row); and each socket's first message text."""
+    conversations: dict[Key, Conversation] = {}
+    first_text: dict[Key, Any] = {}
+    current: dict[tuple[str, str, int], Key] = {}  # (client, proto, session) -> its socket now
+    seqs: dict[Key, set[int]] = {}
+    for record in select(events, "client"):
         event, proto = record.get("event"), record.get("proto")
         socket_of = (who(record), str(proto), int(record.get("session") or 0))
         if event in ("connected", "bound") and record.get("local"):
             address = client_address(record)
-            key = (proto, address)
-            current[socket_of] = key
+            key = current[socket_of] = (proto, address)
             if key not in conversations:
                 conversations[key] = Conversation(
                     client=who(record), client_ip=address.rsplit(":", 1)[0].strip("[]"), proto=proto,
@@ -155,48 +170,42 @@ def join_views(events: list[Record]) -> list[Conversation]:
             conv.bytes += int(record.get("bytes") or 0)
             if record.get("rtt_ms") is not None:
                 conv.rtts.append(float(record["rtt_ms"]))
+    return conversations, first_text
 
-    server_only: dict[tuple[str, str], Conversation] = {}
-    server_first_text: dict[tuple[str, str], Any] = {}
-    for record in events:
-        if record.get("role") != "server" or not record.get("peer"):
-            continue
-        proto, event = record.get("proto"), record.get("event")
-        key = (proto, normal_addr(record["peer"]))
-        if event == "received":
-            server_first_text.setdefault(key, record.get("text"))
-        if not ((proto == "tcp" and event == "accepted") or (proto == "udp" and event == "received")):
-            continue
-        conv = conversations.get(key)
+
+def _server_views(events: list[Record], conversations: dict[Key, Conversation]
+                  ) -> tuple[dict[Key, Conversation], dict[Key, Any]]:
+    """Mark the client conversations the server saw; return the peers no client claims, and the
+    first text the server received from each peer."""
+    first_text: dict[Key, Any] = {}
+    for record in select(events, "server", "received"):
+        if record.get("peer"):
+            first_text.setdefault((record.get("proto"), normal_addr(record["peer"])), record.get("text"))
+    server_only: dict[Key, Conversation] = {}
+    for proto, peer, record in server_peers(events):
+        conv = conversations.get((proto, peer))
         if conv is not None:
             if conv.server_saw is None:
-                conv.server_saw = key[1]
-                conv.server_conn = record.get("conn")
-                conv.flag = "ok"
-            continue
-        if key not in server_only:
-            server_only[key] = Conversation(
-                client="?", client_ip=key[1].rsplit(":", 1)[0].strip("[]"), proto=proto, session=None,
-                client_port=None, server_saw=key[1], server_conn=record.get("conn"), flag="server-only",
+                conv.server_saw, conv.server_conn, conv.flag = peer, record.get("conn"), "ok"
+        elif (proto, peer) not in server_only:
+            server_only[(proto, peer)] = Conversation(
+                client="?", client_ip=peer.rsplit(":", 1)[0].strip("[]"), proto=proto, session=None,
+                client_port=None, server_saw=peer, server_conn=record.get("conn"), flag="server-only",
             )
+    return server_only, first_text
 
-    # Same first message on both unmatched sides: one conversation seen with two addresses.
+
+def _pair_mismatches(conversations: dict[Key, Conversation], client_first: dict[Key, Any],
+                     server_only: dict[Key, Conversation], server_first: dict[Key, Any]) -> None:
+    """Same first message on both unmatched sides: one conversation seen at two addresses."""
     for ckey, conv in conversations.items():
-        if conv.flag != "client-only" or ckey not in first_text:
+        if conv.flag != "client-only" or ckey not in client_first:
             continue
         for skey, other in list(server_only.items()):
-            if skey[0] == ckey[0] and server_first_text.get(skey) == first_text[ckey]:
+            if skey[0] == ckey[0] and server_first.get(skey) == client_first[ckey]:
                 conv.server_saw, conv.server_conn, conv.flag = other.server_saw, other.server_conn, "address-mismatch"
                 del server_only[skey]
                 break
-
-    rows = list(conversations.values()) + list(server_only.values())
-    for conv in rows:
-        if conv.rtts:
-            conv.rtt_p50_ms = round(percentile(conv.rtts, 50), 3)
-            conv.rtt_p95_ms = round(percentile(conv.rtts, 95), 3)
-    rows.sort(key=lambda c: (c.client == "?", _natural(c.client), c.proto, c.session or 0, c.client_port or 0))
-    return rows
 
 
 def _natural(name: str) -> tuple[str, int]:

@@ -27,7 +27,8 @@ def test_unknown_scenario_name_exits_2():
 
 def test_bad_client_count_is_a_usage_error():
     result = lab("run", "basic", "--clients", "0")
-    assert result.returncode == 2 and "1 to 500" in result.stderr
+    assert result.returncode == 2 and "expected 1..500, got 0" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_list_shows_every_scenario_with_its_description():
