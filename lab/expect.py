@@ -92,8 +92,7 @@ class Rtt(Scoped):
         return range_text(self.min_ms, self.max_ms, unit=" ms")
 
     def evaluate(self, events):
-        rtts = [r["rtt_ms"] for r in m.select(events, "client", "reply", self.proto, self._services())
-                if isinstance(r.get("rtt_ms"), (int, float))]
+        rtts = m.reply_rtts(events, self.proto, self._services())
         if not rtts:
             return self._no_data(f"no {self._scope()}reply with rtt_ms")
         value = m.percentile(rtts, self.percentile)
@@ -240,10 +239,14 @@ def _open_sessions(records: list[Record]) -> dict[tuple[str, int], set[str]]:
 
 def _rtt(p: float):
     def measure(events, proto, services):
-        rtts = [r["rtt_ms"] for r in m.select(events, "client", "reply", proto, services)
-                if isinstance(r.get("rtt_ms"), (int, float))]
+        rtts = m.reply_rtts(events, proto, services)
         return m.percentile(rtts, p) if rtts else None
     return measure
+
+
+def _unmatched(events, proto, services):
+    unmatched, total = unmatched_addresses(events, proto)
+    return float(len(unmatched)) if total else None
 
 
 def _count(role: str, event: str, clients_only: bool = True):
@@ -280,8 +283,7 @@ METRICS = {
     "timeouts": ("client timeouts", "", _count("client", "timeout")),
     "errors": ("error records from any program", "", lambda e, p, s: float(len(
         [r for r in e if r.get("event") == "error" and (p in (None, "any") or r.get("proto") == p)]))),
-    "unmatched": ("addresses seen by only one side", "",
-                  lambda e, p, s: float(len(unmatched_addresses(e, p)[0])) if unmatched_addresses(e, p)[1] else None),
+    "unmatched": ("addresses seen by only one side", "", _unmatched),
 }
 MetricName = Literal[tuple(METRICS)]  # type: ignore[valid-type]
 

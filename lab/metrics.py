@@ -72,6 +72,13 @@ def select(records: Iterable[Record], role: str, event: str | None = None,
     return out
 
 
+def reply_rtts(records: Iterable[Record], proto: str | None = None,
+               services: Sequence[str] | None = None) -> list[float]:
+    """The round-trip times of the clients' `reply` records."""
+    return [r["rtt_ms"] for r in select(records, "client", "reply", proto, services)
+            if isinstance(r.get("rtt_ms"), (int, float))]
+
+
 def client_address(record: Record) -> str:
     """The client's own address from a `connected`/`bound` record, as the server would see it.
 
