@@ -1,7 +1,9 @@
 """`run`: the sidecar's main process. Apply, say ready, serve until SIGTERM, leave nothing behind.
 
-One thread and one selector carry everything: the NFQUEUE socket, the control socket that
-`set` talks to, the signal wake-up pipe, the queue's release timer and the stats timer.
+One thread and one selector carry the data path: the NFQUEUE socket, the control socket that
+`set` talks to, the signal wake-up pipe and the queue's release timer. Periodic stats come from
+a second thread, because reading the kernel's counters runs iptables and tc, which would hold
+every queued packet while they run.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import selectors
 import signal
 import socket
+import threading
 import time
 from typing import Any
 
@@ -154,14 +157,14 @@ class Shaper:
         control.attach(selector)
         if self.backend.fileno() is not None:
             selector.register(self.backend.fileno(), selectors.EVENT_READ, "queue")
-        next_stats = time.monotonic() + self.options.stats_interval_s
+        stop_stats = threading.Event()
+        reporter = threading.Thread(target=self._report_stats, args=(stop_stats,), name="stats", daemon=True)
+        reporter.start()
         try:
             while not self._stopping:
-                deadline = next_stats
                 release = self.backend.next_deadline()
-                if release is not None:
-                    deadline = min(deadline, release)
-                for key, events in selector.select(max(0.0, deadline - time.monotonic())):
+                timeout = None if release is None else max(0.0, release - time.monotonic())
+                for key, events in selector.select(timeout):
                     if key.data == "queue":
                         self.backend.on_readable()
                     elif key.data is control:
@@ -169,11 +172,17 @@ class Shaper:
                     else:
                         _drain(wake)
                 self.backend.on_timer()
-                if time.monotonic() >= next_stats:
-                    self.writer.emit(None, "stats", **self.stats())
-                    next_stats = time.monotonic() + self.options.stats_interval_s
         finally:
+            stop_stats.set()
+            reporter.join(timeout=5)
             selector.close()
+
+    def _report_stats(self, stop: threading.Event) -> None:
+        while not stop.wait(self.options.stats_interval_s):
+            try:
+                self.writer.emit(None, "stats", **self.stats())
+            except (kernel.ShaperError, OSError) as exc:
+                self._error("stats", str(exc))
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._stopping = True

@@ -223,3 +223,15 @@ def test_duplicate_without_net_raw_is_refused_up_front(pair, tmp_path):
     assert refused.finish() == 1
     assert "NET_RAW" in refused.events("error")[0]["detail"]
     assert _leftovers(pair) == []
+
+
+def test_periodic_stats_come_while_packets_flow(echo_pair, tmp_path):
+    shaper = echo_pair.start_shaper(tmp_path, "--delay-ms", "20", "--direction", "egress",
+                                    "--stats-interval", "0.2").wait_ready()
+    result = echo_pair.ping(40)
+    assert shaper.stop() == 0
+    assert result["lost"] == 0 and result["rtt_min_ms"] >= 20
+    periodic = [r for r in shaper.events("stats") if not r.get("final")]
+    assert len(periodic) >= 2, "stats every 0.2 s during the pings"
+    assert [r["delayed"] for r in periodic] == sorted(r["delayed"] for r in periodic)  # counters only grow
+    assert not shaper.events("error")
