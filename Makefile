@@ -8,9 +8,11 @@ demo: setup
 	.venv/bin/lab run basic
 
 test: setup
+	.venv/bin/ruff check .
 	.venv/bin/pytest
 
 unit:
+	.venv/bin/ruff check .
 	.venv/bin/pytest -m "not docker"
 
 clean:

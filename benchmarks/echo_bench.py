@@ -72,7 +72,7 @@ def wait_connectable(port: int, timeout: float = 5.0) -> None:
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listening on port {port} after {timeout}s")
+                raise RuntimeError(f"nothing listening on port {port} after {timeout}s") from None
             time.sleep(0.02)
 
 
@@ -83,7 +83,7 @@ class Target:
         self.name, self.argv, self.port, self.ours = name, argv, port, ours
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Target":
+    def __enter__(self) -> Target:
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(self.argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, start_new_session=True,
@@ -288,7 +288,7 @@ def machine() -> dict[str, str]:
             "python": platform.python_version(),
             "socat": subprocess.run(["socat", "-V"], capture_output=True, text=True).stdout.splitlines()[1].strip()
             if shutil.which("socat") else "missing",
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
 
 
 class Samples:
@@ -308,7 +308,7 @@ class Samples:
         """server/ref within each round, so load from elsewhere that hits one round hits both."""
         mine = self.values.get(server, {}).get(figure, [])
         theirs = self.values.get(ref, {}).get(figure if ref_figure is None else ref_figure, [])
-        return [a / b for a, b in zip(mine, theirs) if a and b]
+        return [a / b for a, b in zip(mine, theirs, strict=False) if a and b]
 
 
 def rotated(items: list, by: int) -> list:
@@ -429,7 +429,8 @@ def report(samples: Samples, info: dict, duration: float, rounds: int, command: 
         "- Placement: " + ("the load generator (and iperf3's client) is pinned to one core, every server "
         "(its threads, socat's children, iperf3's server) to the other, with os.sched_setaffinity. Left to "
         "the scheduler, client and server sometimes share a core and sometimes not: on this machine that "
-        "alone moved the 1-connection async/socat ratio between 0.5x and 1.7x from one round to the next; pinned, each server has one core to itself (socat's "
+        "alone moved the 1-connection async/socat ratio between 0.5x and 1.7x from one round to the next; "
+        "pinned, each server has one core to itself (socat's "
         "children too) and the load generator the other." if pinned else "one core only: no pinning."),
         "",
     ]

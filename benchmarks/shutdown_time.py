@@ -146,7 +146,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="tries per case; the worst is shown (default 3)")
     parser.add_argument("--idle", type=int, default=300, help="idle connections for that case (default 300)")
     args = parser.parse_args()
-    print("| program | case | worst of %d (s) |" % args.repeat)
+    print(f"| program | case | worst of {args.repeat} (s) |")
     print("|---|---|---|")
     for mode in MODES:
         for case in ("idle", "idle-conns", "mid-message", "udp-flowing"):

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _raise_interrupt(signum, frame):  # noqa: ARG001
+def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def console(stderr: bool = False):
-    from lab.report import console as make  # noqa: PLC0415 - rich only when printing
+    from lab.report import console as make
 
     return make(stderr=stderr)
 

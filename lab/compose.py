@@ -16,13 +16,17 @@ Layout of a rendered project:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import yaml
 
 from lab.scenario import ClientSpec, Impairment, Scenario
 
-NODE_IMAGE = "socketlab/node:latest"
+DEFAULT_NODE_IMAGE = "socketlab/node:latest"
+# Plain compose files name the image through a variable, so a second checkout (or a CI job
+# beside a developer's) can build and use its own tag without touching the other's.
+NODE_IMAGE_VARIABLE = "${LAB_NODE_IMAGE:-" + DEFAULT_NODE_IMAGE + "}"
 BASE_IMAGE_VARIABLE = "${LAB_BASE_IMAGE:-socketlab/base:bookworm}"
 NETWORK = "lab"
 READY_FILE = "/tmp/lab-ready"
@@ -33,6 +37,19 @@ ROLE_LABEL = f"{LABEL_PREFIX}.role"
 SERVICE_LABEL = f"{LABEL_PREFIX}.service"
 MANAGED_LABEL = f"{LABEL_PREFIX}.managed"
 OWNER_LABEL = f"{LABEL_PREFIX}.owner"
+SESSION_LABEL = f"{LABEL_PREFIX}.session"
+
+
+def node_image() -> str:
+    """The node image this process builds and runs: `$LAB_NODE_IMAGE`, or the default tag."""
+    return os.environ.get("LAB_NODE_IMAGE") or DEFAULT_NODE_IMAGE
+
+
+def session_labels() -> dict[str, str]:
+    """`$LAB_SESSION` (set by the test suite) marks everything a session made, so its
+    leftover check judges only its own resources, never a parallel session's."""
+    session = os.environ.get("LAB_SESSION")
+    return {SESSION_LABEL: session} if session else {}
 
 
 def render(
@@ -53,9 +70,11 @@ def render(
         labels[RUN_LABEL] = run_id
     if owner:
         labels[OWNER_LABEL] = owner
+    # Plain compose takes the session from the environment when it is set (the test suite).
+    labels.update(session_labels() if run_id else {SESSION_LABEL: "${LAB_SESSION:-}"})
 
     def node(service: str, role: str) -> dict[str, Any]:
-        spec: dict[str, Any] = {"image": NODE_IMAGE}
+        spec: dict[str, Any] = {"image": node_image() if run_id else NODE_IMAGE_VARIABLE}
         # One service builds the shared image; compose builds before it creates any container.
         if build_context is not None and service == "server":
             spec["build"] = {
@@ -112,7 +131,9 @@ def render(
     return {"services": services, "networks": {NETWORK: network}}
 
 
-def _attach(services: dict[str, Any], spec: dict[str, Any], name: str, impair: Impairment | None, node, aliases: list[str]) -> None:
+def _attach(
+    services: dict[str, Any], spec: dict[str, Any], name: str, impair: Impairment | None, node, aliases: list[str]
+) -> None:
     """Put a service on the lab network, directly or through its shaper sidecar."""
     if impair is None:
         spec["networks"] = {NETWORK: {"aliases": aliases} if aliases else {}}

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.compose import NODE_IMAGE
+from lab.compose import node_image
 from lab.engine import Engine
 from lab.errors import LabError
 from lab.images import base_image_ref
@@ -55,9 +55,9 @@ def run_checks(engine: Engine, root: Path) -> list[Check]:
             checks.append(Check("base image", False, f"{base} missing and mmdebstrap not installed",
                                 "`sudo apt-get install -y mmdebstrap` (builds the base offline), or set "
                                 "LAB_BASE_IMAGE to an image you can pull"))
-        node = engine.image_id(NODE_IMAGE)
+        node = engine.image_id(node_image())
         checks.append(Check("node image", node is not None,
-                            f"{NODE_IMAGE} {node[7:19]}" if node else f"{NODE_IMAGE} not built yet",
+                            f"{node_image()} {node[7:19]}" if node else f"{node_image()} not built yet",
                             "" if node else "`lab build` (or any `lab run`) builds it", blocking=False))
         checks.append(_impairment_backend(engine, node is not None, root))
         try:
@@ -81,7 +81,7 @@ def _impairment_backend(engine: Engine, node_built: bool, root: Path) -> Check:
     """Ask the kernel, from inside a throwaway container, which impairment backend will be used.
 
     Before the node image exists, the base image runs the probe from this checkout's code."""
-    image, mounts, env = NODE_IMAGE, None, None
+    image, mounts, env = node_image(), None, None
     if not node_built:
         image = base_image_ref()
         if not engine.image_id(image):

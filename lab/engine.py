@@ -13,11 +13,21 @@ import shutil
 import signal
 import subprocess
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from lab.compose import MANAGED_LABEL, NETWORK, OWNER_LABEL, ROLE_LABEL, RUN_LABEL, SERVICE_LABEL
+from lab.compose import (
+    MANAGED_LABEL,
+    NETWORK,
+    OWNER_LABEL,
+    ROLE_LABEL,
+    RUN_LABEL,
+    SERVICE_LABEL,
+    SESSION_LABEL,
+    session_labels,
+)
 from lab.errors import EngineError, EngineUnavailable
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -26,7 +36,7 @@ COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 
 def _docker_module():
     try:
-        import docker  # noqa: PLC0415 - imported lazily so `lab list` works without the SDK's cost
+        import docker
         import docker.errors
     except ImportError as exc:  # pragma: no cover - the package depends on it
         raise EngineUnavailable(f"the docker SDK for Python is not installed ({exc})") from None
@@ -38,7 +48,7 @@ def _sdk(method):
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         docker = _docker_module()
-        import requests  # noqa: PLC0415 - the SDK's transport
+        import requests
 
         try:
             return method(self, *args, **kwargs)
@@ -83,7 +93,7 @@ class Engine:
             self._client = client
         return self._client
 
-    def require(self) -> "Engine":
+    def require(self) -> Engine:
         """Fail early, in one line, when the engine or Compose v2 is missing."""
         self.client  # noqa: B018 - connects and pings
         if self.compose_version() is None:
@@ -233,14 +243,6 @@ class Engine:
             return 0  # another prune is running: the next build tidies up
         return len(result.get("ImagesDeleted") or [])
 
-    @_sdk
-    def remove_image(self, ref: str) -> None:
-        docker = _docker_module()
-        try:
-            self.client.images.remove(ref, force=True)
-        except docker.errors.ImageNotFound:
-            pass
-
     # ---- containers of a run --------------------------------------------------------------
     @_sdk
     def containers(self, label: str) -> list[ContainerInfo]:
@@ -331,7 +333,7 @@ class Engine:
             network_mode="none",
             volumes={host: {"bind": path, "mode": "ro"} for host, path in (mounts or {}).items()},
             environment=environment or {},
-            labels={MANAGED_LABEL: "true", f"{MANAGED_LABEL}-throwaway": "true"},
+            labels={MANAGED_LABEL: "true", f"{MANAGED_LABEL}-throwaway": "true", **session_labels()},
         )
         try:
             container.start()
@@ -349,8 +351,9 @@ class Engine:
 
         def entry_for(labels: dict[str, str], name: str) -> dict[str, Any]:
             entry = projects.setdefault(labels.get(PROJECT_LABEL) or name,
-                                        {"containers": [], "networks": [], "owner": None, "run": None})
+                                        {"containers": [], "networks": [], "owner": None, "run": None, "session": None})
             entry["owner"] = entry["owner"] or labels.get(OWNER_LABEL)
+            entry["session"] = entry["session"] or labels.get(SESSION_LABEL)
             entry["run"] = entry["run"] or labels.get(RUN_LABEL)
             return entry
 
@@ -407,7 +410,7 @@ def _info_from_list(entry: dict[str, Any]) -> ContainerInfo:
 
 def _split_ref(ref: str) -> tuple[str, str]:
     """`registry:5000/name:tag` -> (`registry:5000/name`, `tag`); the tag defaults to latest."""
-    from docker.utils import parse_repository_tag  # noqa: PLC0415
+    from docker.utils import parse_repository_tag
 
     repository, tag = parse_repository_tag(ref)
     return repository, tag or "latest"

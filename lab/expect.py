@@ -7,15 +7,38 @@ field; `evaluate` measures one value per expectation and never passes on missing
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Sequence, Union
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from lab import metrics as m
-from lab.expect_base import (Bounded, Check, Count, ExpectationResult, FaultAction, Fraction, Millis, Number,
-                             Proto, Scoped, listed, num, pct, range_text, within)
-from lab.expect_server import (AcceptedInOrder, AcceptWaitGrows, Concurrency, DistinctPeers, DistinctPorts,
-                               ViewsAgree, unmatched_addresses)
+from lab.expect_base import (
+    Bounded,
+    Check,
+    Count,
+    ExpectationResult,
+    FaultAction,
+    Fraction,
+    Millis,
+    Number,
+    Proto,
+    Scoped,
+    listed,
+    num,
+    pct,
+    range_text,
+    within,
+)
+from lab.expect_server import (
+    AcceptedInOrder,
+    AcceptWaitGrows,
+    Concurrency,
+    DistinctPeers,
+    DistinctPorts,
+    ViewsAgree,
+    unmatched_addresses,
+)
 from lab.metrics import Record
 
 __all__ = ["Expectation", "ExpectationResult", "KINDS", "METRICS", "evaluate"]
@@ -331,7 +354,7 @@ def _known_kind(value: Any) -> Any:
 
 
 Expectation = Annotated[
-    Union[_KIND_MODELS],  # type: ignore[valid-type]
+    Union[_KIND_MODELS],  # type: ignore[valid-type]  # noqa: UP007 - a Union over a tuple of types
     Field(discriminator="check"),
     BeforeValidator(_known_kind),
 ]

@@ -13,10 +13,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from lab.compose import NODE_IMAGE
+from lab.compose import node_image
 from lab.engine import Engine
 from lab.errors import EngineError, LabError
 
@@ -28,7 +28,7 @@ BASE_CHANGES = [
     "ENV LANG=C.UTF-8",
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     'CMD ["python3"]',
-    f"LABEL io.socketlab.base=mmdebstrap",
+    "LABEL io.socketlab.base=mmdebstrap",
 ]
 
 Progress = Callable[[str], None]
@@ -116,8 +116,8 @@ def build_node(engine: Engine, root: Path, progress: Progress | None = print) ->
         timeout=1800,
         env={"LAB_BASE_IMAGE": base},
     )
-    image_id = engine.image_id(NODE_IMAGE)
+    image_id = engine.image_id(node_image())
     if image_id is None:
-        raise EngineError(f"the build finished but {NODE_IMAGE} is missing")
+        raise EngineError(f"the build finished but {node_image()} is missing")
     engine.prune_untagged(NODE_LABEL)
     return image_id

@@ -10,7 +10,7 @@ from pathlib import Path
 def write_junit(path: Path, results: list) -> None:
     """`results` is a list of (Scenario, RunResult)."""
     suite = ET.Element("testsuite", name="lab scenarios", tests=str(len(results)),
-                       timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+                       timestamp=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     failures = errors = 0
     for scenario, result in results:
         case = ET.SubElement(suite, "testcase", classname="scenarios", name=scenario.name)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from lab.errors import LabError
 from lab.metrics import Record, client_address, normal_addr, percentile, port_of, select, server_peers, who

@@ -8,13 +8,15 @@ the time-ordered records, as docs/log-schema.md describes them plus the orchestr
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from lab.echo.record import parse_addr as split_addr  # the schema's own address format
+
 # Re-exported (reports and checks import it from here): the client's own definition, so the
 # lab's p50/p95 and the client summary's agree.
-from lab.echo.stats import percentile as percentile  # noqa: F401
+from lab.echo.stats import percentile as percentile
 
 Record = dict[str, Any]
 

@@ -13,22 +13,22 @@ import json
 import platform
 import secrets
 import signal
-import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lab import __version__
-from lab.compose import NODE_IMAGE, render, to_yaml
+from lab.compose import node_image, render, to_yaml
 from lab.echo.record import utc_timestamp
 from lab.engine import ContainerInfo, Engine, owner_token
 from lab.errors import LabError, UsageError
 from lab.expect import evaluate
+from lab.faults import FaultTimeline, apply_fault
 from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
 from lab.metrics import Record
-from lab.faults import FaultTimeline, apply_fault
 from lab.scenario import Scenario
 
 POLL_SECONDS = 0.25
@@ -212,7 +212,7 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
         verdict=result.verdict,
         error=result.error,
         kept=keep,
-        images={"node": engine_safe(lambda: engine.image_id(NODE_IMAGE)), "containers": images},
+        images={"node": engine_safe(lambda: engine.image_id(node_image())), "containers": images},
         clients=result.clients,
         expectations=[r.model_dump(mode="json") for r in result.expectations],
         containers={c.name: {"service": c.service, "role": c.role, "ip": c.ip, "exit_code": c.exit_code}
@@ -268,7 +268,7 @@ def engine_safe(fn: Callable[[], Any]) -> Any:
 @contextmanager
 def _shielded_from_interrupts(progress: Progress):
     """Ctrl-C during teardown says it is already cleaning up instead of cutting it short."""
-    def on_signal(signum, frame):  # noqa: ARG001
+    def on_signal(signum, frame):
         progress.message("still cleaning up; please wait")
 
     previous = {}
@@ -327,6 +327,3 @@ def find_run(runs_dir: Path, run: str | None) -> Path:
         raise UsageError(f"run {run!r} is ambiguous: {names}{', ...' if len(matches) > 5 else ''}")
     raise UsageError(f"no run {run!r} in {runs_dir}; `lab runs` lists them")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use `lab run`")

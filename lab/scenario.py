@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from lab.errors import ScenarioError
 from lab.expect import Expectation
@@ -62,7 +71,7 @@ class Impairment(Model):
         return value
 
     @model_validator(mode="after")
-    def _jitter_needs_delay(self) -> "Impairment":
+    def _jitter_needs_delay(self) -> Impairment:
         if self.jitter_ms > self.delay_ms:
             raise ValueError(f"jitter_ms ({self.jitter_ms}) cannot exceed delay_ms ({self.delay_ms})")
         return self
@@ -106,7 +115,7 @@ class ClientSpec(Model):
     impair: Impairment | None = None
 
     @model_validator(mode="after")
-    def _one_message_source(self) -> "ClientSpec":
+    def _one_message_source(self) -> ClientSpec:
         if self.messages is not None and (self.message_count is not None or self.message_size is not None):
             raise ValueError("give either messages, or message_count/message_size, not both")
         if self.messages is not None and not self.messages:
@@ -147,7 +156,7 @@ class Fault(Model):
     impair: Impairment | None = None
 
     @model_validator(mode="after")
-    def _impair_needs_values(self) -> "Fault":
+    def _impair_needs_values(self) -> Fault:
         if self.duration is not None and self.action == "restart":
             raise ValueError("restart has nothing to undo: leave out duration (or use stop with a duration)")
         if self.action == "impair" and self.impair is None:
@@ -201,7 +210,7 @@ class Scenario(Model):
         return value
 
     @model_validator(mode="after")
-    def _targets_exist(self) -> "Scenario":
+    def _targets_exist(self) -> Scenario:
         names = set(self.client_names()) | {"server"}
         for key in self.clients.each:
             if key not in self.client_names():
@@ -219,7 +228,8 @@ class Scenario(Model):
                 declared = self.impair_of(fault.target)
                 if declared is None:
                     raise ValueError(
-                        f"faults.{i}: {fault.target} has no impairment helper; declare `impair: {{}}` on it to change it during the run"
+                        f"faults.{i}: {fault.target} has no impairment helper; "
+                        "declare `impair: {}` on it to change it during the run"
                     )
                 if "direction" in fault.impair.model_fields_set and fault.impair.direction != declared.direction:
                     raise ValueError(
@@ -244,7 +254,7 @@ class Scenario(Model):
             return self.server.impair
         return self.client(service).impair
 
-    def with_clients(self, count: int) -> "Scenario":
+    def with_clients(self, count: int) -> Scenario:
         """The same scenario with another number of clients (`lab run --clients N`)."""
         data = self.model_dump(exclude_unset=True)
         data.setdefault("clients", {})["count"] = count

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pytest
+
+# Everything this session's runs create carries this label (lab/compose.py session_labels), so
+# the leftover check below judges this session alone: a parallel suite on the same engine
+# (another checkout, a CI job) is neither blamed nor cleaned up.
+os.environ.setdefault("LAB_SESSION", uuid.uuid4().hex[:12])
 
 DOCKER_DIRS = ("docker", "scenarios")
 
@@ -21,10 +28,12 @@ def pytest_sessionfinish(session, exitstatus):
     before = getattr(session.config, "_lab_projects_before", None)
     if before is None:
         return
-    from lab.engine import Engine  # noqa: PLC0415
+    from lab.engine import Engine
 
     engine = Engine()
-    leftovers = {p: e for p, e in engine.managed_resources().items() if p not in before}
+    session = os.environ["LAB_SESSION"]
+    leftovers = {p: e for p, e in engine.managed_resources().items()
+                 if p not in before and e.get("session") == session}
     if not leftovers:
         return
     removed = {p: engine.remove_resources(e) for p, e in leftovers.items()}
@@ -33,3 +42,14 @@ def pytest_sessionfinish(session, exitstatus):
     if reporter:
         reporter.write_line(f"LEFTOVERS after the test session (removed now): {text}", red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="module")
+def plain_compose_turn():
+    """Plain compose files use a fixed subnet: one such project at a time on this engine, across
+    every test session (parallel checkouts and CI jobs take turns here instead of clashing)."""
+    import fcntl
+
+    with open("/tmp/socketlab-plain-compose.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from lab.echo.client_core import ClientPlan, SessionTally, StopFlag
 from lab.echo.client_tcp import run_tcp_session
@@ -200,7 +200,7 @@ def run_proto(plan: ClientPlan, proto: str, writer: RecordWriter, stop: StopFlag
     def session_main(index: int) -> None:
         try:
             tallies[index] = RUNNERS[proto](plan, index, writer, stop)
-        except Exception as exc:  # a bug: keep the traceback, still summarise the others
+        except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, still summarise the others
             traceback.print_exc()
             writer.emit(proto, "error", session=index, reason="internal", detail=repr(exc))
             tallies[index] = SessionTally(index, len(plan.messages), failure=f"internal error: {exc!r}")

@@ -12,8 +12,16 @@ import socket
 import time
 
 from lab.echo.client_core import (
-    ClientPlan, Interrupted, Session, SessionFailed, SessionTally, StopFlag, backoff_delays,
-    connect_stoppable, resolve, wait_ready,
+    ClientPlan,
+    Interrupted,
+    Session,
+    SessionFailed,
+    SessionTally,
+    StopFlag,
+    backoff_delays,
+    connect_stoppable,
+    resolve,
+    wait_ready,
 )
 from lab.echo.record import RecordWriter, text_fields
 

@@ -14,8 +14,17 @@ import socket
 import time
 
 from lab.echo.client_core import (
-    ClientPlan, Interrupted, Session, SessionFailed, SessionTally, StopFlag, backoff_delays,
-    emit_error, resolve, route_source, wait_ready,
+    ClientPlan,
+    Interrupted,
+    Session,
+    SessionFailed,
+    SessionTally,
+    StopFlag,
+    backoff_delays,
+    emit_error,
+    resolve,
+    route_source,
+    wait_ready,
 )
 from lab.echo.record import RecordWriter, format_addr, text_fields
 

@@ -7,7 +7,8 @@ stderr and exit status 2, with no usage dump and no traceback.
 from __future__ import annotations
 
 import argparse
-from typing import Callable, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 DEFAULT_PORT = 19200  # the echo server's port, as in the tutorial; the client's default target
 BAD_OPTIONS = 2  # exit status for a bad option value

@@ -66,5 +66,5 @@ class SelectorPoll:
         self.selector.close()
 
 
-def new_poller() -> "select.epoll | SelectorPoll":
+def new_poller() -> select.epoll | SelectorPoll:
     return select.epoll() if HAVE_EPOLL else SelectorPoll()

@@ -26,7 +26,7 @@ TEXT_LIMIT = 1024
 
 def utc_timestamp() -> str:
     """UTC time with microseconds, ISO 8601 with a trailing Z."""
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now = _dt.datetime.now(_dt.UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -15,6 +15,7 @@ import resource
 import signal
 import socket
 import sys
+
 from .options import DEFAULT_PORT, OneLineParser, exit_status, int_in
 from .server_core import LEVELS, ServerContext, Settings, peer_text
 

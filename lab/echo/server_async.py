@@ -30,7 +30,7 @@ class TcpConn:
     __slots__ = ("loop", "sock", "fd", "peer", "local", "num", "bytes_in", "bytes_out",
                  "out", "chunks", "head_sent", "last_in", "last_out", "events", "closed", "eof_reason")
 
-    def __init__(self, loop: "EchoLoop", sock: socket.socket, peer: str | None, local: str | None, num: int):
+    def __init__(self, loop: EchoLoop, sock: socket.socket, peer: str | None, local: str | None, num: int):
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -167,7 +167,7 @@ class TcpConn:
 
 
 class Listener:
-    def __init__(self, loop: "EchoLoop", sock: socket.socket):
+    def __init__(self, loop: EchoLoop, sock: socket.socket):
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -214,7 +214,7 @@ class Listener:
 
 
 class UdpEcho:
-    def __init__(self, loop: "EchoLoop", sock: socket.socket):
+    def __init__(self, loop: EchoLoop, sock: socket.socket):
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -228,7 +228,7 @@ class UdpEcho:
 
 
 class StopPipe:
-    def __init__(self, loop: "EchoLoop"):
+    def __init__(self, loop: EchoLoop):
         self.loop = loop
 
     def on_event(self, events: int) -> None:

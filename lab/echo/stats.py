@@ -4,7 +4,7 @@ reports (lab.metrics) both use it, so their p50/p95 agree to the microsecond."""
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def percentile(values: Iterable[float], p: float) -> float:

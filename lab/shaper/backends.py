@@ -7,9 +7,10 @@ nothing behind. The userspace one also hands the event loop its queue socket and
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
-from lab.shaper import kernel, plan as planning
+from lab.shaper import kernel
+from lab.shaper import plan as planning
 from lab.shaper.impairment import Impairment
 from lab.shaper.packetqueue import PacketQueue
 

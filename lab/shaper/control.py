@@ -12,7 +12,8 @@ import json
 import os
 import selectors
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 DEFAULT_PATH = "/run/lab-shaper.sock"
 MAX_REQUEST = 65536

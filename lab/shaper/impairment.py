@@ -85,7 +85,7 @@ class Impairment:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Impairment":
+    def from_dict(cls, data: dict[str, Any]) -> Impairment:
         """Inverse of to_dict; unknown keys are an error (they would be silently ignored)."""
         known = {"delay_ms", "jitter_ms", "loss", "duplicate", "reorder", "corrupt", "rate"}
         unknown = set(data) - known
@@ -95,7 +95,7 @@ class Impairment:
         rate = data.get("rate")
         return cls(**fields, rate_bits=parse_rate(rate) if rate else None)
 
-    def merged(self, changes: dict[str, Any]) -> "Impairment":
+    def merged(self, changes: dict[str, Any]) -> Impairment:
         """This impairment with the given to_dict-style fields replaced (the `set` command)."""
         data = self.to_dict()
         data.update(changes)

@@ -7,7 +7,8 @@ so the answer is about this kernel and these privileges, not about what is insta
 from __future__ import annotations
 
 import subprocess
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from lab.shaper import netlink
 

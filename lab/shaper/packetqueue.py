@@ -13,7 +13,7 @@ import heapq
 import random
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from lab.shaper import netlink
 from lab.shaper.plan import QueueConfig

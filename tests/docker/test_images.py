@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from lab.compose import NODE_IMAGE
+from lab.compose import node_image as node_image_ref
 from lab.images import build_offline_base
 
 
@@ -20,13 +20,13 @@ def test_offline_base_builds_from_debian_packages(engine):
         ).decode()
         assert "stdlib ok" in output and "iptables v" in output and "tools ok" in output
     finally:
-        engine.remove_image(ref)
+        engine.client.images.remove(ref, force=True)
     assert engine.image_id(ref) is None
 
 
 def test_node_image_runs_as_non_root_with_only_stdlib_code(engine, node_image):
     output = engine.client.containers.run(
-        NODE_IMAGE, ["sh", "-c", "id -u; ls /opt/lab/lab; python3 -m lab.echo --help | head -1"],
+        node_image_ref(), ["sh", "-c", "id -u; ls /opt/lab/lab; python3 -m lab.echo --help | head -1"],
         remove=True, network_mode="none", cap_drop=["ALL"],
     ).decode()
     lines = output.splitlines()

@@ -13,7 +13,7 @@ from lab.metrics import client_messages, percentile
 from lab.run import run_scenario
 from lab.scenario import load_scenario
 
-from .conftest import only_run_dir, run_lab
+from .conftest import run_lab
 
 SIDE_BY_SIDE = """\
 description: >-

@@ -12,6 +12,8 @@ from lab.metrics import client_address, normal_addr
 
 from .conftest import ROOT
 
+pytestmark = pytest.mark.usefixtures("plain_compose_turn")
+
 
 @pytest.fixture(scope="module")
 def docker_compose_file():

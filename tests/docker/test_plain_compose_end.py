@@ -12,6 +12,8 @@ from lab.metrics import percentile
 
 from .conftest import ROOT
 
+pytestmark = pytest.mark.usefixtures("plain_compose_turn")
+
 
 @pytest.mark.parametrize("name", ["udp-only", "high-latency"])
 def test_plain_compose_command_ends_by_itself_with_exit_0(name, node_image, engine):

@@ -6,17 +6,17 @@ check the client's records against the server's view, as the lab's orchestrator 
 
 from __future__ import annotations
 
-import socket
-import struct
-import threading
 import json
 import os
 import queue
+import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lab.echo import client
 
@@ -159,7 +159,7 @@ class TcpEcho:
             pass
         sock.close()
 
-    def __enter__(self) -> "TcpEcho":
+    def __enter__(self) -> TcpEcho:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -213,7 +213,7 @@ class UdpEcho:
         self.sock.close()
         self.thread.join(timeout=2)
 
-    def __enter__(self) -> "UdpEcho":
+    def __enter__(self) -> UdpEcho:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -288,7 +288,7 @@ class LiveProgram:
             self.reader.join(timeout=2)
             self.proc.stdout.close()
 
-    def __enter__(self) -> "LiveProgram":
+    def __enter__(self) -> LiveProgram:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import os
 import resource
-import select
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -136,7 +135,7 @@ class EchoServer:
         for reader in self.readers:
             reader.join(5)
 
-    def __enter__(self) -> "EchoServer":
+    def __enter__(self) -> EchoServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -186,10 +185,6 @@ def udp_echo(server: EchoServer, payload: bytes) -> tuple[bytes, str]:
         local = addr_text(sock.getsockname())
         data, _ = sock.recvfrom(65536)
         return data, local
-
-
-def wait_readable(sock: socket.socket, timeout: float) -> bool:
-    return bool(select.select([sock], [], [], timeout)[0])
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> object:

@@ -14,6 +14,7 @@ import sys
 import pytest
 from conftest import parse_records
 from server_harness import REPO, WITHOUT_LINUX_ONLY, EchoServer, python_command, tcp_echo, udp_echo
+
 from lab.echo import poller
 
 

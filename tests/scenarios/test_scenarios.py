@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from lab.home import project_root
-from lab.images import build_node
 from lab.run import run_scenario
 from lab.scenario import load_scenario, scenario_names
 

@@ -68,7 +68,7 @@ def ping(args: argparse.Namespace) -> None:
         elif deadline is not None and time.monotonic() >= deadline:
             break
     values = sorted(rtts.values())
-    out_of_order = sum(1 for a, b in zip(order, order[1:]) if b < a)
+    out_of_order = sum(1 for a, b in zip(order, order[1:], strict=False) if b < a)
     print(json.dumps({
         "sent": sent, "received": len(rtts), "replies": replies, "duplicates": duplicates,
         "bad": bad, "lost": sent - len(rtts), "out_of_order": out_of_order,

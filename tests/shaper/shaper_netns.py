@@ -72,7 +72,8 @@ class NamespacePair:
         ready, _, _ = select.select([process.stdout], [], [], 10)
         line = process.stdout.readline() if ready else ""
         if line.strip() != "ready":
-            raise RuntimeError(f"netprobe {kind} did not start: {line!r} {process.stderr.read() if process.poll() is not None else ''}")
+            stderr = process.stderr.read() if process.poll() is not None else ""
+            raise RuntimeError(f"netprobe {kind} did not start: {line!r} {stderr}")
         return process
 
     def probe(self, kind: str, *args: str, ns: str | None = None, port: int = 9000) -> dict:
@@ -84,7 +85,7 @@ class NamespacePair:
         return self.probe("ping", "--count", str(count), "--interval-ms", str(interval_ms),
                           "--wait-ms", str(wait_ms), "--size", str(size))
 
-    def start_shaper(self, tmp_path: pathlib.Path, *options: str, wrapper: tuple[str, ...] = ()) -> "ShaperProcess":
+    def start_shaper(self, tmp_path: pathlib.Path, *options: str, wrapper: tuple[str, ...] = ()) -> ShaperProcess:
         shaper = ShaperProcess(self, tmp_path, options, wrapper)
         self.processes.append(shaper.process)
         return shaper
@@ -116,7 +117,7 @@ class ShaperProcess:
         self.records: list[dict] = []
         self.stderr = ""
 
-    def wait_ready(self) -> "ShaperProcess":
+    def wait_ready(self) -> ShaperProcess:
         wait_for(lambda: self.ready.exists() or self.process.poll() is not None, 15, "the shaper's ready file")
         if not self.ready.exists():
             self.finish()

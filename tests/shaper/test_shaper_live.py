@@ -12,7 +12,6 @@ import shutil
 import sys
 
 import pytest
-
 from shaper_netns import NETPROBE, NamespacePair
 
 pytestmark = [

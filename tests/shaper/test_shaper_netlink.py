@@ -96,7 +96,7 @@ def _tcp_packet(payload: bytes) -> bytes:
 
 
 def _diff(a: bytes, b: bytes) -> list[int]:
-    return [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    return [i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y]
 
 
 @pytest.mark.parametrize("make,payload_at", [(_udp_packet, 28), (_tcp_packet, 40)])

@@ -89,7 +89,7 @@ def test_userspace_loss_is_a_statistic_rule_per_direction():
     steps = plan(Impairment(loss=0.1), "userspace", "eth0", "both", queue_num=7)
     rules = [c for c in steps.apply if "-A" in c]
     assert len(rules) == 2
-    for rule, chain in zip(rules, (CHAIN_OUT, CHAIN_IN)):
+    for rule, chain in zip(rules, (CHAIN_OUT, CHAIN_IN), strict=False):
         assert rule[:4] == ["iptables", "-w", "-A", chain]
         assert rule[rule.index("--probability") + 1] == "0.1"
         assert rule[rule.index("--queue-num") + 1] == "8"  # the drop queue, not the hold queue

@@ -55,12 +55,14 @@ def test_join_real_threaded_run_every_socket_matches():
 
 
 def _conversation(client_local, server_peer, text="hello"):
+    client = {"service": "client1", "role": "client", "proto": "tcp", "local": client_local, "session": 0}
+    server = {"service": "server", "role": "server", "proto": "tcp", "peer": server_peer, "conn": 1}
     return [
-        rec(service="client1", role="client", proto="tcp", event="connected", local=client_local, peer="10.77.0.2:19200", session=0),
-        rec(service="client1", role="client", proto="tcp", event="sent", local=client_local, session=0, seq=1, bytes=5, text=text),
-        rec(service="server", role="server", proto="tcp", event="accepted", local="10.77.0.2:19200", peer=server_peer, conn=1),
-        rec(service="server", role="server", proto="tcp", event="received", peer=server_peer, conn=1, bytes=5, text=text),
-        rec(service="client1", role="client", proto="tcp", event="reply", local=client_local, session=0, seq=1, bytes=5, rtt_ms=0.4, intact=True),
+        rec(**client, event="connected", peer="10.77.0.2:19200"),
+        rec(**client, event="sent", seq=1, bytes=5, text=text),
+        rec(**server, event="accepted", local="10.77.0.2:19200"),
+        rec(**server, event="received", bytes=5, text=text),
+        rec(**client, event="reply", seq=1, bytes=5, rtt_ms=0.4, intact=True),
     ]
 
 

@@ -122,7 +122,8 @@ def test_messages_and_generated_messages_are_exclusive(tmp_path):
 
 def test_impair_fault_needs_a_shaper(tmp_path):
     with pytest.raises(ScenarioError, match="no impairment helper"):
-        load_scenario(write(tmp_path, "f", "description: x\nfaults: [{at: 1, action: impair, target: server, impair: {loss: 0.3}}]\n"))
+        load_scenario(write(tmp_path, "f",
+                            "description: x\nfaults: [{at: 1, action: impair, target: server, impair: {loss: 0.3}}]\n"))
 
 
 def test_jitter_cannot_exceed_delay(tmp_path):
