@@ -13,6 +13,7 @@ from lab.engine import Engine
 from lab.errors import EngineUnavailable
 from lab.home import project_root
 from lab.images import build_node
+from tests.procs import default_sigint
 
 ROOT = project_root()
 
@@ -44,7 +45,7 @@ def run_lab(*args: str, timeout: float = 300, env_extra: dict | None = None, **k
 def start_lab(*args: str) -> subprocess.Popen:
     env = {**os.environ, "LAB_HOME": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "lab", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=default_sigint)
 
 
 def only_run_dir(out: Path) -> Path:

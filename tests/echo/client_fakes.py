@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lab.echo import client
+from tests.procs import default_sigint
 
 
 def run_client(capsys, *args: str) -> tuple[int, list[dict]]:
@@ -229,7 +230,8 @@ class LiveProgram:
     def __init__(self, command: str, *args: str, env: dict[str, str] | None = None) -> None:
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen([sys.executable, "-m", "lab.echo", command, *args], cwd=REPO, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                                     preexec_fn=default_sigint)
         self.records: list[dict] = []
         self.lines: queue.Queue = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.procs import default_sigint
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -42,7 +44,8 @@ def python_command(prelude: str | None = None) -> list[str]:
 class EchoServer:
     def __init__(self, *args: str, protos: tuple[str, ...] = ("tcp", "udp"), nofile: int | None = None,
                  host: str = "127.0.0.1", prelude: str | None = None) -> None:
-        def limit_fds() -> None:
+        def prepare() -> None:
+            default_sigint()
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
@@ -51,7 +54,7 @@ class EchoServer:
             [*python_command(prelude), "server", "--port", "0", "--host", host,
              "--proto", ",".join(protos), *args],
             cwd=REPO, env=env, text=True, encoding="utf-8", stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, preexec_fn=limit_fds if nofile else None,
+            stderr=subprocess.PIPE, preexec_fn=prepare,
         )
         self.records: list[dict] = []
         self.stderr = ""
