@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from lab.echo.record import utc_timestamp
 from lab.engine import ContainerInfo, Engine
 from lab.errors import LabError, RunFailed
-from lab.metrics import Record
+from lab.expect import Record
 from lab.scenario import Fault, Scenario
 
 # What puts each action right again after its `duration` (restart has nothing to undo).

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lab.errors import LabError
-from lab.metrics import Record, client_address, normal_addr, percentile, port_of, select, server_peers, who
+from lab.expect import Record, client_address, normal_addr, percentile, port_of, select, server_peers, who
 
 CONVERSATION_COLUMNS = [
     "client", "client_ip", "proto", "session", "client_port", "server_saw",

@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from lab.expect import Record, who
 from lab.logs import Conversation
-from lab.metrics import Record, who
 
 FLAG_STYLE = {"ok": "green", "client-only": "yellow", "server-only": "yellow", "address-mismatch": "red"}
 VERDICT_STYLE = {"passed": "green", "failed": "red", "timeout": "red", "interrupted": "yellow", "error": "red",

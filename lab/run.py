@@ -25,10 +25,9 @@ from lab.compose import node_image, render, to_yaml
 from lab.echo.record import utc_timestamp
 from lab.engine import ContainerInfo, Engine, owner_token
 from lab.errors import LabError, UsageError
-from lab.expect import evaluate
+from lab.expect import Record, evaluate
 from lab.faults import FaultTimeline, apply_fault
 from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
-from lab.metrics import Record
 from lab.scenario import Scenario
 
 POLL_SECONDS = 0.25

@@ -26,7 +26,7 @@ from pydantic import (
 
 from lab.errors import ScenarioError
 from lab.expect import Expectation
-from lab.expect_base import FaultAction
+from lab.fault_actions import FaultAction
 
 Proto = Literal["tcp", "udp"]
 Mode = Literal["iterative", "threaded", "async"]

@@ -1,5 +1,5 @@
 """The one percentile definition of the lab: the client's summary and the orchestrator's
-reports (lab.metrics) both use it, so their p50/p95 agree to the microsecond."""
+reports (lab.expect) both use it, so their p50/p95 agree to the microsecond."""
 
 from __future__ import annotations
 

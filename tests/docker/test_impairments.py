@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from lab.expect import client_messages, percentile
 from lab.home import project_root
-from lab.metrics import client_messages, percentile
 from lab.run import run_scenario
 from lab.scenario import load_scenario
 

@@ -8,7 +8,7 @@ import secrets
 
 import pytest
 
-from lab.metrics import client_address, normal_addr
+from lab.expect import client_address, normal_addr
 
 from .conftest import ROOT
 

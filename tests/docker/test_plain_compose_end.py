@@ -8,7 +8,7 @@ import secrets
 
 import pytest
 
-from lab.metrics import percentile
+from lab.expect import percentile
 
 from .conftest import ROOT
 

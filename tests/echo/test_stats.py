@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from lab import metrics
+from lab import expect
 from lab.echo import client
 from lab.echo.client_core import ClientPlan, SessionTally
 from lab.echo.stats import percentile
 
 
 def test_the_lab_reports_with_the_clients_own_definition():
-    assert metrics.percentile is percentile
+    assert expect.percentile is percentile
 
 
 @pytest.mark.parametrize("p,expected", [(0, 1), (5, 1), (50, 10), (94, 19), (95, 19), (95.1, 20), (100, 20)])

@@ -15,8 +15,7 @@ import pytest
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from lab.expect import Expectation, evaluate
-from lab.metrics import client_messages, percentile
+from lab.expect import Expectation, client_messages, evaluate, percentile
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 EXPECT_LIST = TypeAdapter(list[Expectation])

@@ -11,9 +11,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from lab import metrics as m
-from lab.expect_base import Bounded, Check, Count, Millis, Proto, Scoped, listed, num, range_text, within
-from lab.metrics import Record
+from lab.expect import query as q
+from lab.expect.base import BaseExpectation, Bounded, Count, Millis, ProtoFilter, Scoped, listed, num, range_text, within
+from lab.expect.metrics import concurrency, distinct_peers, socket_owners, unmatched_addresses
+from lab.expect.query import Record
 
 # --- address checks: the client's getsockname() view against the server's accept/recvfrom view ---
 
@@ -29,9 +30,7 @@ class DistinctPorts(Scoped):
         return "no address used twice"
 
     def evaluate(self, events):
-        seen: dict[tuple[str, str], list[str]] = {}
-        for rec in m.client_sockets(events, self.proto, self._services()):
-            seen.setdefault((rec["proto"], m.client_address(rec)), []).append(m.who(rec))
+        seen = socket_owners(events, self.proto, self._services())
         if not seen:
             return self._no_data(f"no {self._scope()}connected/bound record")
         total = sum(len(v) for v in seen.values())
@@ -40,21 +39,11 @@ class DistinctPorts(Scoped):
                             float(total - len(seen)))
 
 
-def unmatched_addresses(events: list[Record], proto: str) -> tuple[list[str], int]:
-    """Addresses seen by only one side, and how many addresses there were at all."""
-    clients = {(r["proto"], m.client_address(r)): m.who(r) for r in m.client_sockets(events, proto)}
-    servers = {(p, addr) for p, addr, _ in m.server_peers(events, proto)}
-    only_client = [f"{who} {p} {addr}: server never saw it" for (p, addr), who in clients.items()
-                   if (p, addr) not in servers]
-    only_server = [f"server saw {p} {addr}: no client had it" for p, addr in sorted(servers - clients.keys())]
-    return only_client + only_server, len(clients.keys() | servers)
-
-
-class ViewsAgree(Check):
+class ViewsAgree(BaseExpectation):
     """Each client's own address appears as a peer at the server, and each server peer is a client."""
 
     check: Literal["views_agree"]
-    proto: Proto = "any"
+    proto: ProtoFilter = "any"
     max_unmatched: Count = 0
 
     def title(self) -> str:
@@ -74,11 +63,11 @@ class ViewsAgree(Check):
 
 # --- server-side checks ---------------------------------------------------------------------------
 
-class DistinctPeers(Bounded, Check):
+class DistinctPeers(Bounded, BaseExpectation):
     """How many distinct peer addresses the server accepted (TCP) or received from (UDP)."""
 
     check: Literal["distinct_peers"]
-    proto: Proto = "any"
+    proto: ProtoFilter = "any"
     min: Count | None = None
     max: Count | None = None
     equals: Count | None = None
@@ -91,13 +80,13 @@ class DistinctPeers(Bounded, Check):
         return range_text(*self.bounds)
 
     def evaluate(self, events):
-        peers = {(p, addr) for p, addr, _ in m.server_peers(events, self.proto)}
+        peers = distinct_peers(events, self.proto)
         if not peers:
             return self._no_data("the server accepted or received nothing")
         return self._result(within(len(peers), *self.bounds), f"{len(peers)} peers", value=float(len(peers)))
 
 
-class Concurrency(Bounded, Check):
+class Concurrency(Bounded, BaseExpectation):
     """Most TCP connections the server had accepted and not yet closed at one moment."""
 
     check: Literal["concurrency"]
@@ -112,26 +101,25 @@ class Concurrency(Bounded, Check):
         return range_text(*self.bounds)
 
     def evaluate(self, events):
-        spans = m.server_connection_spans(events)
-        if not spans:
+        most, accepted = concurrency(events)
+        if not accepted:
             return self._no_data("the server accepted no tcp connection")
-        most = m.max_concurrent(spans)
-        return self._result(within(most, *self.bounds), f"{most} at once ({len(spans)} connections)",
+        return self._result(within(most, *self.bounds), f"{most} at once ({accepted} connections)",
                             value=float(most))
 
 
 def _accept_pairs(events: list[Record], services) -> list[tuple[str, str, str]]:
     """(client label, client connected ts, server accepted ts) per TCP socket, by connect time."""
     accepted: dict[str, str] = {}
-    for _, addr, rec in m.server_peers(events, "tcp"):
+    for _, addr, rec in q.server_peers(events, "tcp"):
         accepted.setdefault(addr, rec["ts"])
     pairs = []
-    for rec in m.client_sockets(events, "tcp", services):
-        addr = m.client_address(rec)
+    for rec in q.client_sockets(events, "tcp", services):
+        addr = q.client_address(rec)
         if addr in accepted:
-            label = m.who(rec) + (f" s{rec['session']}" if rec.get("session") else "")
+            label = q.who(rec) + (f" s{rec['session']}" if rec.get("session") else "")
             pairs.append((label, rec["ts"], accepted[addr]))
-    return sorted(pairs, key=lambda p: m.parse_ts(p[1]))
+    return sorted(pairs, key=lambda p: q.parse_ts(p[1]))
 
 
 class AcceptedInOrder(Scoped):
@@ -153,7 +141,7 @@ class AcceptedInOrder(Scoped):
             return self._no_data(f"{len(pairs)} tcp client(s) matched to an accept; need 2")
         bad = [f"{a[0]} connected before {b[0]} but was accepted after"
                for i, a in enumerate(pairs) for b in pairs[i + 1:]
-               if m.ms_between(a[1], b[1]) > self.tolerance_ms and m.ms_between(b[2], a[2]) > 0]
+               if q.ms_between(a[1], b[1]) > self.tolerance_ms and q.ms_between(b[2], a[2]) > 0]
         return self._result(not bad, f"{len(bad)} out-of-order pairs of {len(pairs)} clients", listed(bad),
                             float(len(bad)))
 
@@ -174,10 +162,10 @@ class AcceptWaitGrows(Scoped):
 
     def evaluate(self, events):
         # In accept order: connects within a millisecond of each other may be logged in either order.
-        pairs = sorted(_accept_pairs(events, self._services()), key=lambda p: m.parse_ts(p[2]))
+        pairs = sorted(_accept_pairs(events, self._services()), key=lambda p: q.parse_ts(p[2]))
         if len(pairs) < 2:
             return self._no_data(f"{len(pairs)} tcp client(s) matched to an accept; need 2")
-        waits = [max(0.0, m.ms_between(conn, acc)) for _, conn, acc in pairs]
+        waits = [max(0.0, q.ms_between(conn, acc)) for _, conn, acc in pairs]
         drops = [f"{pairs[i][0]} waited {waits[i]:.0f} ms, less than {pairs[i - 1][0]} ({waits[i - 1]:.0f} ms)"
                  for i in range(1, len(waits)) if waits[i] < waits[i - 1] - self.tolerance_ms]
         growth = waits[-1] - waits[0]

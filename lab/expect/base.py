@@ -1,8 +1,5 @@
-"""Building blocks of expectations: the result, the base models, bounds and value formatting.
-
-Kept apart from the kinds themselves (lab/expect.py, lab/expect_server.py) so each file stays
-small; nothing here reads records.
-"""
+"""What every expectation kind is built from: the result, the base models, bounds, value types
+and formatting. Nothing here reads records (that is `query`)."""
 
 from __future__ import annotations
 
@@ -11,10 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from lab.metrics import Record
+from lab.expect.query import Record
 
-Proto = Literal["tcp", "udp", "any"]
-FaultAction = Literal["stop", "start", "kill", "restart", "pause", "unpause", "disconnect", "reconnect", "impair"]
+# Which records a kind looks at; the scenario's own `Proto` (tcp or udp) has no "any".
+ProtoFilter = Literal["tcp", "udp", "any"]
 MAX_LISTED = 6
 
 
@@ -28,7 +25,7 @@ def _percent(value: Any) -> Any:
     return value
 
 
-Fraction = Annotated[float, BeforeValidator(_percent), Field(ge=0, le=1)]
+FractionOrPercent = Annotated[float, BeforeValidator(_percent), Field(ge=0, le=1)]
 Number = Annotated[float, BeforeValidator(_percent)]
 Count = Annotated[int, Field(ge=0)]
 Millis = Annotated[float, Field(ge=0)]
@@ -68,7 +65,9 @@ def within(value: float, lo: float | None, hi: float | None) -> bool:
     return (lo is None or value >= lo) and (hi is None or value <= hi)
 
 
-class Check(BaseModel):
+class BaseExpectation(BaseModel):
+    """One kind of expectation: a `check: <kind>` mapping that measures one value on a run's records."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = Field(None, description="Label shown instead of the generated one")
@@ -90,10 +89,10 @@ class Check(BaseModel):
         return self._result(False, "no data", why)
 
 
-class Scoped(Check):
+class Scoped(BaseExpectation):
     """A check on some protocol's records, optionally only some clients' records."""
 
-    proto: Proto = "any"
+    proto: ProtoFilter = "any"
     service: tuple[str, ...] = Field((), description="Only these clients (compose service names)")
 
     @field_validator("service", mode="before")

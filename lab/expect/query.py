@@ -1,8 +1,9 @@
-"""Pure measurements over a run's collected records (events.jsonl as a list of dicts).
+"""Questions asked of a run's collected records (events.jsonl as a list of dicts): which records,
+whose, which addresses, which messages and connections.
 
-Shared by the orchestrator (reports) and lab/expect.py (checks). No I/O: every function takes
-the time-ordered records, as docs/log-schema.md describes them plus the orchestrator's
-`service`, `container` and `ip` fields, and returns numbers or small plain objects.
+Shared by the expectation kinds, the view joining (lab/logs.py) and the reports. No I/O: every
+function takes the time-ordered records, as docs/log-schema.md describes them plus the
+orchestrator's `service`, `container` and `ip` fields, and returns records or small plain objects.
 """
 
 from __future__ import annotations
