@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from lab import __version__
-from lab.echo.options import OneLineParser, int_in
 from lab.errors import EngineUnavailable, LabError, UsageError
 from lab.home import project_root, runs_dir, scenarios_dir
+from lab.records.options import OneLineParser, int_in
 
 EPILOG = "Exit status: 0 success, 1 failure (a client or expectation failed), 2 bad input, 130 interrupted."
 

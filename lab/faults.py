@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lab.echo.record import utc_timestamp
 from lab.engine import ContainerInfo, Engine
 from lab.errors import LabError, RunFailed
 from lab.expect import Record
+from lab.records.schema import utc_timestamp
 from lab.scenario import Fault, Scenario
 
 # What puts each action right again after its `duration` (restart has nothing to undo).

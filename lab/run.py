@@ -22,12 +22,12 @@ from typing import Any
 
 from lab import __version__
 from lab.compose import node_image, render, to_yaml
-from lab.echo.record import utc_timestamp
 from lab.engine import ContainerInfo, Engine, owner_token
 from lab.errors import LabError, UsageError
 from lab.expect import Record, evaluate
 from lab.faults import FaultTimeline, apply_fault
 from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
+from lab.records.schema import utc_timestamp
 from lab.scenario import Scenario
 
 POLL_SECONDS = 0.25

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from lab.echo.record import RecordWriter, format_addr, text_fields
+from lab.records.schema import format_addr, text_fields
+from lab.records.writer import RecordWriter
 
 POLL_S = 0.1
 BACKOFF_FIRST_S = 0.1

@@ -23,7 +23,8 @@ from lab.echo.client_core import (
     resolve,
     wait_ready,
 )
-from lab.echo.record import RecordWriter, text_fields
+from lab.records.schema import text_fields
+from lab.records.writer import RecordWriter
 
 RECV_MAX = 65536
 

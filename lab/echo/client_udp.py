@@ -26,7 +26,8 @@ from lab.echo.client_core import (
     route_source,
     wait_ready,
 )
-from lab.echo.record import RecordWriter, format_addr, text_fields
+from lab.records.schema import format_addr, text_fields
+from lab.records.writer import RecordWriter
 
 DATAGRAM_MAX = 65535
 

@@ -16,8 +16,8 @@ import signal
 import socket
 import sys
 
-from .options import DEFAULT_PORT, OneLineParser, exit_status, int_in
-from .server_core import LEVELS, ServerContext, Settings, peer_text
+from lab.echo.server_core import LEVELS, ServerContext, Settings, peer_text
+from lab.records.options import DEFAULT_PORT, OneLineParser, exit_status, int_in
 
 MODES = ("iterative", "threaded", "async")
 PORT_TRIES = 20  # with --port 0: how often to look for a port free for both TCP and UDP
@@ -157,10 +157,10 @@ def run(settings: Settings, ctx: ServerContext | None = None) -> int:
             except OSError as exc:
                 ctx.error(None, "ready-file", f"{settings.ready_file}: {exc.strerror or exc}")
         if settings.mode == "async":
-            from . import server_async
+            from lab.echo import server_async
             server_async.serve(ctx, listeners)
         else:
-            from . import server_blocking
+            from lab.echo import server_blocking
             server_blocking.serve(ctx, listeners, threaded=settings.mode == "threaded")
     finally:
         for sock in listeners.values():

@@ -17,8 +17,8 @@ import collections
 import socket
 import time
 
-from .poller import HANGUP, IN, OUT, new_poller
-from .server_core import FD_LIMIT_ERRNOS, RESET_ERRORS, ServerContext, eof_reason, peer_text
+from lab.echo.poller import HANGUP, IN, OUT, new_poller
+from lab.echo.server_core import FD_LIMIT_ERRNOS, RESET_ERRORS, ServerContext, eof_reason, peer_text
 
 SPIN_S = 100e-6  # busy-poll this long after work before sleeping (see the module docstring)
 ACCEPT_BATCH = 64  # accepts / datagrams handled per wake-up before other sockets get a turn

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 
-from .server_core import FD_LIMIT_ERRNOS, RESET_ERRORS, ServerContext, eof_reason, peer_text
+from lab.echo.server_core import FD_LIMIT_ERRNOS, RESET_ERRORS, ServerContext, eof_reason, peer_text
 
 JOIN_DEADLINE_S = 0.8  # shutdown waits this long for connection threads to log their close
 

@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .options import DEFAULT_PORT
-from .record import RecordWriter, format_addr, text_fields
+from lab.records.options import DEFAULT_PORT
+from lab.records.schema import format_addr, text_fields
+from lab.records.writer import RecordWriter
 
 # How much a record level shows: messages (every read/echo) > connections > quiet.
 LEVELS = {"quiet": 0, "connections": 1, "messages": 2}

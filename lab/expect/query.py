@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lab.echo.record import parse_addr as split_addr  # the schema's own address format
+from lab.records.schema import parse_addr as split_addr  # the schema's own address format
 
 # Re-exported (reports and checks import it from here): the client's own definition, so the
 # lab's p50/p95 and the client summary's agree.
-from lab.echo.stats import percentile as percentile
+from lab.records.stats import percentile as percentile
 
 Record = dict[str, Any]
 

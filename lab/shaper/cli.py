@@ -11,8 +11,8 @@ import json
 import sys
 from typing import Any
 
-from lab.echo.options import OneLineParser
-from lab.echo.record import RecordWriter
+from lab.records.options import OneLineParser
+from lab.records.writer import RecordWriter
 from lab.shaper import control, kernel
 from lab.shaper.impairment import BACKENDS, DIRECTIONS, Impairment, ImpairmentError, check_field
 from lab.shaper.service import RunOptions, Shaper

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from lab.echo.record import RecordWriter
+from lab.records.writer import RecordWriter
 from lab.shaper import kernel
 from lab.shaper.backends import Backend, NetemBackend, UserspaceBackend
 from lab.shaper.control import ControlServer

@@ -31,5 +31,6 @@ def test_node_image_runs_as_non_root_with_only_stdlib_code(engine, node_image):
     ).decode()
     lines = output.splitlines()
     assert lines[0] == "10001"
-    assert set(lines[1:4]) <= {"__init__.py", "echo", "shaper"}
+    assert lines[1:5] == ["__init__.py", "echo", "records", "shaper"]
+    assert lines[5].startswith("usage: python3 -m lab.echo")
     assert "scenario.py" not in output and "engine.py" not in output

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from client_fakes import TcpEcho, UdpEcho, events, run_client
 
-from lab.echo.record import format_addr
+from lab.records.schema import format_addr
 
 
 @pytest.mark.parametrize("proto, fake, event, own_address", [

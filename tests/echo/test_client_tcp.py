@@ -9,7 +9,7 @@ import time
 from client_fakes import LiveClient, TcpEcho, events, run_client, summary
 
 from lab.echo import client_tcp
-from lab.echo.record import format_addr
+from lab.records.schema import format_addr
 
 FAST = ("--interval", "0", "--timeout", "2", "--proto", "tcp")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from client_fakes import UdpEcho, events, run_client, summary
 
-from lab.echo.record import format_addr
+from lab.records.schema import format_addr
 
 FAST = ("--interval", "0", "--proto", "udp")
 

@@ -9,8 +9,9 @@ import socket
 
 import pytest
 
-from lab.echo.record import RecordWriter, format_addr
 from lab.echo.server_core import ServerContext, Settings
+from lab.records.schema import format_addr
+from lab.records.writer import RecordWriter
 
 
 @pytest.fixture

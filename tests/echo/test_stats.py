@@ -7,7 +7,7 @@ import pytest
 from lab import expect
 from lab.echo import client
 from lab.echo.client_core import ClientPlan, SessionTally
-from lab.echo.stats import percentile
+from lab.records.stats import percentile
 
 
 def test_the_lab_reports_with_the_clients_own_definition():

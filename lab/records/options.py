@@ -1,4 +1,5 @@
-"""Command-line pieces the lab's programs share: the one-line error parser and the lab's port.
+"""Command-line pieces the lab's programs share: the one-line error parser, the lab's port and
+range types.
 
 Every bad option value ends the same way in every program: one line `PROG: error: WHY` on
 stderr and exit status 2, with no usage dump and no traceback.

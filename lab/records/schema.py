@@ -1,21 +1,15 @@
-"""One structured record per line on stdout: the contract between the echo programs and the lab.
+"""The record format of docs/log-schema.md: the version and how fields are written.
 
-Every record is a single JSON object on one line, flushed as soon as it is written, so it
-reads well in `docker compose up` output and the orchestrator can parse it without loss.
-The schema is documented in docs/log-schema.md; `SCHEMA_VERSION` changes when a field's
-meaning changes.
+Records are JSON objects, one per line. These functions give each shared field its one text
+form, for the programs that write records and for the orchestrator that reads them.
+`SCHEMA_VERSION` changes when a field's meaning changes.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
-import json
-import os
-import socket
-import sys
-import threading
-from typing import IO, Any
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -70,40 +64,3 @@ def text_fields(data: bytes, limit: int = TEXT_LIMIT) -> dict[str, Any]:
         return fields
     fields["text"] = text
     return fields
-
-
-def default_host_name() -> str:
-    """The name a program logs as: LAB_NAME from the environment, else the host name."""
-    return os.environ.get("LAB_NAME") or socket.gethostname()
-
-
-class RecordWriter:
-    """Writes records for one program (host, role); safe to share between threads."""
-
-    def __init__(self, role: str, host: str | None = None, stream: IO[str] | None = None) -> None:
-        self.role = role
-        self.host = host or default_host_name()
-        self.stream = stream if stream is not None else sys.stdout
-        self._lock = threading.Lock()
-
-    def emit(self, proto: str | None, event: str, **fields: Any) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "v": SCHEMA_VERSION,
-            "ts": utc_timestamp(),
-            "host": self.host,
-            "role": self.role,
-            "proto": proto,
-            "event": event,
-        }
-        for key, value in fields.items():
-            if value is not None:
-                record[key] = value
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-        with self._lock:
-            try:
-                self.stream.write(line)
-                self.stream.flush()
-            except (BrokenPipeError, ValueError):
-                # stdout gone (pipe closed, stream closed at exit): the program keeps serving.
-                pass
-        return record
