@@ -23,16 +23,19 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from lab.errors import ScenarioError
 from lab.expect import Expectation
 from lab.fault_actions import FaultAction
+from lab.records.options import UDP_PAYLOAD_MAX
+from lab.shaper import impairment as shaper
 
 Proto = Literal["tcp", "udp"]
 Mode = Literal["iterative", "threaded", "async"]
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 PUBLISH = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}:)?(?P<ports>\d{1,5}:\d{1,5})(/(tcp|udp))?$")
-RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$")
+YAML_KEY = re.compile(r"^\s*(?:-\s+)?([\w-]+)\s*:")
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -51,29 +54,36 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def field_error(field: str | None, message: str) -> PydanticCustomError:
+    """An error found by a check across fields, about one of them: describe_errors puts `field`
+    into the error's place, so the user reads `clients.messages.0: ...`."""
+    return PydanticCustomError("field", "{message}", {"field": field, "message": message})
+
+
 class Impairment(Model):
-    """What the network does to one container's traffic; applied by its shaper sidecar."""
+    """What the network does to one container's traffic; applied by its shaper sidecar.
 
-    delay_ms: Annotated[float, Field(ge=0, le=60_000)] = 0
-    jitter_ms: Annotated[float, Field(ge=0, le=60_000)] = 0
-    loss: Fraction = 0
-    duplicate: Fraction = 0
-    reorder: Fraction = 0
-    corrupt: Fraction = 0
+    The values are checked by the shaper's own rules (lab/shaper/impairment.py), so a scenario
+    that validates is one its shaper accepts.
+    """
+
+    delay_ms: float = 0
+    jitter_ms: float = 0
+    loss: float = 0
+    duplicate: float = 0
+    reorder: float = 0
+    corrupt: float = 0
     rate: str | None = Field(default=None, description="e.g. 1mbit, 500kbit")
-    direction: Literal["egress", "ingress", "both"] = "egress"
-
-    @field_validator("rate")
-    @classmethod
-    def _rate(cls, value: str | None) -> str | None:
-        if value is not None and not RATE.match(value):
-            raise ValueError("rate must be a number with a unit: bit, kbit, mbit, gbit (e.g. 1mbit)")
-        return value
+    direction: Literal[shaper.DIRECTIONS] = "egress"
 
     @model_validator(mode="after")
-    def _jitter_needs_delay(self) -> Impairment:
-        if self.jitter_ms > self.delay_ms:
-            raise ValueError(f"jitter_ms ({self.jitter_ms}) cannot exceed delay_ms ({self.delay_ms})")
+    def _shaper_accepts(self) -> Impairment:
+        try:
+            shaper.Impairment.from_dict(self.model_dump(include=set(shaper.FIELDS)))
+        except shaper.ImpairmentError as exc:
+            # The field goes into the error's place (describe_errors), the rule spelled as here.
+            got = "" if exc.field is None else f" (got {exc.value!r})"
+            raise field_error(exc.field, exc.rule_text(str) + got) from None
         return self
 
     def shaper_args(self, direction: bool = True) -> list[str]:
@@ -102,9 +112,11 @@ class ClientSpec(Model):
     """How clients talk; every field can be overridden per client under `clients.each`."""
 
     proto: Protos = ["tcp", "udp"]
-    messages: list[str] | None = None
+    messages: list[Annotated[str, Field(min_length=1)]] | None = None
     message_count: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    message_size: Annotated[int, Field(ge=0, le=65507)] | None = None
+    # UDP allows at most 65507 (_fits_a_datagram); TCP any size, capped so that one message stays
+    # far inside a client's memory limit.
+    message_size: Annotated[int, Field(ge=1, le=1 << 20)] | None = None
     interval: Annotated[float, Field(ge=0, le=60)] = 0.5
     timeout: Annotated[float, Field(gt=0, le=600)] = 2.0
     retries: Annotated[int, Field(ge=0, le=100)] = 2
@@ -120,7 +132,21 @@ class ClientSpec(Model):
             raise ValueError("give either messages, or message_count/message_size, not both")
         if self.messages is not None and not self.messages:
             raise ValueError("messages must not be empty (leave it out for the default messages)")
+        if "udp" in self.proto:
+            self._fits_a_datagram()
         return self
+
+    def _fits_a_datagram(self) -> None:
+        """Every message the client will send over UDP fits in one datagram, as the client
+        requires (a message given twice is sent the second time with a `#SEQ ` prefix)."""
+        allowed = f"a UDP datagram carries at most {UDP_PAYLOAD_MAX} bytes; send it over proto: [tcp] only"
+        if self.message_size is not None and self.message_size > UDP_PAYLOAD_MAX:
+            raise field_error("message_size", f"{allowed} (got {self.message_size})")
+        messages = self.messages or []
+        for i, text in enumerate(messages):
+            size = len(text.encode("utf-8")) + (len(f"#{i + 1} ") if text in messages[:i] else 0)
+            if size > UDP_PAYLOAD_MAX:
+                raise field_error(f"messages.{i}", f"{allowed} (got {size} bytes)")
 
 
 def _all_optional(model: type[Model], name: str, doc: str) -> type[Model]:
@@ -267,9 +293,14 @@ class Scenario(Model):
 def load_scenario(path: Path) -> Scenario:
     """Read and validate one scenario file; the scenario's name defaults to the file's stem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: {_where(raw, exc.start)}not UTF-8 text (byte 0x{raw[exc.start]:02x}); "
+                            "a scenario file must be saved as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -287,11 +318,20 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"{path}: " + describe_errors(exc)) from None
 
 
+def _where(raw: bytes, offset: int) -> str:
+    """`line N: key: ` for a byte offset of a YAML file, the key being the one its line sets."""
+    start = raw.rfind(b"\n", 0, offset) + 1
+    key = YAML_KEY.match(raw[start:offset].decode("utf-8", "replace"))
+    line = raw.count(b"\n", 0, offset) + 1
+    return f"line {line}: " + (f"{key.group(1)}: " if key else "")
+
+
 def describe_errors(exc: ValidationError) -> str:
     """pydantic's errors as `field.path: what is wrong (got value)`, one per line."""
     lines = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(part) for part in err["loc"] if not _is_union_tag(part))
+        where = [*err["loc"], *([err["ctx"]["field"]] if err.get("ctx", {}).get("field") else [])]
+        loc = ".".join(str(part) for part in where if not _is_union_tag(part))
         msg = err["msg"].removeprefix("Value error, ")
         got = err.get("input")
         shown = "" if isinstance(got, (dict, list)) or err["type"] == "missing" else f" (got {got!r})"

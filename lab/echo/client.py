@@ -19,11 +19,10 @@ from collections.abc import Callable
 from lab.echo.client_core import ClientPlan, SessionTally, StopFlag
 from lab.echo.client_tcp import run_tcp_session
 from lab.echo.client_udp import run_udp_session
-from lab.records.options import DEFAULT_PORT, OneLineParser, exit_status
+from lab.records.options import DEFAULT_PORT, UDP_PAYLOAD_MAX, OneLineParser, exit_status
 from lab.records.stats import percentile
 from lab.records.writer import RecordWriter
 
-UDP_PAYLOAD_MAX = 65507  # IPv4: 65535 - 20 (IP header) - 8 (UDP header)
 FILLER = b"abcdefghijklmnopqrstuvwxyz0123456789"
 RUNNERS: dict[str, Callable[..., SessionTally]] = {"tcp": run_tcp_session, "udp": run_udp_session}
 

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from typing import NoReturn
 
 DEFAULT_PORT = 19200  # the echo server's port, as in the tutorial; the client's default target
+# The largest message the client sends over UDP, and the scenario model allows with udp:
+# one IPv4 datagram, 65535 - 20 (IP header) - 8 (UDP header).
+UDP_PAYLOAD_MAX = 65507
 BAD_OPTIONS = 2  # exit status for a bad option value
 
 

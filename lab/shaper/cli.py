@@ -14,7 +14,7 @@ from typing import Any
 from lab.records.options import OneLineParser
 from lab.records.writer import RecordWriter
 from lab.shaper import control, kernel
-from lab.shaper.impairment import BACKENDS, DIRECTIONS, Impairment, ImpairmentError, check_field
+from lab.shaper.impairment import BACKENDS, DIRECTIONS, NUMBERS, Impairment, ImpairmentError, check_field
 from lab.shaper.service import RunOptions, Shaper
 
 PROG = "python3 -m lab.shaper"
@@ -55,15 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def changes_from(args: argparse.Namespace) -> dict[str, Any]:
-    """The impairment fields given on the command line, in Impairment.to_dict form."""
+    """The impairment fields given on the command line, in Impairment.to_dict form, each
+    checked on its own (ImpairmentError); `set` merges them with the live values."""
     changes: dict[str, Any] = {}
-    for name in ("delay_ms", "jitter_ms", "loss", "duplicate", "reorder", "corrupt"):
+    for name in NUMBERS:
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
     if args.rate is not None:
         changes["rate"] = None if args.rate.strip().lower() in _NO_RATE else args.rate
+    for name, value in changes.items():
+        check_field(name, value)
     return changes
+
+
+def requested_impairment(args: argparse.Namespace) -> Impairment:
+    """The impairment a `run` (or `set --clear`) command line asks for, on its own."""
+    return Impairment().merged(changes_from(args))
 
 
 def _fail(message: str, status: int) -> int:
@@ -76,13 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "probe":
         print(json.dumps(kernel.probe(args.dev)), flush=True)
         return 0
-    changes = changes_from(args)
     try:
-        for name, value in changes.items():
-            check_field(name, value)
         if args.command == "set":
-            return _set(args, changes)
-        impairment = Impairment().merged(changes)
+            return _set(args, changes_from(args))
+        impairment = requested_impairment(args)
     except ImpairmentError as exc:
         return _fail(str(exc), 2)
     if args.queue_num < 0 or args.queue_num > 65535:

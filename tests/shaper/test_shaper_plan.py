@@ -35,9 +35,17 @@ def test_out_of_range_values_are_refused(field, value):
 
 
 def test_reorder_needs_a_delay_to_reorder_against():
-    with pytest.raises(ImpairmentError, match="--reorder needs --delay-ms"):
+    with pytest.raises(ImpairmentError, match="bad --reorder 0.2: needs --delay-ms > 0"):
         Impairment(reorder=0.2)
     assert Impairment(delay_ms=10, reorder=0.2).reorder == 0.2
+
+
+def test_jitter_is_at_most_the_delay_it_varies():
+    with pytest.raises(ImpairmentError, match=r"bad --jitter-ms 20: must not exceed --delay-ms \(10\)") as info:
+        Impairment(delay_ms=10, jitter_ms=20)
+    assert (info.value.field, info.value.rule_text(str)) == ("jitter_ms", "must not exceed delay_ms (10): "
+                                                                          "jitter is +/- around the delay")
+    assert Impairment(delay_ms=10, jitter_ms=10).jitter_ms == 10
 
 
 def test_merge_keeps_unchanged_fields_and_can_remove_the_rate():

@@ -45,7 +45,7 @@ def test_minimal_scenario_gets_defaults(tmp_path):
         ("description: x\nserver: {mode: forking}\n", "server.mode", "'iterative', 'threaded' or 'async'"),
         ("description: x\nserver: {proto: [tcp, sctp]}\n", "server.proto.1", "'tcp' or 'udp'"),
         ("description: x\nclients: {intervall: 1}\n", "clients.intervall", "unknown field"),
-        ("description: x\nserver: {impair: {loss: 1.5}}\n", "server.impair.loss", "less than or equal to 1"),
+        ("description: x\nserver: {impair: {loss: 1.5}}\n", "server.impair.loss", "must be a fraction from 0 to 1"),
         ("description: x\nserver: {impair: {rate: fast}}\n", "server.impair.rate", "kbit"),
         ("description: x\nfaults: [{at: 1, action: explode, target: server}]\n", "faults.0.action", "'restart'"),
         ("description: x\nfaults: [{at: 1, action: stop, target: client9}]\n", "client9", "client1, client2, client3"),
