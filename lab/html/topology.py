@@ -1,0 +1,147 @@
+"""The run's topology as geometry for the SVG template: the lab network as a bar, the server
+above it, the clients below, a shaper box wherever traffic is impaired, and the capture point.
+
+Read from the manifest (the resolved compose config and the containers' addresses) and the
+shapers' own `applied` records, so the drawing shows what ran, not what was asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from lab.metrics import Record
+
+WIDTH = 900
+BAR_Y = 170
+MAX_CLIENTS = 8  # boxes drawn; the rest are summed up in one box
+
+
+@dataclass
+class Box:
+    x: float
+    y: float
+    w: float
+    h: float
+    title: str
+    lines: list[str]
+    kind: str  # server | client | shaper | more | capture
+
+
+@dataclass
+class Topology:
+    boxes: list[Box] = field(default_factory=list)
+    links: list[tuple[float, float, float, float]] = field(default_factory=list)
+    network: str = ""
+    capture: Box | None = None
+    capture_note: str = ""
+    width: int = WIDTH
+    height: int = 330
+    bar_y: int = BAR_Y
+
+
+def topology(manifest: dict[str, Any], events: list[Record], capture: dict[str, Any] | None,
+             capture_note: str) -> Topology:
+    services = _services(manifest)
+    ips = {c.get("service"): c.get("ip") for c in (manifest.get("containers") or {}).values()}
+    shaping = {r.get("service"): r for r in events if r.get("role") == "shaper" and r.get("event") == "applied"}
+    top = Topology()
+    networks = _networks(manifest)
+    top.network = " · ".join(filter(None, [", ".join(networks) or "lab network", manifest.get("subnet"),
+                                           "internal (no route out)"]))
+    servers = [s for s, role in services.items() if role == "server"] or ["server"]
+    clients = [s for s, role in services.items() if role == "client"]
+    model = manifest.get("scenario_model") or {}
+    server_model = model.get("server") or {}
+    protos = "/".join(server_model.get("proto") or ["tcp", "udp"])
+    for index, name in enumerate(servers):
+        w, x = 230, WIDTH / 2 - 115 + index * 250
+        lines = [f"{ips.get(name) or '?'}:{server_model.get('port', 19200)} {protos}",
+                 f"{server_model.get('mode', 'async')} server"]
+        top.boxes.append(Box(x, 20, w, 62, name, lines, "server"))
+        _attach(top, name, x + w / 2, 82, BAR_Y, shaping)
+    shown = clients if len(clients) <= MAX_CLIENTS else clients[:MAX_CLIENTS - 1]
+    slots = len(shown) + (len(clients) > len(shown))
+    gap = (WIDTH - 40) / max(slots, 1)
+    w = min(150, gap - 12)
+    for index, name in enumerate(shown):
+        x = 20 + gap * index + (gap - w) / 2
+        top.boxes.append(Box(x, 250, w, 50, name, [ips.get(name) or "?"], "client"))
+        _attach(top, name, x + w / 2, 250, BAR_Y, shaping)
+    if len(clients) > len(shown):
+        rest = clients[len(shown):]
+        x = 20 + gap * len(shown) + (gap - w) / 2
+        top.boxes.append(Box(x, 250, w, 50, f"+{len(rest)} clients", [f"{rest[0]} … {rest[-1]}"], "more"))
+        top.links.append((x + w / 2, 250, x + w / 2, BAR_Y))
+    if capture:
+        where = f"tcpdump on the {capture.get('point') or 'bridge'} {capture.get('interface') or ''}".strip()
+        count = f"{capture.get('file') or 'capture'} · {capture.get('packets', '?')} packets"
+        dropped = (capture.get("kernel_dropped") or 0) + (capture.get("interface_dropped") or 0)
+        lines = [where, count] + ([f"{dropped} dropped by the capture"] if dropped else [])
+        top.capture = Box(28, BAR_Y - 66, 240, 50, "capture", lines, "capture")
+    top.capture_note = capture_note
+    return top
+
+
+def _attach(top: Topology, service: str, x: float, y_from: float, y_to: float, shaping: dict[str, Record]) -> None:
+    """A line from a box to the network bar, through its shaper when it has one."""
+    applied = shaping.get(f"{service}-shaper")
+    if not applied:
+        top.links.append((x, y_from, x, y_to))
+        return
+    mid = (y_from + y_to) / 2
+    top.boxes.append(Box(x - 95, mid - 16, 190, 32, "shaper", [impairment_text(applied)], "shaper"))
+    top.links.append((x, y_from, x, mid - 16))
+    top.links.append((x, mid + 16, x, y_to))
+
+
+def impairment_text(applied: Record) -> str:
+    """`loss 10% · both · userspace` from a shaper's `applied` record: only what is set."""
+    parts = []
+    if applied.get("delay_ms"):
+        jitter = f"±{applied['jitter_ms']:g}" if applied.get("jitter_ms") else ""
+        parts.append(f"delay {applied['delay_ms']:g}{jitter} ms")
+    for key in ("loss", "duplicate", "reorder", "corrupt"):
+        if applied.get(key):
+            parts.append(f"{key} {100 * float(applied[key]):g}%")
+    if applied.get("rate"):
+        parts.append(f"rate {applied['rate']}")
+    parts.append(str(applied.get("direction") or "egress"))
+    if applied.get("backend"):
+        parts.append(str(applied["backend"]))
+    return " · ".join(parts)
+
+
+def _services(manifest: dict[str, Any]) -> dict[str, str]:
+    """Service name -> role, from the resolved compose config (else the containers)."""
+    config = _config(manifest)
+    services = {}
+    for name, spec in (config.get("services") or {}).items():
+        labels = (spec or {}).get("labels") or {}
+        services[name] = labels.get("io.socketlab.role") or ("client" if name.startswith("client") else name)
+    if not services:
+        for info in (manifest.get("containers") or {}).values():
+            services[info.get("service")] = info.get("role")
+    return dict(sorted(services.items(), key=lambda item: _natural(item[0])))
+
+
+def _networks(manifest: dict[str, Any]) -> list[str]:
+    return list((_config(manifest).get("networks") or {}).keys())
+
+
+def _config(manifest: dict[str, Any]) -> dict[str, Any]:
+    raw = manifest.get("compose_config")
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError:
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _natural(name: str) -> tuple[str, int]:
+    stem = name.rstrip("0123456789")
+    return stem, int(name[len(stem):] or -1)
