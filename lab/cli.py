@@ -80,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="directory of run directories (default: runs/)")
     p.set_defaults(func=cmd_logs)
 
+    p = sub.add_parser("report", help="write a run's report.html: topology, table, ladders, charts (default: the latest)")
+    p.add_argument("run", nargs="?", help="run id (or a unique prefix), default the latest")
+    p.add_argument("--out", type=Path, help="directory of run directories (default: runs/)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("diff", help="two runs side by side: settings, metric deltas, expectation and flag changes")
+    p.add_argument("run_a", metavar="RUN_A", help="run id (or a unique prefix)")
+    p.add_argument("run_b", metavar="RUN_B", help="run id (or a unique prefix)")
+    p.add_argument("--html", type=Path, help="where to write the page (default: RUN_B/diff-RUN_A.html)")
+    p.add_argument("--out", type=Path, help="directory of run directories (default: runs/)")
+    p.set_defaults(func=cmd_diff)
+
     p = sub.add_parser("clean", help="remove containers and networks left by crashed runs")
     p.add_argument("--all", action="store_true", help="also runs still in progress and plain-compose projects")
     p.set_defaults(func=cmd_clean)
@@ -184,6 +196,8 @@ def _run_one(scenario, path, engine, out_dir, keep=False):
         out.print(result.error, style="red", markup=False, highlight=False)
     style = "green" if result.verdict == "passed" else "red"
     out.print(f"[{style}]{result.verdict}[/]  run {result.run_id}  logs: {result.directory}")
+    if result.report:
+        out.print(f"report: {result.report}", markup=False, highlight=False)
     return result
 
 
@@ -278,6 +292,35 @@ def cmd_logs(args) -> int:
     out.print(f"# {directory.name}: {len(events)} records", markup=False)
     for line in timeline_lines(events):
         out.print(line, markup=False)
+    return 0
+
+
+def _run_dir(out: Path | None, run: str | None) -> Path:
+    """A run by id or prefix in the runs directory, or a run directory given by its path."""
+    from lab.run import find_run
+
+    if run and (Path(run) / "manifest.json").is_file():
+        return Path(run)
+    return find_run(out or runs_dir(), run)
+
+
+def cmd_report(args) -> int:
+    from lab.html import write_report
+
+    path = write_report(_run_dir(args.out, args.run))
+    console().print(f"report: {path}", markup=False, highlight=False)
+    return 0
+
+
+def cmd_diff(args) -> int:
+    from lab.html.page import write_diff
+    from lab.report import comparison_tables
+
+    comparison, path = write_diff(_run_dir(args.out, args.run_a), _run_dir(args.out, args.run_b), args.html)
+    out = console()
+    for table in comparison_tables(comparison):
+        out.print(table)
+    out.print(f"diff: {path}", markup=False, highlight=False)
     return 0
 
 

@@ -103,6 +103,54 @@ def timeline_lines(events: list[Record]) -> Iterable[str]:
         yield "  ".join(parts)
 
 
+def comparison_tables(comparison: Any) -> list[Table]:
+    """`lab diff` in the terminal: settings that differ, metrics with deltas, expectation changes,
+    client sockets whose flag or loss changed."""
+    from lab.html.page import number, signed
+
+    a, b = comparison.a, comparison.b
+    tables = []
+    if comparison.settings:
+        table = Table(title="Set differently", title_justify="left")
+        for name in ("setting", f"A {a.run_id}", f"B {b.run_id}"):
+            table.add_column(name, overflow="fold")
+        for path, va, vb in comparison.settings:
+            table.add_row(path, str(va), str(vb))
+        tables.append(table)
+    table = Table(title=f"Measured: A {a.run_id} ({a.manifest.get('verdict')}) vs B {b.run_id} "
+                        f"({b.manifest.get('verdict')})", title_justify="left")
+    for name, justify in (("metric", "left"), ("A", "right"), ("B", "right"), ("B - A", "right"), ("B / A", "right")):
+        table.add_column(name, justify=justify)
+    trend_style = {"better": "green", "worse": "red", "same": ""}
+    for m in comparison.metrics:
+        style = trend_style[m.trend]
+        delta = signed(m.delta)
+        table.add_row(m.name + (f" ({m.unit})" if m.unit else ""), number(m.a), number(m.b),
+                      f"[{style}]{delta}[/]" if style else delta, "-" if m.ratio is None else f"x{m.ratio:.2f}")
+    tables.append(table)
+    table = Table(title="Expectations", title_justify="left")
+    for name in ("expectation", "A", "B", "change"):
+        table.add_column(name)
+
+    def verdict(passed: bool | None, measured: str) -> str:
+        return "-" if passed is None else ("[green]pass[/] " if passed else "[red]FAIL[/] ") + measured
+
+    for e in comparison.expectations:
+        change = e.change
+        table.add_row(e.name, verdict(e.a, e.measured_a), verdict(e.b, e.measured_b),
+                      "" if change == "same" else f"[{'red' if 'FAIL' in change else 'yellow'}]{change}[/]")
+    tables.append(table)
+    table = Table(title="Client sockets whose flag or loss changed", title_justify="left")
+    for name in ("client", "proto", "socket", "A", "B"):
+        table.add_column(name)
+    for s in comparison.sockets:
+        table.add_row(s.client, s.proto, str(s.index), s.a, s.b)
+    if not comparison.sockets:
+        table.add_row("(none)", "", "", "", "")
+    tables.append(table)
+    return tables
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 

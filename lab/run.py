@@ -26,6 +26,7 @@ from lab.engine import ContainerInfo, Engine, owner_token
 from lab.errors import LabError, UsageError
 from lab.expect import Record, evaluate
 from lab.faults import FaultTimeline, apply_fault
+from lab.html import write_report
 from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
 from lab.records.schema import utc_timestamp
 from lab.scenario import Scenario
@@ -42,6 +43,7 @@ class RunResult:
     conversations: list = field(default_factory=list)
     expectations: list = field(default_factory=list)
     error: str | None = None
+    report: Path | None = None
 
     @property
     def exit_code(self) -> int:
@@ -218,6 +220,10 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
                     for c in seen.values()},
     )
     write_json(directory / "manifest.json", manifest)
+    try:
+        result.report = write_report(directory)
+    except (LabError, OSError) as exc:  # the run stands without its page; `lab report` can retry
+        progress.message(f"report not written: {exc}")
 
 
 def _collect_logs(engine: Engine, seen: dict[str, ContainerInfo], directory: Path,

@@ -54,7 +54,7 @@ if ! docker compose version >/dev/null 2>&1; then
 fi
 say "$(docker compose version)"
 
-# 3. Tools: mmdebstrap builds the base image offline; socat/ncat/iperf3 are test peers.
+# 3. Tools: mmdebstrap builds the base image offline; socat/ncat/iperf3 are test peers; chromium for the report.
 missing=()
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 command -v socat >/dev/null 2>&1 || missing+=(socat)
@@ -62,6 +62,10 @@ command -v ncat >/dev/null 2>&1 || missing+=(ncat)
 command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# Headless Chromium opens the HTML reports in the browser tests; a CJK font draws the Chinese
+# messages in its screenshots.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   apt_install "${missing[@]}"

@@ -11,6 +11,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from lab.html.charts import loss_bars, rtt_chart
+from lab.html.compare import Comparison, compare
 from lab.html.ladder import ladder
 from lab.html.rundata import AT_SERVER, TO_CLIENT, TO_SERVER, RunData, Socket, load_run, loss_by_direction
 from lab.html.topology import topology
@@ -34,13 +35,45 @@ def environment() -> Environment:
 
 def write_report(directory: Path) -> Path:
     """Write `report.html` into a run directory and return its path."""
-    run = load_run(directory)
-    attach_wire(run)
+    run = load_with_wire(directory)
     path = directory / REPORT_FILE
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(render_report(run), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def load_with_wire(directory: Path) -> RunData:
+    run = load_run(directory)
+    attach_wire(run)
+    return run
+
+
+def write_diff(a: Path, b: Path, path: Path | None = None) -> tuple[Comparison, Path]:
+    """Compare two run directories; write the page (default: in B's directory) and return both."""
+    comparison = compare(load_with_wire(a), load_with_wire(b))
+    path = path or b / f"diff-{a.name}.html"
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(render_diff(comparison), encoding="utf-8")
+    tmp.replace(path)
+    return comparison, path
+
+
+def render_diff(comparison: Comparison) -> str:
+    return environment().get_template("diff.html.j2").render(
+        a=comparison.a, b=comparison.b, c=comparison, css=_asset("report.css"), num=number, signed=signed)
+
+
+def number(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:g}" if float(value).is_integer() else f"{value:.3f}".rstrip("0")
+
+
+def signed(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return ("+" if value > 0 else "") + number(value) if value else "0"
 
 
 def render_report(run: RunData) -> str:
@@ -122,7 +155,7 @@ def _server_address(run: RunData) -> str | None:
 
 
 def _duration(manifest: dict[str, Any]) -> str:
-    from lab.metrics import parse_ts
+    from lab.expect.query import parse_ts
 
     try:
         seconds = (parse_ts(manifest["ended"]) - parse_ts(manifest["started"])).total_seconds()

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
+from lab.expect.query import Record, client_address, normal_addr, parse_ts, select, who
 from lab.logs import Conversation, join_views, read_events
-from lab.metrics import Record, client_address, normal_addr, parse_ts, select, who
 
 # Where a message that got no echo was lost, as the two programs' own records tell it.
 TO_SERVER = "client→server"  # the server never logged it

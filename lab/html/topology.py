@@ -12,11 +12,11 @@ from typing import Any
 
 import yaml
 
-from lab.metrics import Record
+from lab.expect.query import Record
 
 WIDTH = 900
 BAR_Y = 170
-MAX_CLIENTS = 8  # boxes drawn; the rest are summed up in one box
+MAX_CLIENTS = 6  # boxes drawn; the rest are summed up in one box
 
 
 @dataclass

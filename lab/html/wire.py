@@ -10,8 +10,8 @@ import csv
 import json
 from typing import Any
 
-from lab.html.rundata import Clock, RunData, Socket
-from lab.metrics import normal_addr
+from lab.expect.query import normal_addr
+from lab.html.rundata import Clock, RunData
 
 WIRE_FILE = "wire.json"
 
