@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Headless Chromium for the tests that open reports (one browser for the whole session).
+from tests.chromium import chromium, open_page  # noqa: F401 (fixtures)
+
 # Everything this session's runs create carries this label (lab/compose.py session_labels), so
 # the leftover check below judges this session alone: a parallel suite on the same engine
 # (another checkout, a CI job) is neither blamed nor cleaned up.

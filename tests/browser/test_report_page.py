@@ -24,19 +24,13 @@ def report_of(name: str, tmp_path: Path) -> Path:
     return write_report(shutil.copytree(RUNS / name, tmp_path / name))
 
 
-def assert_clean(opened, path: Path) -> None:
-    """No console error or warning, and nothing asked for but the file itself."""
-    assert opened.console == []
-    assert opened.requests == [path.resolve().as_uri()]
-
-
 def test_basic_report_shows_every_row_and_a_ladder_per_client(open_page, tmp_path):
     path = report_of("basic", tmp_path)
     run = load_run(path.parent)
     opened = open_page(path)
     page = opened.page
     opened.screenshot(tmp_path / "basic.png")
-    assert_clean(opened, path)
+    opened.assert_clean(path)
     rows = page.locator("#conv tbody tr")
     assert rows.count() == len(run.sockets) == 6
     cells = [rows.nth(i).locator("td").all_inner_texts() for i in range(rows.count())]
@@ -78,7 +72,7 @@ def test_udp_loss_report_says_where_each_loss_happened(open_page, tmp_path):
     page = opened.page
     page.locator("#problems").check()
     opened.screenshot(tmp_path / "udp-loss.png")
-    assert_clean(opened, path)
+    opened.assert_clean(path)
     header = page.locator("#conv thead th").all_inner_texts()
     where = [h.split("\n")[0] for h in header].index("lost where")
     visible = page.locator("#conv tbody tr:visible")
@@ -99,7 +93,7 @@ def test_200_clients_are_paged_and_filterable(open_page, tmp_path):
     opened = open_page(path)
     page = opened.page
     opened.screenshot(tmp_path / "200-clients.png")
-    assert_clean(opened, path)
+    opened.assert_clean(path)
     assert page.locator("#conv tbody tr").count() == 400
     assert page.locator("#conv tbody tr:visible").count() == PAGE_ROWS
     assert page.locator("details.client:visible").count() == PAGE_ROWS
@@ -120,7 +114,7 @@ def test_diff_page_opens_clean(open_page, tmp_path):
     _, path = write_diff(a, b)
     opened = open_page(path)
     opened.screenshot(tmp_path / "diff.png")
-    assert_clean(opened, path)
+    opened.assert_clean(path)
     row = opened.page.locator("table.diff tr", has_text="udp lost server→client")
     assert row.locator("td").all_inner_texts()[1:4] == ["0", "11", "+11"]
     assert "worse" in row.get_attribute("class")

@@ -1,5 +1,7 @@
 """Headless Chromium for the report tests: Debian's `chromium` (scripts/setup.sh installs it),
-driven through Playwright, with the network off. Without Chromium these tests fail, saying so."""
+driven through Playwright, with the network off. Without Chromium these tests fail, saying so.
+
+The fixtures are imported by the conftest of each folder whose tests open pages."""
 
 from __future__ import annotations
 
@@ -24,6 +26,11 @@ class OpenedPage:
         self.page.screenshot(path=str(path), full_page=True)
         print(f"screenshot: {path}")  # kept in the test's tmp dir (pytest -s shows it)
         return path
+
+    def assert_clean(self, path: Path) -> None:
+        """No console error or warning, and nothing asked for but the file itself."""
+        assert self.console == []
+        assert self.requests == [path.resolve().as_uri()]
 
 
 @pytest.fixture(scope="session")
