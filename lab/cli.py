@@ -111,18 +111,9 @@ def console(stderr: bool = False):
 # ---- commands ---------------------------------------------------------------------------------
 
 def cmd_doctor(args) -> int:
-    from lab.doctor import run_checks
-    from lab.engine import Engine
+    from lab.console import doctor_in_console
 
-    out = console()
-    failed = 0
-    for check in run_checks(Engine(), project_root()):
-        mark = "[green]ok[/]  " if check.ok else ("[red]FAIL[/]" if check.blocking else "[yellow]warn[/]")
-        out.print(f"{mark} {check.name:<16} {check.detail}")
-        if not check.ok and check.fix:
-            out.print(f"     fix: {check.fix}")
-        failed += (not check.ok) and check.blocking
-    return 1 if failed else 0
+    return doctor_in_console()
 
 
 def cmd_build(args) -> int:
@@ -152,111 +143,16 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _load(name: str, clients: int | None = None):
-    from lab.scenario import find_scenario, load_scenario
-
-    path = find_scenario(name, scenarios_dir())
-    scenario = load_scenario(path)
-    if clients is not None:
-        scenario = scenario.with_clients(clients)
-    return scenario, path
-
-
 def cmd_run(args) -> int:
-    from lab.engine import Engine
+    from lab.console import run_in_console
 
-    scenario, path = _load(args.scenario, args.clients)
-    engine = Engine().require()
-    result = _run_one(scenario, path, engine, args.out, keep=args.keep)
-    return result.exit_code
-
-
-def _run_one(scenario, path, engine, out_dir, keep=False):
-    from lab.images import build_node
-    from lab.report import conversation_table, expectation_table
-    from lab.run import run_scenario
-
-    out = console()
-    progress = ConsoleProgress(out)
-    root = project_root()
-    try:
-        result = run_scenario(
-            scenario, engine, out_dir or runs_dir(), root, keep=keep, progress=progress, source=path,
-            ensure_image=lambda: build_node(engine, root, progress=None),
-        )
-    finally:
-        progress.stop()
-    out.print(conversation_table(result.conversations, title=f"{scenario.name}: one row per client socket"))
-    if result.expectations:
-        out.print(expectation_table(result.expectations))
-    failed = {name: code for name, code in sorted(result.clients.items()) if code != 0}
-    if failed:
-        out.print("clients that failed: " + ", ".join(f"{n} (exit {c})" for n, c in failed.items()))
-    if result.error:
-        out.print(result.error, style="red", markup=False, highlight=False)
-    style = "green" if result.verdict == "passed" else "red"
-    out.print(f"[{style}]{result.verdict}[/]  run {result.run_id}  logs: {result.directory}")
-    if result.report:
-        out.print(f"report: {result.report}", markup=False, highlight=False)
-    return result
-
-
-class ConsoleProgress:
-    """Live progress of a run on the terminal: messages, and clients finished out of N."""
-
-    def __init__(self, out) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.out = out
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=out, transient=True)
-        self.task = None
-
-    def started(self, run_id, directory, total_clients) -> None:
-        self.out.print(f"run {run_id} -> {directory}")
-        self.task = self.bar.add_task("clients finished", total=total_clients)
-
-    def message(self, text: str) -> None:
-        self.out.print(f"  {text}")
-
-    def clients(self, finished: int, total: int) -> None:
-        if not self.out.is_terminal:
-            self.out.print(f"  clients finished: {finished}/{total}")  # logs and CI get lines, not a bar
-            return
-        if self.task is not None:
-            if not self.bar.live.is_started:
-                self.bar.start()
-            self.bar.update(self.task, completed=finished, total=total)
-
-    def stop(self) -> None:
-        self.bar.stop()
+    return run_in_console(args.scenario, clients=args.clients, out_dir=args.out, keep=args.keep).exit_code
 
 
 def cmd_test(args) -> int:
-    from lab.engine import Engine
-    from lab.junit import write_junit
-    from lab.scenario import scenario_names
+    from lab.console import run_suite_in_console
 
-    names = args.scenarios or scenario_names(scenarios_dir())
-    loaded = [_load(name) for name in names]  # every file validated before anything runs
-    engine = Engine().require()
-    out_dir = args.out or runs_dir()
-    results = []
-    for scenario, path in loaded:
-        results.append((scenario, _run_one(scenario, path, engine, out_dir)))
-        if results[-1][1].verdict == "interrupted":
-            break  # Ctrl-C ends the whole test run, not just this scenario
-    junit = args.junit or out_dir / "junit.xml"
-    write_junit(junit, results)
-    out = console()
-    out.print("\nsummary:")
-    for scenario, result in results:
-        style = "green" if result.verdict == "passed" else "red"
-        out.print(f"  [{style}]{result.verdict:<11}[/] {scenario.name:<20} {result.directory}")
-    out.print(f"JUnit XML: {junit}")
-    if any(r.verdict == "interrupted" for _, r in results):
-        return 130
-    return 0 if all(r.verdict == "passed" for _, r in results) else 1
+    return run_suite_in_console(args.scenarios, out_dir=args.out, junit=args.junit)
 
 
 def cmd_runs(args) -> int:

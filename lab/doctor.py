@@ -16,7 +16,9 @@ MIN_FREE_GIB = 2.0
 
 
 @dataclass
-class Check:
+class HostCheck:
+    """One line of `lab doctor`: is one thing on this host ready, and if not, what fixes it."""
+
     name: str
     ok: bool
     detail: str
@@ -24,20 +26,20 @@ class Check:
     blocking: bool = True
 
 
-def run_checks(engine: Engine, root: Path) -> list[Check]:
-    checks: list[Check] = []
+def run_checks(engine: Engine, root: Path) -> list[HostCheck]:
+    checks: list[HostCheck] = []
     try:
         version = engine.engine_version()
-        checks.append(Check("docker engine", True, f"Docker Engine {version} reachable"))
+        checks.append(HostCheck("docker engine", True, f"Docker Engine {version} reachable"))
         engine_ok = True
     except LabError as exc:
-        checks.append(Check("docker engine", False, str(exc),
+        checks.append(HostCheck("docker engine", False, str(exc),
                             "start it (`sudo systemctl start docker`) and make sure your user may use it "
                             "(`sudo usermod -aG docker $USER`, then log in again)"))
         engine_ok = False
 
     compose = engine.compose_version()
-    checks.append(Check(
+    checks.append(HostCheck(
         "compose v2", compose is not None,
         f"docker compose {compose}" if compose else "`docker compose` (v2) is not available",
         "" if compose else "run `scripts/setup.sh` (installs Debian's docker-compose 2.x from trixie on "
@@ -47,16 +49,16 @@ def run_checks(engine: Engine, root: Path) -> list[Check]:
     base = base_image_ref()
     if engine_ok:
         if engine.image_id(base):
-            checks.append(Check("base image", True, f"{base} present"))
+            checks.append(HostCheck("base image", True, f"{base} present"))
         elif shutil.which("mmdebstrap"):
-            checks.append(Check("base image", True, f"{base} missing; `lab build` will pull {base} or build it "
+            checks.append(HostCheck("base image", True, f"{base} missing; `lab build` will pull {base} or build it "
                                 "offline with mmdebstrap", blocking=False))
         else:
-            checks.append(Check("base image", False, f"{base} missing and mmdebstrap not installed",
+            checks.append(HostCheck("base image", False, f"{base} missing and mmdebstrap not installed",
                                 "`sudo apt-get install -y mmdebstrap` (builds the base offline), or set "
                                 "LAB_BASE_IMAGE to an image you can pull"))
         node = engine.image_id(node_image())
-        checks.append(Check("node image", node is not None,
+        checks.append(HostCheck("node image", node is not None,
                             f"{node_image()} {node[7:19]}" if node else f"{node_image()} not built yet",
                             "" if node else "`lab build` (or any `lab run`) builds it", blocking=False))
         checks.append(_impairment_backend(engine, node is not None, root))
@@ -69,15 +71,15 @@ def run_checks(engine: Engine, root: Path) -> list[Check]:
     return checks
 
 
-def _disk(path: Path, name: str) -> Check:
+def _disk(path: Path, name: str) -> HostCheck:
     probe = path if path.exists() else Path("/")
     free = shutil.disk_usage(probe).free / 2**30
     ok = free >= MIN_FREE_GIB
-    return Check(name, ok, f"{free:.1f} GiB free at {probe}",
+    return HostCheck(name, ok, f"{free:.1f} GiB free at {probe}",
                  "" if ok else f"free at least {MIN_FREE_GIB:g} GiB (`docker system prune`, old runs/)")
 
 
-def _impairment_backend(engine: Engine, node_built: bool, root: Path) -> Check:
+def _impairment_backend(engine: Engine, node_built: bool, root: Path) -> HostCheck:
     """Ask the kernel, from inside a throwaway container, which impairment backend will be used.
 
     Before the node image exists, the base image runs the probe from this checkout's code."""
@@ -85,22 +87,22 @@ def _impairment_backend(engine: Engine, node_built: bool, root: Path) -> Check:
     if not node_built:
         image = base_image_ref()
         if not engine.image_id(image):
-            return Check("impairments", True, "backend unknown until `lab build` made the images", blocking=False)
+            return HostCheck("impairments", True, "backend unknown until `lab build` made the images", blocking=False)
         mounts, env = {str(root / "lab"): "/opt/probe/lab"}, {"PYTHONPATH": "/opt/probe"}
     try:
         status, output = engine.run_throwaway(image, ["python3", "-m", "lab.shaper", "probe"],
                                               cap_add=["NET_ADMIN", "NET_RAW"], mounts=mounts, environment=env)
         probe = json.loads(output.strip().splitlines()[-1])
     except (LabError, ValueError, IndexError) as exc:
-        return Check("impairments", False, f"probe failed: {exc}", "see `python3 -m lab.shaper probe` output")
+        return HostCheck("impairments", False, f"probe failed: {exc}", "see `python3 -m lab.shaper probe` output")
     except Exception as exc:  # noqa: BLE001 - a docker SDK error while probing is reported, not raised
-        return Check("impairments", False, f"probe failed: {exc}", "")
+        return HostCheck("impairments", False, f"probe failed: {exc}", "")
     backend = probe.get("backend")
     if backend == "netem":
-        return Check("impairments", True, "kernel netem (tc qdisc netem)", blocking=False)
+        return HostCheck("impairments", True, "kernel netem (tc qdisc netem)", blocking=False)
     missing = [k for k in ("statistic", "nfqueue", "tbf") if not probe.get(k)]
     detail = f"userspace backend (kernel has no netem: {probe.get('netem_error') or 'unknown qdisc'})"
     if missing:
-        return Check("impairments", False, detail + f"; missing: {', '.join(missing)}",
+        return HostCheck("impairments", False, detail + f"; missing: {', '.join(missing)}",
                      "impairments that need these will fail on this kernel", blocking=False)
-    return Check("impairments", True, detail + "; NFQUEUE, statistic and tbf available", blocking=False)
+    return HostCheck("impairments", True, detail + "; NFQUEUE, statistic and tbf available", blocking=False)

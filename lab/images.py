@@ -31,14 +31,14 @@ BASE_CHANGES = [
     "LABEL io.socketlab.base=mmdebstrap",
 ]
 
-Progress = Callable[[str], None]
+BuildOutput = Callable[[str], None]  # where build steps print their lines
 
 
 def base_image_ref() -> str:
     return os.environ.get("LAB_BASE_IMAGE") or BASE_IMAGE
 
 
-def ensure_base(engine: Engine, progress: Progress = print) -> str:
+def ensure_base(engine: Engine, progress: BuildOutput = print) -> str:
     """Make sure a base image exists; return its reference."""
     ref = base_image_ref()
     if engine.image_id(ref):
@@ -78,7 +78,7 @@ def host_debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str | None:
     return None
 
 
-def build_offline_base(engine: Engine, ref: str, progress: Progress = print, suite: str = "bookworm") -> str:
+def build_offline_base(engine: Engine, ref: str, progress: BuildOutput = print, suite: str = "bookworm") -> str:
     """mmdebstrap a minimal Debian with Python and the network tools, then `docker import` it.
 
     Packages come through the host's own Debian mirror, so no mirror is named here.
@@ -102,7 +102,7 @@ def build_offline_base(engine: Engine, ref: str, progress: Progress = print, sui
         return engine.import_image(tarball, ref, BASE_CHANGES)
 
 
-def build_node(engine: Engine, root: Path, progress: Progress | None = print) -> str:
+def build_node(engine: Engine, root: Path, progress: BuildOutput | None = print) -> str:
     """Build (or refresh from cache) the node image through compose; return its image id."""
     base = ensure_base(engine, progress or (lambda _m: None))
     engine.compose(

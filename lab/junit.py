@@ -6,6 +6,8 @@ import datetime as _dt
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from lab.verdict import Verdict
+
 
 def write_junit(path: Path, results: list) -> None:
     """`results` is a list of (Scenario, RunResult)."""
@@ -20,11 +22,11 @@ def write_junit(path: Path, results: list) -> None:
                   for r in result.expectations if not r.passed]
         if result.error:
             lines.append(f"error: {result.error}")
-        if result.verdict in ("failed", "timeout"):
+        if result.verdict.is_failure:
             failures += 1
             node = ET.SubElement(case, "failure", message=f"{scenario.name} {result.verdict}")
             node.text = "\n".join(lines)
-        elif result.verdict != "passed":
+        elif result.verdict != Verdict.PASSED:
             errors += 1
             node = ET.SubElement(case, "error", message=f"{scenario.name} {result.verdict}")
             node.text = "\n".join(lines)

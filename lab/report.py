@@ -10,10 +10,11 @@ from rich.table import Table
 
 from lab.expect import Record, who
 from lab.logs import Conversation
+from lab.verdict import Verdict
 
 FLAG_STYLE = {"ok": "green", "client-only": "yellow", "server-only": "yellow", "address-mismatch": "red"}
-VERDICT_STYLE = {"passed": "green", "failed": "red", "timeout": "red", "interrupted": "yellow", "error": "red",
-                 "running": "cyan"}
+VERDICT_STYLE = {Verdict.PASSED: "green", Verdict.FAILED: "red", Verdict.TIMEOUT: "red", Verdict.INTERRUPTED: "yellow",
+                 Verdict.ERROR: "red", Verdict.RUNNING: "cyan"}
 
 
 def conversation_table(rows: list[Conversation], title: str = "Conversations") -> Table:

@@ -28,8 +28,10 @@ from lab.expect import Record, evaluate
 from lab.faults import FaultTimeline, apply_fault
 from lab.html import write_report
 from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
+from lab.progress import QuietProgress, RunProgress
 from lab.records.schema import utc_timestamp
 from lab.scenario import Scenario
+from lab.verdict import Verdict
 
 POLL_SECONDS = 0.25
 
@@ -38,7 +40,7 @@ POLL_SECONDS = 0.25
 class RunResult:
     run_id: str
     directory: Path
-    verdict: str  # passed, failed, timeout, interrupted, error
+    verdict: Verdict
     clients: dict[str, int | None] = field(default_factory=dict)
     conversations: list = field(default_factory=list)
     expectations: list = field(default_factory=list)
@@ -47,15 +49,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return {"passed": 0, "interrupted": 130}.get(self.verdict, 1)
-
-
-class Progress:
-    """What a run reports while it goes; the CLI renders it, tests may ignore it."""
-
-    def started(self, run_id: str, directory: Path, total_clients: int) -> None: ...
-    def message(self, text: str) -> None: ...
-    def clients(self, finished: int, total: int) -> None: ...
+        return self.verdict.exit_code
 
 
 def new_run_id(scenario: str) -> str:
@@ -70,12 +64,12 @@ def run_scenario(
     root: Path,
     *,
     keep: bool = False,
-    progress: Progress | None = None,
+    progress: RunProgress | None = None,
     source: Path | None = None,
     ensure_image: Callable[[], str] | None = None,
 ) -> RunResult:
     """Run a scenario end to end; never leaves containers behind unless `keep`."""
-    progress = progress or Progress()
+    progress = progress or QuietProgress()
     run_id = new_run_id(scenario.name)
     project = "lab-" + run_id.split("-", 2)[2].replace("_", "-")
     directory = runs_dir / run_id
@@ -91,13 +85,13 @@ def run_scenario(
         "scenario_model": scenario.model_dump(mode="json"),
         "started": utc_timestamp(),
         "ended": None,
-        "verdict": "running",
+        "verdict": Verdict.RUNNING,
         "versions": {"lab": __version__, "python": platform.python_version()},
     }
     write_json(directory / "manifest.json", manifest)
     progress.started(run_id, directory, scenario.clients.count)
 
-    result = RunResult(run_id=run_id, directory=directory, verdict="error")
+    result = RunResult(run_id=run_id, directory=directory, verdict=Verdict.ERROR)
     seen: dict[str, ContainerInfo] = {}
     lab_records: list[Record] = []
     brought_up = False
@@ -113,10 +107,10 @@ def run_scenario(
         manifest["subnet"] = engine.network_subnet(project)
         result.verdict = _drive(scenario, engine, project, seen, lab_records, progress)
     except KeyboardInterrupt:
-        result.verdict = "interrupted"
+        result.verdict = Verdict.INTERRUPTED
         progress.message("interrupted: collecting logs and cleaning up")
     except LabError as exc:
-        result.verdict = "error"
+        result.verdict = Verdict.ERROR
         result.error = str(exc)
     finally:
         with _shielded_from_interrupts(progress):
@@ -126,7 +120,7 @@ def run_scenario(
 
 
 def _drive(scenario: Scenario, engine: Engine, project: str, seen: dict[str, ContainerInfo],
-           lab_records: list[Record], progress: Progress) -> str:
+           lab_records: list[Record], progress: RunProgress) -> Verdict:
     """Run the fault timeline and wait for every client to exit, or for the scenario's timeout."""
     start = time.monotonic()
     timeline = FaultTimeline(list(scenario.faults))
@@ -156,11 +150,12 @@ def _drive(scenario: Scenario, engine: Engine, project: str, seen: dict[str, Con
             # container as it should be and its logs are complete.
             carry_out(timeline.outstanding_undos())
             if any(r.get("ok") is False for r in lab_records):
-                return "error"
-            return "passed" if all(c.exit_code == 0 for c in clients if c.service not in doomed) else "failed"
+                return Verdict.ERROR
+            ok = all(c.exit_code == 0 for c in clients if c.service not in doomed)
+            return Verdict.PASSED if ok else Verdict.FAILED
         if time.monotonic() - start > scenario.timeout:
             progress.message(f"timeout: {total - done} of {total} clients still running after {scenario.timeout:g} s")
-            return "timeout"
+            return Verdict.TIMEOUT
         time.sleep(POLL_SECONDS)
 
 
@@ -179,7 +174,7 @@ def _by_service(seen: dict[str, ContainerInfo]) -> dict[str, ContainerInfo]:
 
 def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path, directory: Path,
             manifest: dict[str, Any], result: RunResult, seen: dict[str, ContainerInfo],
-            lab_records: list[Record], brought_up: bool, keep: bool, progress: Progress) -> None:
+            lab_records: list[Record], brought_up: bool, keep: bool, progress: RunProgress) -> None:
     """Stop, collect, tear down, write: each step guarded so the later ones still happen."""
     errors: list[str] = []
     if brought_up:
@@ -254,12 +249,12 @@ def _collect_logs(engine: Engine, seen: dict[str, ContainerInfo], directory: Pat
 def _judge(scenario: Scenario, result: RunResult, events: list[Record], errors: list[str]) -> None:
     """The final verdict: expectations count only for a run that finished; a teardown problem
     turns a pass into an error (something may be left behind)."""
-    if result.verdict in ("passed", "failed"):
+    if result.verdict in (Verdict.PASSED, Verdict.FAILED):
         result.expectations = evaluate(scenario.expect, events)
         if any(not r.passed for r in result.expectations):
-            result.verdict = "failed"
-    if errors and result.verdict == "passed":
-        result.verdict = "error"
+            result.verdict = Verdict.FAILED
+    if errors and result.verdict == Verdict.PASSED:
+        result.verdict = Verdict.ERROR
     result.error = "; ".join(filter(None, [result.error, *errors])) or None
 
 
@@ -271,7 +266,7 @@ def engine_safe(fn: Callable[[], Any]) -> Any:
 
 
 @contextmanager
-def _shielded_from_interrupts(progress: Progress):
+def _shielded_from_interrupts(progress: RunProgress):
     """Ctrl-C during teardown says it is already cleaning up instead of cutting it short."""
     def on_signal(signum, frame):
         progress.message("still cleaning up; please wait")
