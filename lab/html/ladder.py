@@ -175,7 +175,10 @@ def _from_wire(sock: Socket, packets: list[dict]) -> list[Arrow]:
                             detail=f"{flags or 'udp'} seq {packet.get('seq')} ack {packet.get('ack')} len {size}"))
     for journey in sock.journeys:
         if journey.lost_where:
+            # Noted on the side where it died: the client's for a request that never left or an echo
+            # that arrived on the wire but not in the program, else the server's.
+            at_client = journey.wire_where in ("request-not-on-wire", "echo-not-received")
             place = f": {journey.lost_place}" if journey.lost_place else ""
-            arrows.append(Arrow(journey.sent, journey.lost_where != TO_CLIENT,
-                                f"#{journey.seq} lost {journey.lost_where}{place}", "lost", note=True))
+            arrows.append(Arrow(journey.sent + 1e-6, at_client, f"#{journey.seq} lost {journey.lost_where}{place}",
+                                "lost", note=True))
     return arrows

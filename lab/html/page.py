@@ -138,7 +138,7 @@ def _row(sock: Socket) -> dict[str, Any]:
         "echoed": c.echoed,
         "lost": sum(lost.values()),
         "lost_where": ", ".join(f"{n} {where}" for where, n in sorted(lost.items())),
-        "lost_places": ", ".join(f"{n} {place}" for place, n in sorted(places.items())),
+        "lost_places": "; ".join(f"{n} {place}" for place, n in sorted(places.items())),
         "p50": c.rtt_p50_ms,
         "p95": c.rtt_p95_ms,
         "flag": c.flag,

@@ -26,10 +26,10 @@ TO_CLIENT = "server→client"  # echoed, the client never got it
 # The wire's word for a lost round trip (docs/wire.md), said for people, by the leg it lost.
 WIRE_PLACES = {
     ("request-not-on-wire", TO_SERVER): "never on the wire",
-    ("no-echo-on-wire", TO_SERVER): "on the wire, never read by the server",
-    ("no-echo-on-wire", AT_SERVER): "read by the server, never echoed",
-    ("no-echo-on-wire", TO_CLIENT): "echoed by the server, never on the wire",
-    ("echo-not-received", TO_CLIENT): "echo on the wire, never received",
+    ("no-echo-on-wire", TO_SERVER): "on the wire but never read by the server",
+    ("no-echo-on-wire", AT_SERVER): "read but never echoed",
+    ("no-echo-on-wire", TO_CLIENT): "echoed but never on the wire",
+    ("echo-not-received", TO_CLIENT): "echo on the wire but never received",
 }
 
 
@@ -157,25 +157,38 @@ def load_run(directory: Path) -> RunData:
 
 
 def build_run(directory: Path, manifest: dict[str, Any], events: list[Record]) -> RunData:
-    origin = next((r["ts"] for r in events if r.get("role") == "client" and r.get("ts")), None)
-    origin = origin or next((r["ts"] for r in events if r.get("ts")), None)
-    clock = Clock(origin)
+    clock = Clock(events)
     sockets = journeys(events, join_views(events), clock)
-    return RunData(directory=directory, manifest=manifest, events=events, origin=origin, sockets=sockets,
+    return RunData(directory=directory, manifest=manifest, events=events, origin=clock.origin_ts, sockets=sockets,
                    faults=faults(events, clock))
 
 
 class Clock:
-    """Seconds since the run's origin for a record timestamp (every container shares the host's
-    clock, so client and server times compare)."""
+    """Seconds since the run's origin, the first client record (else the first record), for a
+    record timestamp. Every container shares the host's clock, so client and server times compare.
+    A record with no real time (output before a program's first record) counts as the origin."""
 
-    def __init__(self, origin: str | None) -> None:
-        self.origin = parse_ts(origin) if origin else None
+    def __init__(self, events: list[Record]) -> None:
+        self.origin_ts: str | None = None
+        self.origin = None
+        for wanted in ("client", None):
+            for record in events:
+                if (wanted is None or record.get("role") == wanted) and _parsed(record.get("ts")):
+                    self.origin_ts, self.origin = record["ts"], _parsed(record["ts"])
+                    return
 
-    def __call__(self, ts: str) -> float:
-        if self.origin is None:
+    def __call__(self, ts: str | None) -> float:
+        moment = _parsed(ts)
+        if self.origin is None or moment is None:
             return 0.0
-        return (parse_ts(ts) - self.origin).total_seconds()
+        return (moment - self.origin).total_seconds()
+
+
+def _parsed(ts: Any):
+    try:
+        return parse_ts(ts) if isinstance(ts, str) else None
+    except ValueError:
+        return None
 
 
 def faults(events: list[Record], clock: Clock) -> list[Fault]:

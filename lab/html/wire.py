@@ -37,7 +37,7 @@ def attach_wire(run: RunData) -> None:
     if status == "damaged":
         damage = capture.get("damage") or {}
         run.wire_note = f"the capture is damaged after {damage.get('after_packets', '?')} packets: later packets are unknown"
-    clock = Clock(run.origin)
+    clock = Clock(run.events)
     flags = _csv_flags(run)
     flows = {(f.get("proto"), normal_addr(f["client"])): f for f in wire.get("flows") or [] if f.get("client")}
     messages = {}

@@ -64,6 +64,20 @@ def test_a_table_row_opens_its_ladder(open_page, tmp_path):
     assert ladder.is_visible()
 
 
+def test_a_captured_run_shows_the_wire_view(open_page, tmp_path):
+    path = report_of("basic-wire", tmp_path)
+    opened = open_page(path)
+    page = opened.page
+    opened.screenshot(tmp_path / "basic-wire.png")
+    opened.assert_clean(path)
+    assert page.locator('svg.ladder[data-source="wire"]').count() == 6
+    first = page.locator("details.client").first.locator("svg.ladder").first
+    assert first.locator("g.step text:not(.t)").all_text_contents()[:3] == ["SYN", "SYN-ACK", "ACK"]
+    wire = page.locator("#conv tbody tr td.wire").all_inner_texts()
+    assert len(wire) == 6 and all("172.20.0.2:19200" in text for text in wire)
+    assert "capture point" in page.locator("svg.topology").text_content()
+
+
 def test_udp_loss_report_says_where_each_loss_happened(open_page, tmp_path):
     """An impaired run (udp-loss, 10% loss both ways at the server): the "lost where" column names
     both directions, and the ladders show the lost arrows."""

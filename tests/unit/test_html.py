@@ -162,10 +162,10 @@ def test_the_wire_view_lights_up_from_wire_json(tmp_path):
     assert any("retransmitted" in label for label in labels)
     assert "handshake 0.12 ms" in tcp.wire["summary"] and "1↑ 0↓ retransmitted" in tcp.wire["summary"]
     journey = next(j for j in udp.journeys if j.seq == lost_to_server.seq)
-    assert journey.lost_where == TO_SERVER and journey.lost_place == "on the wire, never read by the server"
+    assert journey.lost_where == TO_SERVER and journey.lost_place == "on the wire but never read by the server"
     assert socket(run, "client1", "udp").wire["summary"] == "not on the wire"
     page = render_report(run)
-    assert "on the wire, never read by the server" in page and "wire-only" in page and "capture point" in page
+    assert "on the wire but never read by the server" in page and "wire-only" in page and "capture point" in page
 
 
 @pytest.mark.parametrize("capture, says", [
@@ -229,3 +229,26 @@ def test_cli_bad_run_is_a_one_line_error(runs_dir, capsys):
     assert main(["diff", "nope", "20261125-144915", "--out", str(runs_dir)]) == 2
     err = capsys.readouterr().err
     assert "no run 'nope'" in err and "Traceback" not in err
+
+
+def test_a_captured_run_draws_its_ladders_from_the_wire():
+    run = load_with_wire(RUNS / "basic-wire")
+    assert run.has_wire and run.wire_summary["point"] == "bridge"
+    tcp = ladder(socket(run, "client1", "tcp"))
+    assert tcp.source == "wire"
+    labels = [a.label for a in tcp.arrows]
+    assert labels[:3] == ["SYN", "SYN-ACK", "ACK"] and labels.count("FIN") == 2
+    assert labels[3].startswith("#1 24 B") and "echo #1 24 B" in labels
+    udp = ladder(socket(run, "client1", "udp"))
+    assert [a.kind for a in udp.arrows] == ["message", "echo"] * 4
+    for sock in run.sockets:
+        assert sock.wire["flag"] == "ok" and sock.wire["summary"].startswith(sock.address + " → ")
+
+
+def test_records_without_a_time_do_not_move_the_origin():
+    """Output printed before a program's first record gets a placeholder time (lab/logs.py)."""
+    events = read_events(RUNS / "basic" / "events.jsonl")
+    events.insert(0, {"ts": "0000-00-00T00:00:00.000000Z", "role": "capture", "event": "output", "text": "Traceback"})
+    run = build_run(Path("."), {}, events)
+    assert run.origin == next(e["ts"] for e in events if e.get("role") == "client")
+    assert run.sockets[0].journeys[0].sent >= 0
