@@ -1,0 +1,7 @@
+"""`python3 -m lab.capture --interface IFACE --output FILE`."""
+
+import sys
+
+from lab.capture.helper import main
+
+sys.exit(main())
