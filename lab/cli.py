@@ -60,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int_in(1, 500), help="number of clients, 1 to 500 (overrides the scenario)")
     p.add_argument("--keep", action="store_true", help="leave the containers up after the run (remove with `lab clean`)")
     p.add_argument("--out", type=Path, help="directory for run directories (default: runs/)")
+    p.add_argument("--no-capture", action="store_true", help="do not record the lab network's packets (no wire view)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("test", help="run scenarios as tests; write a summary and JUnit XML", epilog=EPILOG)
     p.add_argument("scenarios", nargs="*", help="scenario names (default: all)")
     p.add_argument("--junit", type=Path, default=None, help="JUnit XML file (default: <out>/junit.xml)")
     p.add_argument("--out", type=Path, help="directory for run directories (default: runs/)")
+    p.add_argument("--no-capture", action="store_true", help="do not record the lab network's packets (no wire view)")
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("runs", help="past runs, newest first")
@@ -146,13 +148,14 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from lab.console import run_in_console
 
-    return run_in_console(args.scenario, clients=args.clients, out_dir=args.out, keep=args.keep).exit_code
+    return run_in_console(args.scenario, clients=args.clients, out_dir=args.out, keep=args.keep,
+                          no_capture=args.no_capture).exit_code
 
 
 def cmd_test(args) -> int:
     from lab.console import run_suite_in_console
 
-    return run_suite_in_console(args.scenarios, out_dir=args.out, junit=args.junit)
+    return run_suite_in_console(args.scenarios, out_dir=args.out, junit=args.junit, no_capture=args.no_capture)
 
 
 def cmd_runs(args) -> int:

@@ -10,6 +10,8 @@ Layout of a rendered project:
 - `<svc>-shaper`: only for a service with an impairment. It owns the network namespace, holds
   NET_ADMIN, applies the impairment, and the echo container joins it with
   `network_mode: service:<svc>-shaper`, so the echo programs never get NET_ADMIN.
+- `capture`: records the network's bridge into a pcap (lab/wire/service.py); the server starts
+  once it is recording.
 - `finished` (plain compose only): waits until every client has exited 0, so
   `up --exit-code-from finished finished` ends by itself with the clients' verdict.
 """
@@ -22,6 +24,7 @@ from typing import Any
 import yaml
 
 from lab.scenario import ClientSpec, Impairment, Scenario
+from lab.wire.service import BRIDGE_OPTION, bridge_name, capture_dependency, capture_service
 
 DEFAULT_NODE_IMAGE = "socketlab/node:latest"
 # Plain compose files name the image through a variable, so a second checkout (or a CI job
@@ -58,12 +61,15 @@ def render(
     run_id: str | None = None,
     owner: str | None = None,
     build_context: str | None = None,
+    capture_group: int = 0,
 ) -> dict[str, Any]:
     """The compose mapping for a scenario.
 
     `build_context` (relative to the compose file) adds a `build:` so plain compose builds the
     node image; `run_id` and `owner` go into labels so `lab clean` can find what a run left.
     Without `run_id` the network gets the scenario's fixed subnet (plain compose).
+    With the scenario's `capture` on, a `capture` helper records the network's bridge (in plain
+    compose under the `capture` profile); `capture_group` is the gid it writes the pcap with.
     """
     labels = {MANAGED_LABEL: "true", f"{LABEL_PREFIX}.scenario": scenario.name}
     if run_id:
@@ -96,6 +102,10 @@ def render(
     )
     if scenario.publish:
         server["ports"] = list(scenario.publish)
+    if scenario.capture:
+        server["depends_on"] = capture_dependency(plain=not run_id)
+        services["capture"] = capture_service(node("capture", "capture"), bridge_name(run_id),
+                                              group=capture_group, plain=not run_id)
     _attach(services, server, "server", scenario.server.impair, node, aliases=["server"])
 
     for name in scenario.client_names():
@@ -125,7 +135,9 @@ def render(
         )
         services["finished"] = finished
 
-    network: dict[str, Any] = {"internal": True, "labels": dict(labels)}
+    # A bridge name of the lab's own, so the capture helper can find it before it exists.
+    network: dict[str, Any] = {"internal": True, "labels": dict(labels),
+                               "driver_opts": {BRIDGE_OPTION: bridge_name(run_id)}}
     if not run_id:
         network["ipam"] = {"config": [{"subnet": scenario.network.subnet}]}
     return {"services": services, "networks": {NETWORK: network}}

@@ -54,19 +54,22 @@ class ConsoleProgress:
         self.bar.stop()
 
 
-def load_named(name: str, clients: int | None = None) -> tuple[Scenario, Path]:
-    """A scenario by name from scenarios/ (or by path), with its client count overridden if given."""
+def load_named(name: str, clients: int | None = None, no_capture: bool = False) -> tuple[Scenario, Path]:
+    """A scenario by name from scenarios/ (or by path), with its client count overridden if given
+    and its capture turned off if asked (`--no-capture`)."""
     path = find_scenario(name, scenarios_dir())
     scenario = load_scenario(path)
     if clients is not None:
         scenario = scenario.with_clients(clients)
+    if no_capture:
+        scenario = scenario.model_copy(update={"capture": False})
     return scenario, path
 
 
 def run_in_console(name: str, *, clients: int | None = None, out_dir: Path | None = None,
-                   keep: bool = False) -> RunResult:
+                   keep: bool = False, no_capture: bool = False) -> RunResult:
     """`lab run`: one scenario, its progress and its tables on the terminal."""
-    scenario, path = load_named(name, clients)
+    scenario, path = load_named(name, clients, no_capture)
     return run_and_show(scenario, path, Engine().require(), out_dir, keep=keep)
 
 
@@ -91,6 +94,8 @@ def run_and_show(scenario: Scenario, path: Path, engine: Engine, out_dir: Path |
         out.print("clients that failed: " + ", ".join(f"{n} (exit {c})" for n, c in failed.items()))
     if result.error:
         out.print(result.error, style="red", markup=False, highlight=False)
+    for line in result.details:
+        out.print(line, style="yellow", markup=False, highlight=False)
     style = "green" if result.verdict == Verdict.PASSED else "red"
     out.print(f"[{style}]{result.verdict}[/]  run {result.run_id}  logs: {result.directory}")
     if result.report:
@@ -98,12 +103,14 @@ def run_and_show(scenario: Scenario, path: Path, engine: Engine, out_dir: Path |
     return result
 
 
-def run_suite_in_console(names: list[str], *, out_dir: Path | None = None, junit: Path | None = None) -> int:
+def run_suite_in_console(names: list[str], *, out_dir: Path | None = None, junit: Path | None = None,
+                         no_capture: bool = False) -> int:
     """`lab test`: the named scenarios (default all) one after another, a summary and JUnit XML.
 
     Returns the exit status: 0 all passed, 130 interrupted, else 1.
     """
-    loaded = [load_named(name) for name in names or scenario_names(scenarios_dir())]  # all valid before any runs
+    # Every file is validated before anything runs.
+    loaded = [load_named(name, no_capture=no_capture) for name in names or scenario_names(scenarios_dir())]
     engine = Engine().require()
     out_dir = out_dir or runs_dir()
     results = []

@@ -20,6 +20,11 @@ CONVERSATION_COLUMNS = [
     "client", "client_ip", "proto", "session", "client_port", "server_saw",
     "sent", "echoed", "bytes", "rtt_p50_ms", "rtt_p95_ms", "server_conn", "flag",
 ]
+# The third view, from the run's capture (lab/wire, docs/wire.md).
+WIRE_COLUMNS = [
+    "wire_client", "wire_server", "wire_packets_out", "wire_packets_in", "wire_bytes_out", "wire_bytes_in",
+    "handshake_ms", "retransmissions", "fin", "rst", "lost_where", "wire_flag",
+]
 
 
 @dataclass
@@ -104,10 +109,13 @@ class Conversation:
     server_conn: int | None = None
     flag: str = "ok"
     rtts: list[float] = field(default_factory=list, repr=False)
+    wire: dict[str, Any] = field(default_factory=dict, repr=False)  # WIRE_COLUMNS, once the wire view is joined
 
     def row(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("rtts")
+        wire = data.pop("wire")
+        data.update({column: wire.get(column) for column in WIRE_COLUMNS})
         return data
 
 
@@ -217,7 +225,7 @@ def _natural(name: str) -> tuple[str, int]:
 
 def conversations_csv(rows: list[Conversation]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CONVERSATION_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=CONVERSATION_COLUMNS + WIRE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for conv in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in conv.row().items()})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import secrets
 import signal
@@ -32,6 +33,9 @@ from lab.progress import QuietProgress, RunProgress
 from lab.records.schema import utc_timestamp
 from lab.scenario import Scenario
 from lab.verdict import Verdict
+from lab.wire.records import check_records
+from lab.wire.service import CAPTURE_DIR
+from lab.wire.view import build_wire_view, drop_details, write_wire_view
 
 POLL_SECONDS = 0.25
 
@@ -46,6 +50,7 @@ class RunResult:
     expectations: list = field(default_factory=list)
     error: str | None = None
     report: Path | None = None
+    details: list[str] = field(default_factory=list)  # worth knowing, not a failure (e.g. capture drops)
 
     @property
     def exit_code(self) -> int:
@@ -75,7 +80,11 @@ def run_scenario(
     directory = runs_dir / run_id
     (directory / "logs").mkdir(parents=True)
     compose_file = directory / "compose.yaml"
-    compose = render(scenario, run_id=run_id, owner=owner_token())
+    if scenario.capture:
+        # The capture helper is root without DAC_OVERRIDE: it writes here through the group.
+        (directory / CAPTURE_DIR).mkdir()
+        (directory / CAPTURE_DIR).chmod(0o775)
+    compose = render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid())
     compose_file.write_text(to_yaml(compose, f"# lab run {run_id}: rendered from {source or scenario.name}\n"))
     manifest: dict[str, Any] = {
         "run_id": run_id,
@@ -200,13 +209,15 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
     events = merge_timeline(groups)
     write_text(directory / "events.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in events))
     result.conversations = join_views(events)
+    wire = _wire_view(scenario, directory, events, result)
     write_text(directory / "clients.csv", conversations_csv(result.conversations))
     result.clients = {c.service: c.exit_code for c in seen.values() if c.role == "client"}
-    _judge(scenario, result, events, errors)
+    _judge(scenario, result, events + check_records(wire), errors)
     manifest.update(
         ended=utc_timestamp(),
         verdict=result.verdict,
         error=result.error,
+        details=result.details,
         kept=keep,
         images={"node": engine_safe(lambda: engine.image_id(node_image())), "containers": images},
         clients=result.clients,
@@ -219,6 +230,14 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
         result.report = write_report(directory)
     except (LabError, OSError) as exc:  # the run stands without its page; `lab report` can retry
         progress.message(f"report not written: {exc}")
+
+
+def _wire_view(scenario: Scenario, directory: Path, events: list[Record], result: RunResult) -> dict[str, Any]:
+    """The third view (lab/wire): wire.json, the wire columns of each row, capture drops as details."""
+    view = build_wire_view(directory, events, result.conversations, scenario.capture)
+    write_wire_view(directory, view)
+    result.details += drop_details(view)
+    return view
 
 
 def _collect_logs(engine: Engine, seen: dict[str, ContainerInfo], directory: Path,
@@ -236,7 +255,7 @@ def _collect_logs(engine: Engine, seen: dict[str, ContainerInfo], directory: Pat
         (directory / "logs" / f"{info.name}.log").write_text(raw, encoding="utf-8")
         origin = Origin(container=info.name, service=info.service, role=info.role, ip=info.ip)
         records = parse_output(raw, origin)
-        if origin.ip is None and info.role != "shaper":
+        if origin.ip is None and info.role not in ("shaper", "capture"):
             # An echo container behind a shaper has no IP of its own in Docker's view.
             origin.ip = _by_service(seen).get(f"{info.service}-shaper", info).ip or infer_ip(records)
             info.ip = origin.ip

@@ -217,6 +217,7 @@ class Scenario(Model):
     expect: list[Expectation] = []
     timeout: Annotated[float, Field(gt=0, le=3600)] = 120
     publish: list[str] = Field(default=[], description="host port mappings for the server, e.g. '19200:19200'")
+    capture: bool = Field(default=True, description="record the lab network's packets (docs/wire.md)")
 
     @field_validator("publish")
     @classmethod

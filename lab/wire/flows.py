@@ -1,0 +1,155 @@
+"""Group a capture's packets into flows per 5-tuple and measure each: the wire's own view.
+
+A flow holds both directions. Its client is the side that opened it (sent the SYN, or the
+first datagram). For TCP each flow gets its handshake time, retransmissions and who sent FIN
+or RST; sequence numbers are made relative to each side's first, as Wireshark shows them.
+A new SYN on a 5-tuple whose earlier connection ended starts a new flow (a reused port).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dpkt.tcp import TH_ACK, TH_FIN, TH_PUSH, TH_RST, TH_SYN, TH_URG
+
+from lab.wire.pcap import TCP, Packet
+
+C2S, S2C = "c2s", "s2c"
+_FLAG_LETTERS = ((TH_SYN, "S"), (TH_FIN, "F"), (TH_RST, "R"), (TH_PUSH, "P"), (TH_ACK, "A"), (TH_URG, "U"))
+_SEQ_SPACE = 1 << 32
+
+
+def flag_letters(flags: int) -> str:
+    return "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
+
+
+@dataclass
+class WirePacket:
+    """One packet of a flow, as the ladder shows it."""
+
+    ts: float
+    dir: str
+    flags: str
+    seq: int  # relative to this side's initial sequence number (0 for UDP)
+    ack: int
+    len: int
+    retrans: bool
+    payload: bytes = field(repr=False, default=b"")
+    msg: int | None = None  # the client's message seq whose bytes it carries (set by the join)
+
+
+@dataclass
+class Flow:
+    proto: str
+    client: str
+    server: str
+    packets: list[WirePacket] = field(default_factory=list)
+    syn_ts: float | None = None
+    synack_ts: float | None = None
+    ack_ts: float | None = None
+    retransmissions: dict[str, int] = field(default_factory=lambda: {C2S: 0, S2C: 0})
+    fin: dict[str, float | None] = field(default_factory=lambda: {C2S: None, S2C: None})
+    rst: dict[str, float | None] = field(default_factory=lambda: {C2S: None, S2C: None})
+    # TCP bookkeeping: each side's initial sequence number and the end of what it has sent.
+    _isn: dict[str, int] = field(default_factory=dict, repr=False)
+    _sent_end: dict[str, int] = field(default_factory=dict, repr=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.proto} {self.client} {self.server}"
+
+    @property
+    def ended(self) -> bool:
+        return any(self.fin.values()) or any(self.rst.values())
+
+    def count(self, direction: str) -> int:
+        return sum(1 for p in self.packets if p.dir == direction)
+
+    def payload_bytes(self, direction: str) -> int:
+        return sum(p.len for p in self.packets if p.dir == direction)
+
+    @property
+    def handshake_ms(self) -> float | None:
+        if self.syn_ts is None or self.ack_ts is None:
+            return None
+        return round((self.ack_ts - self.syn_ts) * 1000.0, 3)
+
+    def add(self, packet: Packet) -> None:
+        direction = C2S if packet.src == self.client else S2C
+        if packet.proto != TCP:
+            self.packets.append(WirePacket(packet.ts, direction, "", 0, 0, len(packet.payload), False, packet.payload))
+            return
+        self.packets.append(self._tcp(packet, direction))
+
+    def _tcp(self, packet: Packet, direction: str) -> WirePacket:
+        flags = packet.flags
+        other = S2C if direction == C2S else C2S
+        if direction not in self._isn:
+            # Without its SYN (capture started late), the first byte seen counts as byte 1.
+            self._isn[direction] = packet.seq if flags & TH_SYN else (packet.seq - 1) % _SEQ_SPACE
+        seq = (packet.seq - self._isn[direction]) % _SEQ_SPACE
+        ack = (packet.ack - self._isn[other]) % _SEQ_SPACE if (flags & TH_ACK and other in self._isn) else 0
+        length = len(packet.payload)
+        # Sequence space this segment occupies: its bytes, plus one for SYN and one for FIN.
+        end = seq + length + (1 if flags & TH_SYN else 0) + (1 if flags & TH_FIN else 0)
+        occupies = end > seq
+        retrans = occupies and end <= self._sent_end.get(direction, -1)
+        if occupies and not retrans:
+            self._sent_end[direction] = max(end, self._sent_end.get(direction, 0))
+        if retrans:
+            self.retransmissions[direction] += 1
+        if flags & TH_SYN and not flags & TH_ACK and self.syn_ts is None:
+            self.syn_ts = packet.ts
+        elif flags & TH_SYN and flags & TH_ACK and self.synack_ts is None:
+            self.synack_ts = packet.ts
+        elif (direction == C2S and flags & TH_ACK and self.synack_ts is not None and self.ack_ts is None
+              and not flags & TH_SYN):
+            self.ack_ts = packet.ts
+        if flags & TH_FIN and self.fin[direction] is None:
+            self.fin[direction] = packet.ts
+        if flags & TH_RST and self.rst[direction] is None:
+            self.rst[direction] = packet.ts
+        return WirePacket(packet.ts, direction, flag_letters(flags), seq, ack, length, retrans, packet.payload)
+
+
+def extract_flows(packets: list[Packet]) -> list[Flow]:
+    """Every packet into its flow; flows in the order they began."""
+    flows: list[Flow] = []
+    current: dict[tuple[str, str, str], Flow] = {}
+    for packet in packets:
+        a, b = (packet.src, packet.dst) if packet.src <= packet.dst else (packet.dst, packet.src)
+        key = (packet.proto, a, b)
+        flow = current.get(key)
+        opening = packet.proto == TCP and packet.flags & TH_SYN and not packet.flags & TH_ACK
+        if flow is not None and opening and flow.ended:
+            flow = None  # the port was reused for a new connection
+        if flow is None:
+            client, server = packet.src, packet.dst
+            if packet.proto == TCP and packet.flags & TH_SYN and packet.flags & TH_ACK:
+                client, server = packet.dst, packet.src  # its SYN was missed: the SYN-ACK's target opened it
+            flow = current[key] = Flow(packet.proto, client, server)
+            flows.append(flow)
+        flow.add(packet)
+    return flows
+
+
+def flow_summary(flow: Flow) -> dict[str, Any]:
+    """A flow's numbers (without its packets), in wire.json's form but with float times."""
+    tcp = None
+    if flow.proto == TCP:
+        tcp = {
+            "syn_ts": flow.syn_ts, "synack_ts": flow.synack_ts, "ack_ts": flow.ack_ts,
+            "handshake_ms": flow.handshake_ms,
+            "retransmissions": dict(flow.retransmissions),
+            "fin": dict(flow.fin),
+            "rst": dict(flow.rst),
+        }
+    return {
+        "id": flow.id, "proto": flow.proto, "client": flow.client, "server": flow.server,
+        "first_ts": flow.packets[0].ts if flow.packets else None,
+        "last_ts": flow.packets[-1].ts if flow.packets else None,
+        "packets": {C2S: flow.count(C2S), S2C: flow.count(S2C)},
+        "bytes": {C2S: flow.payload_bytes(C2S), S2C: flow.payload_bytes(S2C)},
+        "tcp": tcp,
+    }

@@ -1,0 +1,73 @@
+"""The capture helper as a compose service: a pure function, like the rest of the rendering.
+
+The helper shares the host's network namespace so it can open the run's bridge, which the lab
+names itself (`lab-<run token>`; Docker's default `br-<id>` is only known after the network
+exists). It records that one interface and nothing else. Its privileges are what tcpdump needs
+on Debian and no more (docs/wire.md, "Privileges").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SERVICE = "capture"
+ROLE = "capture"
+READY_FILE = "/tmp/capture-ready"
+MOUNT = "/capture"
+PCAP_NAME = "lab.pcap"
+CAPTURE_DIR = "capture"  # in the run directory (and next to a plain compose file)
+PLAIN_BRIDGE = "lab-compose"  # plain compose: one project at a time (its subnet is fixed anyway)
+BRIDGE_OPTION = "com.docker.network.bridge.name"
+PROFILE = "capture"
+
+
+def bridge_name(run_id: str | None) -> str:
+    """The bridge of a run's network: `lab-` and the run id's random token (at most 15 chars, Linux's limit)."""
+    if not run_id:
+        return PLAIN_BRIDGE
+    token = run_id.rsplit("-", 1)[-1][:10]
+    return f"lab-{token}"
+
+
+def capture_service(node: dict[str, Any], bridge: str, *, group: int = 0, plain: bool = False) -> dict[str, Any]:
+    """The `capture` service, from a node spec (image and labels) already made for it.
+
+    `group` is the gid the helper writes the pcap with (the run directory's owner's, so they
+    can read and delete it); `plain` puts it under the `capture` profile and its output
+    directory under `$LAB_CAPTURE_DIR`.
+    """
+    host_dir = "${LAB_CAPTURE_DIR:-./" + CAPTURE_DIR + "}" if plain else "./" + CAPTURE_DIR
+    spec = dict(node)
+    spec.update(
+        command=["python3", "-m", "lab.capture", "--interface", bridge, "--output", f"{MOUNT}/{PCAP_NAME}",
+                 "--ready-file", READY_FILE, "--name", SERVICE],
+        environment={"LAB_NAME": SERVICE},
+        # Root in the container, so tcpdump may open the interface; NET_RAW for the packet socket,
+        # SETGID for tcpdump's `-Z root` (a no-op initgroups). No NET_ADMIN: on the host's network
+        # namespace that would be far more than this job needs.
+        user=f"0:{group}",
+        network_mode="host",
+        cap_drop=["ALL"],
+        cap_add=["NET_RAW", "SETGID"],
+        security_opt=["no-new-privileges:true"],
+        read_only=True,
+        tmpfs=["/tmp"],
+        volumes=[f"{host_dir}:{MOUNT}"],
+        mem_limit="128m",
+        pids_limit=16,
+        healthcheck={"test": ["CMD", "test", "-f", READY_FILE], "interval": "500ms", "timeout": "2s", "retries": 60},
+        # Stopped last (the server depends on it), then it has time to write its counters.
+        stop_grace_period="5s",
+    )
+    if plain:
+        spec["profiles"] = [PROFILE]
+    return spec
+
+
+def capture_dependency(plain: bool) -> dict[str, Any]:
+    """What the server's `depends_on` gets: start only once packets are being recorded.
+    Plain compose runs without the profile too, so there the dependency is optional."""
+    condition: dict[str, Any] = {"condition": "service_healthy"}
+    if plain:
+        condition["required"] = False
+    return {SERVICE: condition}

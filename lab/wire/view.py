@@ -1,0 +1,191 @@
+"""Build a run's wire view from its directory and records: read the capture, extract flows, join
+them with the conversation rows, and write `wire.json` (format: docs/wire.md).
+
+A run without a capture still gets a view that says why (`capture.status`, `capture.reason`),
+and every row then says `no-capture`; a damaged capture gives the flows up to the damage.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from lab.expect.query import Record, normal_addr, select
+from lab.wire.flows import Flow, extract_flows, flow_summary
+from lab.wire.join import Socket, claim_flows, client_sockets, match_messages, row_address, wire_row
+from lab.wire.pcap import read_capture
+from lab.wire.service import CAPTURE_DIR, PCAP_NAME, ROLE
+
+VERSION = 1
+WIRE_FILE = "wire.json"
+
+
+def iso(ts: float | None) -> str | None:
+    """Capture time as a record-style UTC timestamp, so wire and application events sort together."""
+    if ts is None:
+        return None
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def build_wire_view(directory: Path, events: list[Record], conversations: list, capture_on: bool) -> dict[str, Any]:
+    """The wire view of a run; adds the wire columns to each conversation row (`row.wire`) and
+    rows for flows no program claims. `conversations` are lab.logs.Conversation objects."""
+    pcap = directory / CAPTURE_DIR / PCAP_NAME
+    capture: dict[str, Any] = {
+        "status": "ok", "reason": None, "file": f"{CAPTURE_DIR}/{PCAP_NAME}", "interface": None, "point": "bridge",
+        "packets": 0, "in_flows": 0, "other": 0, "undecodable": 0, "damage": None,
+        "kernel_dropped": None, "interface_dropped": None, "parse_seconds": None,
+    }
+    capture.update(_helper_report(events))
+    flows: list[Flow] = []
+    known_until = None
+    if not capture_on:
+        capture.update(status="off", reason="capture turned off (scenario `capture: false` or --no-capture)", file=None)
+    elif not pcap.is_file():
+        capture.update(status="missing", reason=f"no {capture['file']}: the capture helper did not write one "
+                       "(its log is in logs/)", file=None)
+    else:
+        started = time.perf_counter()
+        try:
+            read = read_capture(pcap)
+        except (OSError, ValueError) as exc:
+            capture.update(status="missing", reason=f"{capture['file']} is not a readable capture: {exc}")
+        else:
+            flows = extract_flows(read.packets)
+            capture.update(packets=read.records, in_flows=len(read.packets), other=read.other,
+                           undecodable=read.undecodable, damage=read.damage)
+            if read.damage:
+                capture.update(status="damaged", reason=f"the capture ends early: {read.damage['detail']} "
+                               f"after {read.damage['after_packets']} packets")
+                known_until = read.packets[-1].ts if read.packets else 0.0
+        capture["parse_seconds"] = round(time.perf_counter() - started, 4)
+
+    sockets = client_sockets(events)
+    if flows:
+        claim_flows(sockets, flows)
+    for sock in sockets:
+        match_messages(sock, known_until if capture["status"] == "damaged" else None)
+    notes = {"off": ["no-capture"], "missing": ["no-capture"], "damaged": ["capture-damaged"]}.get(capture["status"], [])
+    flags = _annotate(conversations, sockets, flows, notes, capture["status"] in ("ok", "damaged"))
+    return {
+        "v": VERSION,
+        "capture": capture,
+        "flows": [_flow_json(flow, sockets) for flow in flows],
+        "messages": [_message_json(sock, send) for sock in sockets for send in sock.sends],
+        "flags": flags,
+    }
+
+
+def _helper_report(events: list[Record]) -> dict[str, Any]:
+    """The capture helper's interface and tcpdump's drop counters, from its records."""
+    found: dict[str, Any] = {}
+    for record in select(events, ROLE):
+        if record.get("interface"):
+            found["interface"] = record["interface"]
+        if record.get("event") == "summary":
+            found["kernel_dropped"] = record.get("kernel_dropped")
+            found["interface_dropped"] = record.get("interface_dropped", 0 if "kernel_dropped" in record else None)
+    return found
+
+
+def _annotate(conversations: list, sockets: list[Socket], flows: list[Flow], notes: list[str],
+              have_capture: bool) -> list[dict[str, Any]]:
+    """Wire columns on every row, a row for every unclaimed flow; the disagreements as a list."""
+    from lab.logs import Conversation
+
+    by_address = {(s.proto, s.address): s for s in sockets}
+    claimed = {id(s.flow) for s in sockets if s.flow is not None}
+    flows_by_address = {}
+    for flow in flows:
+        flows_by_address.setdefault((flow.proto, flow.client), flow)
+        flows_by_address.setdefault((flow.proto, flow.server), flow)
+    flags: list[dict[str, Any]] = []
+    for conv in conversations:
+        address = row_address(conv.client_ip, conv.client_port) or (normal_addr(conv.server_saw) if conv.server_saw else None)
+        sock = by_address.get((conv.proto, address))
+        flow = sock.flow if sock is not None else flows_by_address.get((conv.proto, address))
+        if sock is None and flow is not None:
+            claimed.add(id(flow))  # a server-only row: the server's peer is on the wire
+        conv.wire = wire_row(flow, sock, notes) if have_capture or flow else {"wire_flag": "+".join(notes)}
+        if sock is None and flow is not None:
+            conv.wire["wire_flag"] = conv.wire["wire_flag"].replace("wire-only", "").strip("+") or "ok"
+        for flag in conv.wire["wire_flag"].split("+"):
+            if flag not in ("ok", "no-capture", "capture-damaged"):
+                flags.append({"kind": flag, "client": conv.client, "proto": conv.proto, "address": address,
+                              "flow": flow.id if flow else None})
+    for flow in flows:
+        if id(flow) in claimed:
+            continue
+        host = flow.client.rsplit(":", 1)[0].strip("[]")
+        row = Conversation(client="?", client_ip=host, proto=flow.proto, session=None,
+                           client_port=int(flow.client.rsplit(":", 1)[1]), server_saw=None, flag="wire-only")
+        row.wire = wire_row(flow, None, notes)
+        conversations.append(row)
+        flags.append({"kind": "wire-only", "client": None, "proto": flow.proto, "address": flow.client, "flow": flow.id,
+                      "detail": "a flow no client or server record claims"})
+    return flags
+
+
+def _flow_json(flow: Flow, sockets: list[Socket]) -> dict[str, Any]:
+    data = flow_summary(flow)
+    owner = next((s for s in sockets if s.flow is flow), None)
+    data["owner"] = {"client": owner.client, "session": owner.session} if owner else None
+    data["first_ts"], data["last_ts"] = iso(data["first_ts"]), iso(data["last_ts"])
+    if data["tcp"]:
+        tcp = data["tcp"]
+        for key in ("syn_ts", "synack_ts", "ack_ts"):
+            tcp[key] = iso(tcp[key])
+        tcp["fin"] = {d: iso(t) for d, t in tcp["fin"].items()}
+        tcp["rst"] = {d: iso(t) for d, t in tcp["rst"].items()}
+    data["packets_list"] = [
+        {"ts": iso(p.ts), "dir": p.dir, "flags": p.flags, "seq": p.seq, "ack": p.ack, "len": p.len,
+         "retrans": p.retrans, "msg": p.msg}
+        for p in flow.packets
+    ]
+    return data
+
+
+def _message_json(sock: Socket, send) -> dict[str, Any]:
+    return {
+        "client": sock.client, "proto": sock.proto, "session": sock.session, "seq": send.seq, "attempt": send.attempt,
+        "local": sock.address, "sent_ts": iso(send.sent_ts), "replied": send.replied, "reply_ts": iso(send.reply_ts),
+        "request_ts": [iso(p.ts) for p in send.request], "echo_ts": [iso(p.ts) for p in send.echo],
+        "retransmissions": send.retransmissions, "where": send.where,
+    }
+
+
+def write_wire_view(directory: Path, view: dict[str, Any]) -> Path:
+    """wire.json, whole or not at all."""
+    path = directory / WIRE_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(view, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_wire_view(directory: Path) -> dict[str, Any] | None:
+    """A run's wire.json, or None when the run has none (older runs, or it was never written)."""
+    path = directory / WIRE_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def drop_details(view: dict[str, Any]) -> list[str]:
+    """Lines for the run's verdict details: a capture that lost packets, or has none, says so."""
+    capture = view["capture"]
+    details = []
+    dropped = {k: capture.get(k) or 0 for k in ("kernel_dropped", "interface_dropped")}
+    if any(dropped.values()):
+        details.append(f"capture: {dropped['kernel_dropped']} packets dropped by the kernel, "
+                       f"{dropped['interface_dropped']} by the interface: the wire view misses them")
+    if capture["status"] in ("missing", "damaged"):
+        details.append(f"capture {capture['status']}: {capture['reason']}")
+    return details
