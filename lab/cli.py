@@ -183,6 +183,7 @@ def cmd_logs(args) -> int:
             raise UsageError(f"run {directory.name} has no client {args.client!r}; its clients: "
                              f"{', '.join(clients) or 'none'}")
     events = filter_events(events, client=args.client, proto=args.proto)
+    events = _with_wire(directory, events, args.client, args.proto)
     if args.json:
         for record in events:
             sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -192,6 +193,16 @@ def cmd_logs(args) -> int:
     for line in timeline_lines(events):
         out.print(line, markup=False)
     return 0
+
+
+def _with_wire(directory: Path, events: list, client: str | None, proto: str | None) -> list:
+    """The run's records with the wire's packets (and where lost round trips were lost) merged in."""
+    from lab.logs import merge_timeline
+    from lab.wire.records import timeline_records
+    from lab.wire.view import read_wire_view
+
+    wire = timeline_records(read_wire_view(directory), client=client, proto=proto)
+    return merge_timeline([events, wire]) if wire else events
 
 
 def _run_dir(out: Path | None, run: str | None) -> Path:

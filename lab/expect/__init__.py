@@ -11,6 +11,7 @@ The modules name what they check:
 - `server`: the server's view against the clients' (distinct_ports, views_agree, distinct_peers,
   concurrency, accepted_in_order, accept_wait_grows)
 - `metrics`: every measured number, computed once, and the generic `metric` kind over them
+- `wire`: the capture's view (retransmissions, lost_where, handshake_ms)
 - `base`: what every kind is built from; `query`: questions asked of the records
 
 To add a kind: write one `BaseExpectation` subclass (usually `Scoped`) with a
@@ -50,6 +51,7 @@ from lab.expect.server import (
     DistinctPorts,
     ViewsAgree,
 )
+from lab.expect.wire import HandshakeMs, LostWhere, Retransmissions
 
 __all__ = [
     "KINDS", "KIND_MODELS", "METRICS", "BaseExpectation", "Expectation", "ExpectationResult", "Message", "Record",
@@ -60,7 +62,7 @@ __all__ = [
 # The registry: every kind a scenario may name, in the order the docs list them.
 KIND_MODELS: tuple[type[BaseExpectation], ...] = (
     EchoedIntact, Loss, Rtt, DistinctPorts, ViewsAgree, DistinctPeers, Concurrency, AcceptedInOrder,
-    AcceptWaitGrows, ClientsOk, FaultHappened, ReconnectedAfterFault, Metric,
+    AcceptWaitGrows, ClientsOk, FaultHappened, ReconnectedAfterFault, Metric, Retransmissions, LostWhere, HandshakeMs,
 )
 KINDS = tuple(model.model_fields["check"].annotation.__args__[0] for model in KIND_MODELS)
 

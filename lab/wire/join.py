@@ -23,9 +23,6 @@ NO_ECHO = "no-echo-on-wire"
 NOT_RECEIVED = "echo-not-received"
 UNKNOWN = "unknown"
 LOST_PLACES = (NOT_ON_WIRE, NO_ECHO, NOT_RECEIVED)
-# A send record is written just after sendto() returns; its packet may be on the bridge a moment
-# before that time.
-EARLY = 0.05
 
 
 @dataclass
@@ -64,6 +61,7 @@ class SendMatch:
     offset: int = 0  # TCP: where the message starts in the socket's byte stream
     replied: bool = False
     reply_ts: float | None = None
+    gave_up_ts: float | None = None  # the client's `timeout` record for this attempt
     request: list[WirePacket] = field(default_factory=list)
     echo: list[WirePacket] = field(default_factory=list)
     on_wire: bool = False  # the whole request crossed the wire
@@ -113,6 +111,10 @@ def client_sockets(events: list[Record]) -> list[Socket]:
                              size, partial, offset)
             sock.sends.append(send)
             latest[(*key, send.seq)] = send
+        elif event == "timeout":
+            send = latest.get((*key, int(record["seq"])))
+            if send is not None and send.gave_up_ts is None:
+                send.gave_up_ts = record_time(record)
         elif event == "reply":
             send = latest.get((*key, int(record["seq"])))
             if send is not None and not send.replied and record.get("intact") is True:
@@ -166,9 +168,9 @@ def _same(payload: bytes, send: SendMatch) -> bool:
 
 
 def _match_datagrams(sock: Socket) -> None:
-    """Each attempt's request is the first datagram with its content from shortly before the send
-    until the next attempt of the same message; its echo, the first answer with that content
-    after it."""
+    """Each attempt's request is the first datagram with its content between the client giving up
+    on the attempt before and giving up on this one; its echo, the first answer with that
+    content after it."""
     assert sock.flow is not None
     out = [p for p in sock.flow.packets if p.dir == sock.out_dir]
     back = [p for p in sock.flow.packets if p.dir == sock.in_dir]
@@ -178,19 +180,19 @@ def _match_datagrams(sock: Socket) -> None:
     used: set[int] = set()
     for sends in attempts.values():
         for i, send in enumerate(sends):
-            start = send.sent_ts - EARLY
-            if i:
-                start = max(start, sends[i - 1].sent_ts)
-            end = sends[i + 1].sent_ts - EARLY if i + 1 < len(sends) else float("inf")
-            request = next((p for p in out if start <= p.ts < end and id(p) not in used and _same(p.payload, send)),
-                           None)
+            # The record comes after sendto() (on a busy host, long after), so the send time is no
+            # bound; the client's `timeout` for the attempt before is: it resends only after that.
+            start = sends[i - 1].gave_up_ts if i else None
+            end = send.gave_up_ts
+            request = next((p for p in out if (start is None or p.ts >= start) and (end is None or p.ts < end)
+                            and id(p) not in used and _same(p.payload, send)), None)
             if request is not None:
                 used.add(id(request))
                 request.msg = send.seq
                 send.request.append(request)
                 send.on_wire = True
             # An echo may come after the client gave up and resent: it still belongs to this attempt.
-            after = request.ts if request is not None else start
+            after = request.ts if request is not None else (start or 0.0)
             echo = next((p for p in back if after <= p.ts and id(p) not in used and _same(p.payload, send)), None)
             if echo is not None:
                 used.add(id(echo))

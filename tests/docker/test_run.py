@@ -57,7 +57,7 @@ def check_complete_basic_run(directory: Path) -> None:
     assert manifest["started"] < manifest["ended"]
 
     logs = sorted(p.name for p in (directory / "logs").iterdir())
-    assert len(logs) == 4 and any("-server-" in n for n in logs)
+    assert len(logs) == 5 and any("-server-" in n for n in logs) and any("-capture-" in n for n in logs)
     server_log = next((directory / "logs").glob("*-server-1.log")).read_text()
     assert '"event":"summary"' in server_log  # collected after a clean stop, so nothing was cut
 

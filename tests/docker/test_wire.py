@@ -1,0 +1,98 @@
+"""The wire view on the real engine: every run records its bridge, the pcap parses, every client
+row gets its wire view, and a lossy run says where each lost round trip was lost.
+
+One `udp-loss` run (about 20 s) serves every check here, plus a short run with --no-capture.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import dpkt
+import pytest
+
+from lab.wire.pcap import read_capture
+
+from .conftest import only_run_dir, run_lab
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def lossy_run(node_image, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wire-runs")
+    proc = run_lab("run", "udp-loss", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return only_run_dir(out)
+
+
+def test_the_run_records_a_pcap_that_standard_tools_read(lossy_run):
+    pcap = lossy_run / "capture" / "lab.pcap"
+    with open(pcap, "rb") as fh:
+        reader = dpkt.pcap.Reader(fh)  # libpcap format, as Wireshark and tcpdump -r read it
+        assert reader.datalink() == dpkt.pcap.DLT_EN10MB
+    read = read_capture(pcap)
+    assert read.damage is None and len(read.packets) > 100
+    wire = json.loads((lossy_run / "wire.json").read_text())
+    capture = wire["capture"]
+    assert capture["status"] == "ok" and capture["interface"].startswith("lab-")
+    assert capture["kernel_dropped"] == 0, capture  # a drop would be in the verdict details
+    manifest = json.loads((lossy_run / "manifest.json").read_text())
+    assert manifest["details"] == []
+    capture_log = next((lossy_run / "logs").glob("*-capture-1.log")).read_text()
+    assert '"event":"capturing"' in capture_log and '"event":"summary"' in capture_log
+
+
+def test_every_client_row_gets_its_wire_view(lossy_run):
+    with open(lossy_run / "clients.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted((r["client"], r["proto"]) for r in rows) == [
+        ("client1", "udp"), ("client2", "udp"), ("client3", "tcp"), ("client4", "tcp")]
+    for row in rows:
+        # The third view agrees with the other two on the address.
+        assert row["wire_client"] == row["server_saw"] == f"{row['client_ip']}:{row['client_port']}"
+        assert int(row["wire_packets_out"]) >= int(row["sent"]) and int(row["wire_bytes_out"]) > 0
+        assert "no-flow" not in row["wire_flag"] and "wire-only" not in row["wire_flag"]
+    for row in (r for r in rows if r["proto"] == "tcp"):
+        assert float(row["handshake_ms"]) > 0 and row["fin"] in ("client", "server", "both")
+    # 10% loss both ways at the server: TCP got through by retransmitting.
+    assert sum(int(r["retransmissions"]) for r in rows if r["proto"] == "tcp") > 0
+
+
+def test_each_lost_udp_round_trip_says_where(lossy_run):
+    wire = json.loads((lossy_run / "wire.json").read_text())
+    udp = [m for m in wire["messages"] if m["proto"] == "udp"]
+    lost = [m for m in udp if not m["replied"]]
+    assert len(udp) == 80 and lost, "10% loss each way loses about one round trip in five"
+    places = {m["where"] for m in lost}
+    # The server's shaper drops requests on its ingress and echoes on its egress, both before the
+    # capture point sees an echo; the clients are not impaired, so nothing is lost after the wire
+    # and every request is on it.
+    assert places == {"no-echo-on-wire"}, places
+    assert all(m["request_ts"] and not m["echo_ts"] for m in lost)
+    with open(lossy_run / "clients.csv", newline="") as fh:
+        rows = {r["client"]: r for r in csv.DictReader(fh)}
+    for name in ("client1", "client2"):
+        counted = sum(1 for m in lost if m["client"] == name)
+        assert rows[name]["lost_where"] == (f"no-echo-on-wire:{counted}" if counted else "")
+
+
+def test_lab_logs_shows_the_wire_between_the_records(lossy_run):
+    proc = run_lab("logs", lossy_run.name, "--client", "client1", "--out", str(lossy_run.parent))
+    assert proc.returncode == 0, proc.stderr
+    wire_lines = [line for line in proc.stdout.splitlines() if "  wire  " in line]
+    assert any(" datagram " in line and " seq=1 " in line for line in wire_lines)
+    assert any(" lost " in line and "reason=no-echo-on-wire" in line for line in wire_lines)
+
+
+def test_a_run_without_capture_says_why_there_is_no_wire_view(node_image, tmp_path):
+    proc = run_lab("run", "udp-only", "--no-capture", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = only_run_dir(tmp_path)
+    assert not (run / "capture").exists()
+    wire = json.loads((run / "wire.json").read_text())
+    assert wire["capture"]["status"] == "off" and "--no-capture" in wire["capture"]["reason"]
+    with open(run / "clients.csv", newline="") as fh:
+        assert {r["wire_flag"] for r in csv.DictReader(fh)} == {"no-capture"}

@@ -1,0 +1,226 @@
+"""The wire view on small captures made here: flows, messages matched with packets, where a round
+trip was lost, and captures that are damaged, missing or off."""
+
+import json
+
+import dpkt
+import pytest
+
+from lab.expect import evaluate
+from lab.logs import conversations_csv, join_views
+from lab.scenario import Scenario
+from lab.wire.pcap import read_capture
+from lab.wire.records import check_records, timeline_records
+from lab.wire.view import build_wire_view, iso, read_wire_view, write_wire_view
+
+T0 = 1_800_000_000.0
+CLIENT, SERVER = "10.0.0.3", "10.0.0.2"
+
+
+def frame(src, sport, dst, dport, payload=b"", proto="udp", flags=0, seq=0, ack=0):
+    if proto == "udp":
+        transport = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
+        transport.ulen = 8 + len(payload)
+        number = dpkt.ip.IP_PROTO_UDP
+    else:
+        transport = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, data=payload)
+        number = dpkt.ip.IP_PROTO_TCP
+    ip = dpkt.ip.IP(src=bytes(map(int, src.split("."))), dst=bytes(map(int, dst.split("."))), p=number, data=transport)
+    ip.len = len(bytes(ip))
+    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=ip))
+
+
+def write_pcap(path, frames, writer=dpkt.pcap.Writer):
+    with open(path, "wb") as fh:
+        out = writer(fh)
+        for ts, data in frames:
+            out.writepkt(data, ts=ts)
+    return path
+
+
+def rec(t, service, proto, event, **fields):
+    role = "server" if service == "server" else "client"
+    return {"v": 1, "ts": iso(T0 + t), "host": service, "role": role, "service": service, "proto": proto,
+            "event": event, **fields}
+
+
+def udp_run(tmp_path):
+    """client1 sends four UDP messages: one echoed, one whose echo never left the server, one
+    whose echo crossed the wire but never reached the client, one that never left the client."""
+    c, s = (CLIENT, 40000), (SERVER, 19200)
+    frames = [
+        (T0 + 1.000, frame(*c, *s, b"alpha")), (T0 + 1.001, frame(*s, *c, b"alpha")),
+        (T0 + 2.000, frame(*c, *s, b"bravo")),
+        (T0 + 3.000, frame(*c, *s, b"charlie")), (T0 + 3.001, frame(*s, *c, b"charlie")),
+    ]
+    (tmp_path / "capture").mkdir()
+    write_pcap(tmp_path / "capture" / "lab.pcap", frames)
+    events = [rec(0.999, "client1", "udp", "bound", local="0.0.0.0:40000", local_route=f"{CLIENT}:40000",
+                  peer=f"{SERVER}:19200", session=0)]
+    for t, seq, text in ((1.0001, 1, "alpha"), (2.0001, 2, "bravo"), (3.0001, 3, "charlie"), (4.0001, 4, "delta")):
+        events.append(rec(t, "client1", "udp", "sent", seq=seq, bytes=len(text), text=text, session=0,
+                          local="0.0.0.0:40000"))
+    events.append(rec(1.002, "client1", "udp", "reply", seq=1, bytes=5, intact=True, rtt_ms=1.0, session=0))
+    events.sort(key=lambda r: r["ts"])
+    return events
+
+
+def test_each_lost_udp_round_trip_says_where_it_was_lost(tmp_path):
+    events = udp_run(tmp_path)
+    rows = join_views(events)
+    view = build_wire_view(tmp_path, events, rows, capture_on=True)
+    assert view["capture"]["status"] == "ok" and view["capture"]["packets"] == 5
+    where = {m["seq"]: m["where"] for m in view["messages"]}
+    assert where == {1: "ok", 2: "no-echo-on-wire", 3: "echo-not-received", 4: "request-not-on-wire"}
+    (flow,) = view["flows"]
+    assert flow["owner"] == {"client": "client1", "session": 0}
+    assert flow["packets"] == {"c2s": 3, "s2c": 2} and flow["bytes"] == {"c2s": 17, "s2c": 12}
+    assert [p["msg"] for p in flow["packets_list"]] == [1, 1, 2, 3, 3]
+    (row,) = rows
+    assert row.wire["wire_client"] == f"{CLIENT}:40000" and row.wire["wire_server"] == f"{SERVER}:19200"
+    assert row.wire["lost_where"] == "request-not-on-wire:1 no-echo-on-wire:1 echo-not-received:1"
+    assert row.wire["wire_flag"] == "sent-not-on-wire"  # a disagreement, flagged
+    assert view["flags"][0]["kind"] == "sent-not-on-wire"
+    csv_line = conversations_csv(rows).splitlines()[1]
+    assert csv_line.endswith("request-not-on-wire:1 no-echo-on-wire:1 echo-not-received:1,sent-not-on-wire")
+
+
+def test_wire_expectations_read_the_view(tmp_path):
+    events = udp_run(tmp_path)
+    view = build_wire_view(tmp_path, events, join_views(events), capture_on=True)
+    checks = Scenario.model_validate({"name": "t", "description": "x", "expect": [
+        {"check": "lost_where", "where": "no-echo-on-wire", "equals": 1},
+        {"check": "lost_where", "where": "echo-not-received", "max": 0},
+        {"check": "retransmissions", "proto": "tcp", "max": 0},
+    ]}).expect
+    results = evaluate(checks, events + check_records(view))
+    assert [r.passed for r in results] == [True, False, False]  # no TCP flow: nothing to measure, no pass
+    assert results[2].measured == "no data"
+
+
+def tcp_frames():
+    c, s = (CLIENT, 50000), (SERVER, 19200)
+    syn, ack, psh, fin = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH | dpkt.tcp.TH_ACK, dpkt.tcp.TH_FIN
+    return [
+        (T0 + 1.000, frame(*c, *s, proto="tcp", flags=syn, seq=1000)),
+        (T0 + 1.001, frame(*s, *c, proto="tcp", flags=syn | ack, seq=5000, ack=1001)),
+        (T0 + 1.002, frame(*c, *s, proto="tcp", flags=ack, seq=1001, ack=5001)),
+        (T0 + 1.010, frame(*c, *s, b"hello", proto="tcp", flags=psh, seq=1001, ack=5001)),
+        (T0 + 1.210, frame(*c, *s, b"hello", proto="tcp", flags=psh, seq=1001, ack=5001)),  # retransmitted
+        (T0 + 1.211, frame(*s, *c, b"hello", proto="tcp", flags=psh, seq=5001, ack=1006)),
+        (T0 + 1.500, frame(*c, *s, b"world!", proto="tcp", flags=psh, seq=1006, ack=5006)),
+        (T0 + 1.501, frame(*s, *c, b"world!", proto="tcp", flags=psh, seq=5006, ack=1012)),
+        (T0 + 2.000, frame(*c, *s, proto="tcp", flags=fin | ack, seq=1012, ack=5012)),
+        (T0 + 2.001, frame(*s, *c, proto="tcp", flags=fin | ack, seq=5012, ack=1013)),
+    ]
+
+
+def tcp_events():
+    events = [rec(1.003, "client1", "tcp", "connected", local=f"{CLIENT}:50000", peer=f"{SERVER}:19200", session=0)]
+    for t, seq, text in ((1.011, 1, "hello"), (1.5001, 2, "world!")):
+        events.append(rec(t, "client1", "tcp", "sent", seq=seq, bytes=len(text), text=text, session=0))
+        events.append(rec(t + 0.21 if seq == 1 else t + 0.002, "client1", "tcp", "reply", seq=seq, bytes=len(text),
+                          intact=True, session=0))
+    return sorted(events, key=lambda r: r["ts"])
+
+
+def test_tcp_flow_handshake_retransmission_and_close(tmp_path):
+    (tmp_path / "capture").mkdir()
+    write_pcap(tmp_path / "capture" / "lab.pcap", tcp_frames())
+    events = tcp_events()
+    rows = join_views(events)
+    view = build_wire_view(tmp_path, events, rows, capture_on=True)
+    (flow,) = view["flows"]
+    assert flow["tcp"]["handshake_ms"] == pytest.approx(2.0, abs=0.01)
+    assert flow["tcp"]["retransmissions"] == {"c2s": 1, "s2c": 0}
+    assert [p["flags"] for p in flow["packets_list"]][:3] == ["S", "SA", "A"]
+    assert [(p["seq"], p["len"], p["retrans"], p["msg"]) for p in flow["packets_list"] if p["len"]] == [
+        (1, 5, False, 1), (1, 5, True, 1), (1, 5, False, 1), (6, 6, False, 2), (6, 6, False, 2)]
+    assert [m["retransmissions"] for m in view["messages"]] == [1, 0]
+    assert all(m["where"] == "ok" for m in view["messages"])
+    wire = rows[0].wire
+    assert (wire["retransmissions"], wire["fin"], wire["rst"], wire["wire_flag"]) == (1, "both", "", "ok")
+    assert (wire["wire_packets_out"], wire["wire_packets_in"], wire["wire_bytes_out"], wire["wire_bytes_in"]) == (6, 4, 16, 11)
+    results = evaluate(Scenario.model_validate({"name": "t", "description": "x", "expect": [
+        {"check": "retransmissions", "min": 1}, {"check": "handshake_ms", "max_ms": 1.0}]}).expect,
+        events + check_records(view))
+    assert [r.passed for r in results] == [True, False]
+
+
+def test_a_truncated_capture_keeps_the_flows_up_to_the_damage(tmp_path):
+    (tmp_path / "capture").mkdir()
+    path = write_pcap(tmp_path / "capture" / "lab.pcap", tcp_frames())
+    data = path.read_bytes()
+    path.write_bytes(data[:-20])  # the run was killed while the last record was being written
+    read = read_capture(path)
+    assert read.records == 9 and read.damage["after_packets"] == 9 and "torn" in read.damage["detail"]
+    events = tcp_events()
+    rows = join_views(events)
+    view = build_wire_view(tmp_path, events, rows, capture_on=True)
+    assert view["capture"]["status"] == "damaged" and "ends early" in view["capture"]["reason"]
+    assert view["flows"][0]["packets"] == {"c2s": 6, "s2c": 3}  # the FIN back was in the torn record
+    assert rows[0].wire["wire_flag"].startswith("capture-damaged")
+
+
+def test_a_corrupt_record_header_stops_the_reading_there(tmp_path):
+    path = write_pcap(tmp_path / "x.pcap", tcp_frames())
+    data = bytearray(path.read_bytes())
+    second = 24 + 16 + len(tcp_frames()[0][1])  # file header, first record
+    data[second + 8:second + 12] = (0x7FFFFFF0).to_bytes(4, "little")  # an absurd captured length
+    path.write_bytes(bytes(data))
+    read = read_capture(path)
+    assert read.records == 1 and read.damage is not None and read.damage["after_packets"] == 1
+
+
+def test_pcapng_is_read_too(tmp_path):
+    path = write_pcap(tmp_path / "x.pcapng", tcp_frames(), writer=dpkt.pcapng.Writer)
+    read = read_capture(path)
+    assert read.records == 10 and read.damage is None and len(read.packets) == 10
+
+
+def test_not_a_capture_and_no_capture_still_give_a_view_that_says_why(tmp_path):
+    events = tcp_events()
+    rows = join_views(events)
+    view = build_wire_view(tmp_path, events, rows, capture_on=False)
+    assert view["capture"]["status"] == "off" and "--no-capture" in view["capture"]["reason"]
+    assert rows[0].wire == {"wire_flag": "no-capture"}
+    assert view["messages"][0]["where"] == "ok"  # the client's own view still stands
+    (tmp_path / "capture").mkdir()
+    (tmp_path / "capture" / "lab.pcap").write_bytes(b"this is not a capture file")
+    rows = join_views(events)
+    view = build_wire_view(tmp_path, events, rows, capture_on=True)
+    assert view["capture"]["status"] == "missing" and "not a readable capture" in view["capture"]["reason"]
+    assert rows[0].wire["wire_flag"] == "no-capture"
+    (tmp_path / "capture" / "lab.pcap").unlink()
+    view = build_wire_view(tmp_path, events, join_views(events), capture_on=True)
+    assert view["capture"]["status"] == "missing" and "did not write one" in view["capture"]["reason"]
+    result = evaluate(Scenario.model_validate({"name": "t", "description": "x", "expect": [
+        {"check": "retransmissions", "max": 0}]}).expect, events + check_records(view))[0]
+    assert not result.passed and "did not write one" in result.detail
+
+
+def test_a_flow_no_program_claims_gets_its_own_row(tmp_path):
+    (tmp_path / "capture").mkdir()
+    stray = [(T0 + 5.0, frame("10.0.0.9", 33333, SERVER, 19200, b"who am I"))]
+    write_pcap(tmp_path / "capture" / "lab.pcap", tcp_frames() + stray)
+    events = tcp_events()
+    rows = join_views(events)
+    view = build_wire_view(tmp_path, events, rows, capture_on=True)
+    assert [r.client for r in rows] == ["client1", "?"]
+    assert rows[1].flag == "wire-only" and rows[1].wire["wire_flag"] == "wire-only"
+    assert rows[1].wire["wire_client"] == "10.0.0.9:33333"
+    assert view["flags"] == [{"kind": "wire-only", "client": None, "proto": "udp", "address": "10.0.0.9:33333",
+                              "flow": "udp 10.0.0.9:33333 10.0.0.2:19200",
+                              "detail": "a flow no client or server record claims"}]
+
+
+def test_wire_json_round_trips_and_feeds_the_timeline(tmp_path):
+    events = udp_run(tmp_path)
+    view = build_wire_view(tmp_path, events, join_views(events), capture_on=True)
+    write_wire_view(tmp_path, view)
+    assert read_wire_view(tmp_path) == json.loads((tmp_path / "wire.json").read_text())
+    lines = timeline_records(read_wire_view(tmp_path), client="client1")
+    assert [r["event"] for r in lines].count("datagram") == 5
+    assert [(r["seq"], r["reason"]) for r in lines if r["event"] == "lost"] == [
+        (2, "no-echo-on-wire"), (3, "echo-not-received"), (4, "request-not-on-wire")]
+    assert timeline_records(read_wire_view(tmp_path), client="client2") == []

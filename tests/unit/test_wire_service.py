@@ -1,0 +1,44 @@
+"""The capture helper in the rendered compose files: privileges, the bridge it records, start order."""
+
+from lab.compose import render
+from lab.scenario import Scenario
+from lab.wire.service import BRIDGE_OPTION, bridge_name
+
+
+def scenario(**data):
+    return Scenario.model_validate({"name": "t", "description": "x", **data})
+
+
+def test_the_capture_helper_has_only_what_tcpdump_needs_on_the_host_network():
+    capture = render(scenario(), run_id="20261125-085536-basic-823b5d", capture_group=1000)["services"]["capture"]
+    assert capture["network_mode"] == "host"
+    assert capture["cap_drop"] == ["ALL"] and capture["cap_add"] == ["NET_RAW", "SETGID"]
+    assert "no-new-privileges:true" in capture["security_opt"] and capture["read_only"] is True
+    assert capture["user"] == "0:1000"  # root for tcpdump, the run directory owner's group for the file
+    assert capture["command"][capture["command"].index("--interface") + 1] == "lab-823b5d"
+    assert capture["volumes"] == ["./capture:/capture"]
+    assert "profiles" not in capture  # `lab run` always records unless told not to
+
+
+def test_the_network_bridge_gets_the_name_the_helper_records():
+    run = render(scenario(), run_id="20261125-085536-basic-823b5d")
+    assert run["networks"]["lab"]["driver_opts"] == {BRIDGE_OPTION: "lab-823b5d"}
+    assert len(bridge_name("20261125-085536-a-very-long-scenario-name-823b5d")) <= 15  # Linux's limit
+
+
+def test_the_server_starts_only_once_packets_are_recorded():
+    services = render(scenario(server={"impair": {"loss": 0.1}}), run_id="r-1a2b3c")["services"]
+    assert services["server"]["depends_on"]["capture"] == {"condition": "service_healthy"}
+    assert services["server"]["depends_on"]["server-shaper"] == {"condition": "service_healthy"}
+
+
+def test_plain_compose_records_only_with_the_profile():
+    services = render(scenario())["services"]
+    assert services["capture"]["profiles"] == ["capture"]
+    assert services["server"]["depends_on"]["capture"] == {"condition": "service_healthy", "required": False}
+    assert services["capture"]["volumes"] == ["${LAB_CAPTURE_DIR:-./capture}:/capture"]
+
+
+def test_capture_false_renders_no_helper():
+    services = render(scenario(capture=False), run_id="r-1a2b3c")["services"]
+    assert "capture" not in services and "depends_on" not in services["server"]
