@@ -21,8 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-from lab.echo.options import OneLineParser
-from lab.echo.record import RecordWriter
+from lab.records.options import OneLineParser
+from lab.records.writer import RecordWriter
 
 PROG = "python3 -m lab.capture"
 # tcpdump's closing lines on stderr, e.g. "12 packets dropped by kernel".

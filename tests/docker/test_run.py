@@ -92,7 +92,8 @@ def test_lab_run_basic_writes_a_complete_run_directory(engine, node_image, tmp_p
 
     logs = run_lab("logs", "--out", str(tmp_path), "--client", "client2", "--proto", "tcp", "--json")
     picked = [json.loads(line) for line in logs.stdout.splitlines()]
-    assert picked and {e["service"] for e in picked} == {"client2", "server"}
+    assert picked and {e["service"] for e in picked} == {"client2", "server", "wire"}
+    assert {e["client"] for e in picked if e["role"] == "wire"} == {"client2"}  # its packets only
     client_local = next(e["local"] for e in picked if e["event"] == "connected")
     assert any(e["event"] == "accepted" and e["peer"] == client_local for e in picked)
     timeline = run_lab("logs", "--out", str(tmp_path))

@@ -1,6 +1,6 @@
 """The in-container packages import only the standard library and each other, as allowed.
 
-The node image carries `lab/echo`, `lab/shaper` and `lab/records` and nothing else of the lab:
+The node image carries `lab/echo`, `lab/shaper`, `lab/capture` and `lab/records` and nothing else of the lab:
 an import of the orchestrator or of a third-party package would fail only inside a container.
 This reads every import statement (top level and inside functions) and fails on any other.
 """
@@ -24,6 +24,7 @@ ALLOWED = {
     "echo": ("lab.echo", "lab.records"),
     "shaper": ("lab.shaper", "lab.records"),
     "records": ("lab.records",),
+    "capture": ("lab.capture", "lab.records"),
 }
 
 
