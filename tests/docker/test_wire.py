@@ -24,8 +24,12 @@ pytestmark = pytest.mark.docker
 def lossy_run(node_image, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wire-runs")
     proc = run_lab("run", "udp-loss", "--out", str(out))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return only_run_dir(out)
+    run = only_run_dir(out)
+    # The wire is judged here, not the scenario's own expectations (random loss may miss a bound):
+    # the run only has to have finished.
+    verdict = json.loads((run / "manifest.json").read_text())["verdict"]
+    assert verdict in ("passed", "failed"), proc.stdout + proc.stderr
+    return run
 
 
 def test_the_run_records_a_pcap_that_standard_tools_read(lossy_run):
