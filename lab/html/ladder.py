@@ -128,6 +128,8 @@ def _message(journey: Journey) -> list[Arrow]:
     if journey.received is None:
         out[0].kind = "lost"
         out[0].detail = f"lost {where}: {journey.text}"
+        if journey.resent:
+            out[0].label += " · sent again after reconnecting"
         return out
     after = journey.sent + 1e-9  # right below its message
     if journey.echoed is None:

@@ -49,6 +49,7 @@ class Journey:
     rtt_ms: float | None = None
     intact: bool | None = None
     retry: bool = False
+    resent: bool = False  # lost here, sent again on the client's next connection
     wire_where: str | None = None  # the capture's verdict (docs/wire.md `where`), when captured
 
     @property
@@ -220,7 +221,20 @@ def journeys(events: list[Record], conversations: list[Conversation], clock: Clo
             sockets.setdefault((conv.proto, normal_addr(conv.server_saw)), sock)
     _client_side(events, sockets, clock)
     _server_side(events, sockets, clock)
+    _mark_resent(by_row)
     return by_row
+
+
+def _mark_resent(rows: list[Socket]) -> None:
+    """A TCP message lost with its connection and sent again on the client's next one."""
+    later: dict[tuple[str, str, int], set[int]] = {}
+    for sock in sorted(rows, key=lambda s: min((j.sent for j in s.journeys), default=0.0), reverse=True):
+        c = sock.conversation
+        key = (c.client, c.proto, int(c.session or 0))
+        for journey in sock.journeys:
+            if journey.lost_where and journey.seq in later.get(key, set()):
+                journey.resent = True
+        later.setdefault(key, set()).update(j.seq for j in sock.journeys)
 
 
 def _client_side(events: list[Record], sockets: dict[tuple[str, str], Socket], clock: Clock) -> None:

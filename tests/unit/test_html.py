@@ -95,7 +95,8 @@ def test_server_restart_marks_the_fault_and_the_lost_send_of_the_dead_connection
     assert [(f.action, f.target) for f in run.faults] == [("restart", "server")]
     first, second = socket(run, "client1", "tcp", 0), socket(run, "client1", "tcp", 1)
     assert [j.lost_where for j in first.lost] == [TO_SERVER]
-    assert first.lost[0].seq == second.journeys[0].seq  # resent on the new connection
+    assert first.lost[0].seq == second.journeys[0].seq and first.lost[0].resent  # sent again on the new connection
+    assert any("sent again after reconnecting" in a.label for a in ladder(first).arrows if a.lost)
     assert "restart server" in render_report(run)
 
 
