@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from lab.sockwatch.procnet import parse_table, read_tables
+from lab.learner.procnet import parse_table, read_tables
 
 TCP = """\
   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
