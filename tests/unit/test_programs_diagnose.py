@@ -109,8 +109,9 @@ def test_views_are_derived_from_the_socket_tables_and_what_was_printed():
         printed("server", "waiting for datagrams on ('0.0.0.0', 19200)", ip="10.0.0.2"),
     ]
     derived = derive_views(records)
-    summary = sorted((r["role"], r["service"], r["proto"], r["event"], r.get("local_route") or r.get("local") or r.get("peer"),
-                      r["source"]) for r in derived)
+    summary = sorted((r["role"], r["service"], r["proto"], r["event"],
+                      r["peer"] if r["role"] == "server" else r.get("local_route") or r["local"], r["source"])
+                     for r in derived)
     assert summary == [
         ("client", "client1", "tcp", "connected", "10.0.0.5:40000", "socket-table"),
         ("client", "client2", "udp", "bound", "10.0.0.6:48001", "printed"),
