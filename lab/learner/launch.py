@@ -97,7 +97,8 @@ class Launch:
             return
         self.kept += len(data)
         body = data.rstrip(b"\n").rstrip(b"\r")
-        self.writer.emit(None, "output", stream=stream, line=self.lines[stream], **text_fields(body, limit=LONGEST_LINE))
+        self.writer.emit(None, "output", stream=stream, line=self.lines[stream], bytes=len(body),
+                         **text_fields(body, limit=LONGEST_LINE))
 
     def audit(self, data: bytes) -> None:
         self.audit_count += 1

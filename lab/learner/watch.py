@@ -70,8 +70,10 @@ class Watcher:
                              owned=bool(row.inode))
 
 
-def watch(writer: RecordWriter, interval: float, stop: threading.Event, proc_net: Path = Path("/proc/net")) -> dict:
-    """Sample until `stop` is set; return the summary's fields."""
+def watch(writer: RecordWriter, interval: float, stop: threading.Event, proc_net: Path = Path("/proc/net"),
+          ready_file: str | None = None) -> dict:
+    """Sample until `stop` is set; return the summary's fields. The ready file is made after
+    the first sample, so whatever starts after it is watched from its first socket."""
     watcher = Watcher(writer)
     samples, longest, last = 0, 0.0, None
     while not stop.is_set():
@@ -80,6 +82,8 @@ def watch(writer: RecordWriter, interval: float, stop: threading.Event, proc_net
         if last is not None:
             longest = max(longest, now - last)
         last, samples = now, samples + 1
+        if samples == 1 and ready_file:
+            Path(ready_file).touch()
         stop.wait(interval)
     return {"samples": samples, "longest_gap_ms": round(longest * 1000, 1), "interval_ms": interval * 1000}
 
@@ -93,8 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    if options.ready_file:
-        Path(options.ready_file).touch()
-    summary = watch(writer, max(options.interval, 0.001), stop)
+    summary = watch(writer, max(options.interval, 0.001), stop, ready_file=options.ready_file)
     writer.emit(None, "summary", **summary)
     return 0
