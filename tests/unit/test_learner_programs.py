@@ -142,15 +142,18 @@ def test_the_watcher_sees_listen_queue_accept_and_close_of_real_sockets():
 
 def test_the_watch_program_stops_on_sigterm_with_a_summary(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    ready = tmp_path / "ready"
-    proc = subprocess.Popen([sys.executable, "-m", "lab.learner", "watch", "--interval", "0.005", "--ready-file", str(ready)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    ready, out = tmp_path / "ready", tmp_path / "out"
+    # Output to a file: this host's namespace may hold thousands of sockets, all reported at
+    # the first sample, more than a pipe holds while nobody reads it.
+    with out.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "lab.learner", "watch", "--interval", "0.005",
+                                 "--ready-file", str(ready)], stdout=sink, text=True, env=env)
     deadline = time.monotonic() + 20
     while not ready.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=10)
-    summary = json.loads(out.splitlines()[-1])
+    proc.wait(timeout=10)
+    summary = json.loads(out.read_text().splitlines()[-1])
     assert proc.returncode == 0 and summary["event"] == "summary" and summary["samples"] >= 3
     assert TUTORIAL.is_dir()
