@@ -28,6 +28,8 @@ from pydantic_core import PydanticCustomError
 from lab.errors import ScenarioError
 from lab.expect import Expectation
 from lab.fault_actions import FaultAction
+from lab.home import project_root
+from lab.programs.spec import Program, resolve_program_paths
 from lab.records.options import UDP_PAYLOAD_MAX
 from lab.shaper import impairment as shaper
 
@@ -106,6 +108,7 @@ class ServerSpec(Model):
     port: Annotated[int, Field(ge=1, le=65535)] = 19200
     idle_timeout: Annotated[float, Field(gt=0, le=3600)] = 30
     impair: Impairment | None = None
+    program: Program | None = None  # a learner's own server instead of the echo server
 
 
 class ClientSpec(Model):
@@ -125,6 +128,7 @@ class ClientSpec(Model):
     reconnect_for: Annotated[float, Field(ge=0, le=600)] = 0
     start_after: Annotated[float, Field(ge=0, le=600)] = 0
     impair: Impairment | None = None
+    program: Program | None = None  # a learner's own client instead of the echo client
 
     @model_validator(mode="after")
     def _one_message_source(self) -> ClientSpec:
@@ -310,6 +314,7 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"{path}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: a scenario is a mapping with at least `description:`, got {type(data).__name__}")
+    resolve_program_paths(data, path, project_root())
     data.setdefault("name", path.stem)
     if data["name"] != path.stem:
         raise ScenarioError(f"{path}: name: {data['name']!r} must match the file name {path.stem!r}")

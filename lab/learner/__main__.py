@@ -1,4 +1,5 @@
-"""`python3 -m lab.learner run ...` runs a learner's program; `... watch` records the socket table."""
+"""`python3 -m lab.learner run ...` runs a learner's program; `... watch` records the socket
+table; `... ready --port P` is the health check of a learner's server."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in ("run", "watch"):
-        print("usage: python3 -m lab.learner run|watch [--help]", file=sys.stderr)
+    if not args or args[0] not in ("run", "watch", "ready"):
+        print("usage: python3 -m lab.learner run|watch|ready [--help]", file=sys.stderr)
         return 2
     if args[0] == "run":
         from lab.learner.launch import main as command
-    else:
+    elif args[0] == "watch":
         from lab.learner.watch import main as command
+    else:
+        from lab.learner.ready import main as command
     return int(command(args[1:]) or 0)
 
 
