@@ -7,6 +7,8 @@ only, unique labels, a network Docker sizes itself so that runs never collide).
 Layout of a rendered project:
 - `server`: the echo servers (TCP and/or UDP), unprivileged, healthy once listening.
 - `client1..N`: the echo clients; each starts once the server is healthy.
+- `<svc>-sockets`: only for a service running a learner's own program (`program:`): records
+  the socket table of the service's network namespace, with no capability at all.
 - `<svc>-shaper`: only for a service with an impairment. It owns the network namespace, holds
   NET_ADMIN, applies the impairment, and the echo container joins it with
   `network_mode: service:<svc>-shaper`, so the echo programs never get NET_ADMIN.
@@ -23,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from lab.home import project_root
+from lab.programs.spec import Program
 from lab.scenario import ClientSpec, Impairment, Scenario
 from lab.wire.service import BRIDGE_OPTION, bridge_name, capture_dependency, capture_service
 
@@ -34,6 +38,7 @@ BASE_IMAGE_VARIABLE = "${LAB_BASE_IMAGE:-socketlab/base:bookworm}"
 NETWORK = "lab"
 READY_FILE = "/tmp/lab-ready"
 SHAPER_READY_FILE = "/tmp/shaper-ready"
+WATCHER_READY_FILE = "/tmp/sockets-ready"
 LABEL_PREFIX = "io.socketlab"
 RUN_LABEL = f"{LABEL_PREFIX}.run"
 ROLE_LABEL = f"{LABEL_PREFIX}.role"
@@ -106,12 +111,22 @@ def render(
         server["depends_on"] = capture_dependency(plain=not run_id)
         services["capture"] = capture_service(node("capture", "capture"), bridge_name(run_id),
                                               group=capture_group, plain=not run_id)
-    _attach(services, server, "server", scenario.server.impair, node, aliases=["server"])
+    if scenario.server.program:
+        server["command"] = _program_command(scenario.server.program)
+        _mount_program(server, scenario.server.program, build_context, run_id)
+        server["healthcheck"] = {
+            "test": ["CMD", "python3", "-m", "lab.learner", "ready", "--port", str(scenario.server.port)],
+            "interval": "500ms", "timeout": "2s", "retries": 60,
+        }
+    _attach(services, server, "server", scenario.server.impair, node, aliases=["server"],
+            watch=scenario.server.program is not None)
 
     for name in scenario.client_names():
         spec = scenario.client(name)
         client = node(name, "client")
         command = ["python3", "-m", "lab.echo", "client", *client_args(scenario, spec)]
+        if spec.program:
+            command = _program_command(spec.program)
         if spec.start_after:
             command = ["sh", "-c", f'sleep {spec.start_after:g} && exec "$@"', "start-after", *command]
         client.update(
@@ -121,7 +136,9 @@ def render(
             restart="no",
             **_hardening(pids=64 + 2 * spec.sessions),
         )
-        _attach(services, client, name, spec.impair, node, aliases=[])
+        if spec.program:
+            _mount_program(client, spec.program, build_context, run_id)
+        _attach(services, client, name, spec.impair, node, aliases=[], watch=spec.program is not None)
 
     if not run_id:
         # Plain compose only: `lab run` watches the clients itself (and `up -d` would otherwise
@@ -143,12 +160,39 @@ def render(
     return {"services": services, "networks": {NETWORK: network}}
 
 
+def _program_command(program: Program) -> list[str]:
+    """A learner's program instead of the echo program, run by the launcher (`$$` is compose's `$`)."""
+    return [part.replace("$", "$$") for part in program.launcher_command()]
+
+
+def _mount_program(spec: dict[str, Any], program: Program, build_context: str | None, run_id: str | None) -> None:
+    """The program's file or folder, mounted read-only (for plain compose: from the checkout,
+    relative to the compose file)."""
+    spec["pids_limit"] = 256
+    if program.path:
+        source = program.path
+        if not run_id and build_context is not None:
+            source = f"{build_context}/{os.path.relpath(program.path, project_root())}"
+        spec["volumes"] = [f"{source}:{program.mount_target()}:ro"]
+
+
 def _attach(
-    services: dict[str, Any], spec: dict[str, Any], name: str, impair: Impairment | None, node, aliases: list[str]
+    services: dict[str, Any], spec: dict[str, Any], name: str, impair: Impairment | None, node, aliases: list[str],
+    watch: bool = False,
 ) -> None:
-    """Put a service on the lab network, directly or through its shaper sidecar."""
-    if impair is None:
+    """Put a service on the lab network, directly or through its sidecars: the shaper owns the
+    network namespace when there is one, else the socket-table watcher when there is one; the
+    service joins it and starts once its sidecars are healthy (so nothing it does goes unseen)."""
+    if impair is None and not watch:
         spec["networks"] = {NETWORK: {"aliases": aliases} if aliases else {}}
+        services[name] = spec
+        return
+    depends = dict(spec.get("depends_on", {}))
+    if impair is None:
+        owner = _watcher(services, name, node, {"networks": {NETWORK: {"aliases": aliases or [name]}}})
+        spec["network_mode"] = f"service:{owner}"
+        depends[owner] = {"condition": "service_healthy"}
+        spec["depends_on"] = depends
         services[name] = spec
         return
     shaper_name = f"{name}-shaper"
@@ -174,10 +218,30 @@ def _attach(
     )
     services[shaper_name] = shaper
     spec["network_mode"] = f"service:{shaper_name}"
-    depends = dict(spec.get("depends_on", {}))
     depends[shaper_name] = {"condition": "service_healthy"}
+    if watch:
+        joined = {"network_mode": f"service:{shaper_name}",
+                  "depends_on": {shaper_name: {"condition": "service_healthy"}}}
+        depends[_watcher(services, name, node, joined)] = {"condition": "service_healthy"}
     spec["depends_on"] = depends
     services[name] = spec
+
+
+def _watcher(services: dict[str, Any], name: str, node, placement: dict[str, Any]) -> str:
+    """The socket-table watcher of a service running a learner's program: no capability at all
+    (the tables of its own namespace are readable by anyone in it)."""
+    watcher_name = f"{name}-sockets"
+    watcher = node(watcher_name, "sockets")
+    watcher.update(
+        command=["python3", "-m", "lab.learner", "watch", "--ready-file", WATCHER_READY_FILE],
+        environment={"LAB_NAME": name},
+        healthcheck=_ready_when(WATCHER_READY_FILE),
+        stop_grace_period="3s",
+        **_hardening(pids=16),
+        **placement,
+    )
+    services[watcher_name] = watcher
+    return watcher_name
 
 
 def _ready_when(path: str) -> dict[str, Any]:

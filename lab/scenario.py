@@ -222,6 +222,9 @@ class Scenario(Model):
     timeout: Annotated[float, Field(gt=0, le=3600)] = 120
     publish: list[str] = Field(default=[], description="host port mappings for the server, e.g. '19200:19200'")
     capture: bool = Field(default=True, description="record the lab network's packets (docs/wire.md)")
+    # What a run ends with when the lab works: `failed` for a scenario that shows a broken
+    # program (its expectations say what the lab must find), so a suite judges it as expected.
+    outcome: Literal["passed", "failed"] = "passed"
 
     @field_validator("publish")
     @classmethod

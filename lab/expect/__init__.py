@@ -10,6 +10,7 @@ The modules name what they check:
 - `clients`: clients_ok, fault, reconnected_after_fault
 - `server`: the server's view against the clients' (distinct_ports, views_agree, distinct_peers,
   concurrency, accepted_in_order, accept_wait_grows)
+- `programs`: diagnosed (the lab explained a learner's program)
 - `metrics`: every measured number, computed once, and the generic `metric` kind over them
 - `wire`: the capture's view (retransmissions, lost_where, handshake_ms)
 - `base`: what every kind is built from; `query`: questions asked of the records
@@ -31,6 +32,7 @@ from lab.expect.base import BaseExpectation, ExpectationResult
 from lab.expect.clients import ClientsOk, FaultHappened, ReconnectedAfterFault
 from lab.expect.messages import EchoedIntact, Loss, Rtt
 from lab.expect.metrics import METRICS, Metric
+from lab.expect.programs import Diagnosed
 from lab.expect.query import (
     Message,
     Record,
@@ -62,7 +64,8 @@ __all__ = [
 # The registry: every kind a scenario may name, in the order the docs list them.
 KIND_MODELS: tuple[type[BaseExpectation], ...] = (
     EchoedIntact, Loss, Rtt, DistinctPorts, ViewsAgree, DistinctPeers, Concurrency, AcceptedInOrder,
-    AcceptWaitGrows, ClientsOk, FaultHappened, ReconnectedAfterFault, Metric, Retransmissions, LostWhere, HandshakeMs,
+    AcceptWaitGrows, ClientsOk, FaultHappened, ReconnectedAfterFault, Diagnosed, Metric, Retransmissions, LostWhere,
+    HandshakeMs,
 )
 KINDS = tuple(model.model_fields["check"].annotation.__args__[0] for model in KIND_MODELS)
 

@@ -82,6 +82,12 @@ def diagnose(records: Iterable[Record], wire: dict | None = None, server: str = 
     return sorted(unique.values(), key=lambda d: (d.kind, d.host, d.socket or ""))
 
 
+def diagnosis_records(found: list[Diagnosis], ts: str) -> list[Record]:
+    """Diagnoses as `lab` records for the run's timeline (and the `diagnosed` expectation)."""
+    return [{"v": 1, "ts": ts, "host": "lab", "role": "lab", "proto": None, "event": "diagnosis",
+             "kind": d.kind, "target": d.host, "socket": d.socket, "text": d.text} for d in found]
+
+
 def _server_sockets(learner: list[Record], server: str) -> list[Record]:
     return [r for r in learner if r.get("role") == "sockets" and _host(r) == server
             and r.get("event") in ("listen", "bound")]

@@ -109,7 +109,25 @@ def derive_views(records: Iterable[Record], server: str = "server", ips: dict[st
                 if _ip(address) in ("0.0.0.0", "::") and own:
                     fields["local_route"] = f"{own}:{port_of(address)}"
                 add(host, "client", "connected" if proto == "tcp" else "bound", proto, PRINTED, r["ts"], **fields)
+    out += _summaries(learner, server, out)
     out.sort(key=lambda rec: rec["ts"])
+    return out
+
+
+def _summaries(learner: list[Record], server: str, derived: list[Record]) -> list[Record]:
+    """A client program's exit as the `summary` the echo client would print: ok when it exited
+    0, one per protocol it used, so `clients_ok` judges a learner's clients like the lab's."""
+    out = []
+    for r in learner:
+        if r.get("role") != "program" or r.get("event") != "exited" or _host(r) == server:
+            continue
+        host = _host(r)
+        protos = sorted({d["proto"] for d in derived if d["service"] == host}) or [_proto_asked(learner, host)]
+        code = r.get("code")
+        reason = None if code == 0 else (f"killed by {r['signal']}" if r.get("signal") else f"exited with code {code}")
+        for proto in protos:
+            out.append({"v": 1, "ts": r["ts"], "host": host, "service": host, "role": "client", "proto": proto,
+                        "event": "summary", "ok": code == 0, "reason": reason, "source": "program"})
     return out
 
 

@@ -3,7 +3,8 @@
 Usage: `udp_client.py [HOST [MESSAGE ...]]`. It sends to the server by name (default
 `server`) instead of 127.0.0.1. Messages given on the command line replace the default
 four; an empty argument (`""`) sends an empty datagram. A lost datagram is never resent:
-after two seconds without an echo the client says so and goes on.
+after two seconds without an echo the client says so and goes on; it exits with status 1
+if any message went without its echo.
 """
 
 import socket
@@ -17,6 +18,7 @@ messages = sys.argv[2:] or [time.asctime(), "Hello from the client", "你好，�
 
 client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 client.settimeout(2)
+missing = 0
 for message in messages:
     client.sendto(message.encode("utf-8"), (HOST, PORT))
     print("sent", repr(message), "from", client.getsockname(), flush=True)
@@ -24,6 +26,8 @@ for message in messages:
         echo, address = client.recvfrom(1024)
     except (TimeoutError, ConnectionRefusedError) as exc:
         print("no echo:", exc, flush=True)
+        missing += 1
         continue
     print("echo from", address, ":", echo.decode("utf-8"), flush=True)
 client.close()
+sys.exit(1 if missing else 0)
