@@ -29,6 +29,8 @@ from lab.expect import Record, evaluate
 from lab.faults import FaultTimeline, apply_fault
 from lab.html import write_report
 from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
+from lab.programs.diagnose import clients_by_address, diagnose, diagnosis_records
+from lab.programs.views import derive_views
 from lab.progress import QuietProgress, RunProgress
 from lab.records.schema import utc_timestamp
 from lab.scenario import Scenario
@@ -48,6 +50,7 @@ class RunResult:
     clients: dict[str, int | None] = field(default_factory=dict)
     conversations: list = field(default_factory=list)
     expectations: list = field(default_factory=list)
+    diagnoses: list = field(default_factory=list)
     error: str | None = None
     report: Path | None = None
     details: list[str] = field(default_factory=list)  # worth knowing, not a failure (e.g. capture drops)
@@ -207,9 +210,14 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
         except (LabError, OSError) as exc:
             errors.append(f"down: {exc} (run `lab clean`)")
     events = merge_timeline(groups)
-    write_text(directory / "events.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in events))
+    # Programs that print no records: their views come from the socket tables and their output.
+    events = merge_timeline([events, derive_views(events)])
     result.conversations = join_views(events)
     wire = _wire_view(scenario, directory, events, result)
+    result.diagnoses = diagnose(events, wire,
+                                clients_by_address=clients_by_address(result.conversations))
+    events = merge_timeline([events, diagnosis_records(result.diagnoses, utc_timestamp())])
+    write_text(directory / "events.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in events))
     write_text(directory / "clients.csv", conversations_csv(result.conversations))
     result.clients = {c.service: c.exit_code for c in seen.values() if c.role == "client"}
     _judge(scenario, result, events + check_records(wire), errors)
@@ -221,6 +229,7 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
         kept=keep,
         images={"node": engine_safe(lambda: engine.image_id(node_image())), "containers": images},
         clients=result.clients,
+        diagnoses=[d.as_dict() for d in result.diagnoses],
         expectations=[r.model_dump(mode="json") for r in result.expectations],
         containers={c.name: {"service": c.service, "role": c.role, "ip": c.ip, "exit_code": c.exit_code}
                     for c in seen.values()},
@@ -256,8 +265,10 @@ def _collect_logs(engine: Engine, seen: dict[str, ContainerInfo], directory: Pat
         origin = Origin(container=info.name, service=info.service, role=info.role, ip=info.ip)
         records = parse_output(raw, origin)
         if origin.ip is None and info.role not in ("shaper", "capture"):
-            # An echo container behind a shaper has no IP of its own in Docker's view.
-            origin.ip = _by_service(seen).get(f"{info.service}-shaper", info).ip or infer_ip(records)
+            # An echo container behind a shaper or a socket watcher has no IP of its own in Docker's view.
+            owners = _by_service(seen)
+            owner = owners.get(f"{info.service}-shaper") or owners.get(f"{info.service}-sockets") or info
+            origin.ip = owner.ip or infer_ip(records)
             info.ip = origin.ip
             for record in records:
                 record.setdefault("ip", origin.ip)
