@@ -17,7 +17,7 @@ from lab.engine import Engine
 from lab.home import project_root, runs_dir, scenarios_dir
 from lab.images import build_node
 from lab.junit import write_junit
-from lab.report import console, conversation_table, expectation_table
+from lab.report import console, conversation_table, diagnosis_lines, expectation_table
 from lab.run import RunResult, run_scenario
 from lab.scenario import Scenario, find_scenario, load_scenario, scenario_names
 from lab.verdict import Verdict
@@ -89,6 +89,8 @@ def run_and_show(scenario: Scenario, path: Path, engine: Engine, out_dir: Path |
     out.print(conversation_table(result.conversations, title=f"{scenario.name}: one row per client socket"))
     if result.expectations:
         out.print(expectation_table(result.expectations))
+    for line in diagnosis_lines(result.diagnoses):
+        out.print(line, highlight=False)
     failed = {name: code for name, code in sorted(result.clients.items()) if code != 0}
     if failed:
         out.print("clients that failed: " + ", ".join(f"{n} (exit {c})" for n, c in failed.items()))

@@ -53,6 +53,11 @@ def expectation_table(results: Iterable[Any]) -> Table:
     return table
 
 
+def diagnosis_lines(diagnoses: Iterable[Any]) -> list[str]:
+    """What the lab found wrong with a learner's programs: one line each, with the fix."""
+    return [f"[bold]why[/] ({d.kind}) {d.text}" for d in diagnoses]
+
+
 def runs_table(runs: list[dict[str, Any]]) -> Table:
     table = Table(title_justify="left")
     for name in ("run", "scenario", "started (UTC)", "verdict", "clients"):
