@@ -27,6 +27,7 @@ from typing import Any
 
 from lab.expect import Record, port_of
 
+DOCKER_DNS = "127.0.0.11"
 QUEUE_WAIT_S = 1.0  # a connection not accepted for this long is waiting for the server, not the kernel
 
 
@@ -56,6 +57,11 @@ def _loopback(address: str) -> bool:
     return host.startswith("127.") or host == "::1"
 
 
+def _docker_dns(address: str) -> bool:
+    """Docker's embedded DNS server listens inside every container's namespace on 127.0.0.11."""
+    return _ip(address) == DOCKER_DNS
+
+
 def _time(ts: str) -> dt.datetime:
     return dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -64,7 +70,7 @@ def _clock(ts: str) -> str:
     return ts[11:23]
 
 
-def diagnose(records: Iterable[Record], wire: dict | None = None, server: str = "server",
+def diagnose(records: Iterable[Record], wire: dict | None = None, *, server: str = "server",
              clients_by_address: dict[str, str] | None = None) -> list[Diagnosis]:
     """Every diagnosis for a run, in a stable order (by kind, then host).
 
@@ -106,7 +112,7 @@ def diagnosis_records(found: list[Diagnosis], ts: str) -> list[Record]:
 
 def _server_sockets(learner: list[Record], server: str) -> list[Record]:
     return [r for r in learner if r.get("role") == "sockets" and _host(r) == server
-            and r.get("event") in ("listen", "bound")]
+            and r.get("event") in ("listen", "bound") and not _docker_dns(r["local"])]
 
 
 def _loopback_listener(learner: list[Record], server: str) -> list[Diagnosis]:

@@ -23,7 +23,8 @@ from lab.programs.printed import addresses_in
 
 SOCKET_TABLE = "socket-table"
 PRINTED = "printed"
-DNS_PORT = 53  # the resolver's sockets (Docker's DNS at 127.0.0.11) are not the conversation
+DNS_PORT = 53  # the resolver's sockets are not the conversation
+DOCKER_DNS = "127.0.0.11"  # Docker's embedded DNS server listens in every container's namespace
 
 
 def _host(record: Record) -> str:
@@ -44,7 +45,8 @@ def derive_views(records: Iterable[Record], server: str = "server", ips: dict[st
     """Echo-style records (client `connected`/`bound`, server `accepted`/`received`) derived
     from the watcher's and the launcher's records of a run; sorted by time."""
     ips = dict(ips or {})
-    learner = [r for r in records if r.get("role") in ("sockets", "program")]
+    learner = [r for r in records if r.get("role") in ("sockets", "program")
+               and _ip(str(r.get("local") or "")) != DOCKER_DNS]
     for r in learner:
         if r.get("ip"):
             ips.setdefault(_host(r), r["ip"])
@@ -79,7 +81,7 @@ def derive_views(records: Iterable[Record], server: str = "server", ips: dict[st
             continue
         if event == "open" and proto == "tcp" and not _loopback_or_wild(r["peer"]):
             add(host, "client", "connected", "tcp", SOCKET_TABLE, r["ts"], local=r["local"], peer=r["peer"])
-        elif event == "bound" and proto == "udp":
+        elif event == "bound" and proto == "udp" and not _ip(r["local"]).startswith("127."):
             local = r["local"]
             fields = {"local": local}
             if _ip(local) in ("0.0.0.0", "::") and host in ips:
