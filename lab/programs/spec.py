@@ -19,7 +19,7 @@ must not be able to mount arbitrary files of the machine into a container.
 
 from __future__ import annotations
 
-import os
+import stat
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,10 +100,23 @@ def resolve_program_paths(data: dict[str, Any], scenario_file: Path, home: Path 
         elif real.suffix != ".py":
             raise ScenarioError(f"{where}: {given!r} is not a Python file (.py) or a folder with main.py; "
                                 f"use `command:` for other programs")
-        check = real / "main.py" if real.is_dir() else real
-        if not os.access(check, os.R_OK):
-            raise ScenarioError(f"{where}: {given!r} is not readable")
+        unreadable = _unreadable_by_containers(real)
+        if unreadable:
+            raise ScenarioError(f"{where}: {unreadable} is not readable by the lab's containers (they run as an "
+                                f"unprivileged user): `chmod o+r` it (and o+x on its folders)")
         program["path"] = str(real)
+
+
+def _unreadable_by_containers(path: Path) -> Path | None:
+    """The first file (or folder) in a program that others may not read: the containers run as
+    uid 10001, not as the user who wrote the scenario (checked by mode bits, so it holds when
+    the lab itself runs as root)."""
+    files = [path] if path.is_file() else [path, *sorted(path.rglob("*"))]
+    for item in files:
+        mode = item.stat().st_mode
+        if not mode & stat.S_IROTH or (item.is_dir() and not mode & stat.S_IXOTH):
+            return item
+    return None
 
 
 def _programs(data: dict[str, Any]):

@@ -26,6 +26,14 @@ def test_scenario(name, engine, node_image, tmp_path_factory):
     problems += [f"{client} exited {code}" for client, code in sorted(result.clients.items()) if code != 0]
     if result.error:
         problems.append(result.error)
+    if scenario.outcome == "failed":
+        # A scenario that shows a broken program: the run fails, and every expectation (what the
+        # lab must find and explain) holds.
+        failed = [p for p in problems if " exited " not in p]
+        assert result.verdict == "failed" and not failed, (
+            f"scenario {name} {result.verdict}; run directory: {result.directory}\n  " + "\n  ".join(problems))
+        assert result.expectations
+        return
     assert result.verdict == "passed", (
         f"scenario {name} {result.verdict}; run directory: {result.directory}\n  " + "\n  ".join(problems)
     )
