@@ -197,14 +197,18 @@ def run(command: list[str], audited: bool, writer: RecordWriter, limit: int, std
     return status
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="lab.learner run", description="Run a program and record its output and socket calls.")
     parser.add_argument("--output-limit", type=int_in(1024, 1 << 30), default=DEFAULT_OUTPUT_LIMIT,
                         help=f"bytes of output kept per program (default {DEFAULT_OUTPUT_LIMIT})")
     parser.add_argument("--stdin", help="text given to the program on its standard input")
     parser.add_argument("target", help="a Python file, a folder with main.py, or a command")
     parser.add_argument("args", nargs="*", help="the program's own arguments (after --)")
-    options = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
     writer = RecordWriter("program")
     try:
         command, audited = resolve(options.target)

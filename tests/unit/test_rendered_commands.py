@@ -14,6 +14,7 @@ from lab.compose import render
 from lab.echo import client as echo_client
 from lab.echo import server as echo_server
 from lab.home import project_root
+from lab.learner import launch
 from lab.scenario import Impairment, load_scenario, scenario_names
 from lab.shaper import cli as shaper_cli
 from lab.shaper.impairment import FIELDS
@@ -21,7 +22,7 @@ from lab.shaper.impairment import Impairment as ShaperImpairment
 
 SCENARIOS = project_root() / "scenarios"
 PROGRAM = {"server": ["python3", "-m", "lab.echo", "server"], "client": ["python3", "-m", "lab.echo", "client"],
-           "shaper": ["python3", "-m", "lab.shaper"]}
+           "shaper": ["python3", "-m", "lab.shaper"], "program": ["python3", "-m", "lab.learner", "run"]}
 
 
 def parsed(parse, argv: list[str], capsys):
@@ -61,12 +62,21 @@ def test_every_rendered_command_parses_with_the_in_container_parsers(name, capsy
     roles = {service: spec["labels"]["io.socketlab.role"] for service, spec in services.items()}
     assert sorted(s for s, r in roles.items() if r == "client") == sorted(scenario.client_names())
 
-    settings = parsed(echo_server.parse_settings, program_args(services["server"]["command"], "server"), capsys)
-    assert (list(settings.protos), settings.port, settings.mode) == (
-        scenario.server.proto, scenario.server.port, scenario.server.mode)
+    if scenario.server.program:
+        launched = parsed(launch.build_parser().parse_args, program_args(services["server"]["command"], "program"), capsys)
+        assert launched.target == scenario.server.program.mount_target() and launched.args == scenario.server.program.args
+    else:
+        settings = parsed(echo_server.parse_settings, program_args(services["server"]["command"], "server"), capsys)
+        assert (list(settings.protos), settings.port, settings.mode) == (
+            scenario.server.proto, scenario.server.port, scenario.server.mode)
 
     for client in scenario.client_names():
         spec = scenario.client(client)
+        if spec.program:
+            argv = program_args(services[client]["command"], "program")
+            launched = parsed(launch.build_parser().parse_args, argv, capsys)
+            assert (launched.target, launched.args) == (spec.program.mount_target(), spec.program.args)
+            continue
         plan = parsed(client_plan, program_args(services[client]["command"], "client"), capsys)
         assert list(plan.protos) == spec.proto and (plan.interval, plan.timeout) == (spec.interval, spec.timeout)
         if spec.messages is not None:
