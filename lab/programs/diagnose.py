@@ -19,10 +19,8 @@ the socket and the fix:
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from lab.expect import Record, port_of
@@ -94,14 +92,6 @@ def clients_by_address(conversations) -> dict[str, str]:
     """`ip:port` -> client name, from the joined conversation rows."""
     return {f"{c.client_ip}:{c.client_port}": c.client for c in conversations
             if c.client != "?" and c.client_port is not None}
-
-
-def read_wire(directory: Path) -> dict | None:
-    """A run's wire view (`wire.json`), or None when there was no capture or it is unreadable."""
-    try:
-        return json.loads((directory / "wire.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def diagnosis_records(found: list[Diagnosis], ts: str) -> list[Record]:
