@@ -38,7 +38,7 @@ def conversation_table(rows: list[Conversation], title: str = "Conversations") -
             str(c.bytes),
             _num(c.rtt_p50_ms),
             _num(c.rtt_p95_ms),
-            f"[{FLAG_STYLE.get(c.flag, '')}]{c.flag}[/]",
+            f"[{FLAG_STYLE.get(c.flag, 'yellow')}]{c.flag}[/]",  # a flag without a colour of its own: yellow
         )
     return table
 
