@@ -20,11 +20,14 @@ _FLAG_LETTERS = ((TH_SYN, "S"), (TH_FIN, "F"), (TH_RST, "R"), (TH_PUSH, "P"), (T
 _SEQ_SPACE = 1 << 32
 
 
+_LETTERS = ["".join(letter for bit, letter in _FLAG_LETTERS if flags & bit) for flags in range(256)]
+
+
 def flag_letters(flags: int) -> str:
-    return "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
+    return _LETTERS[flags & 0xFF]
 
 
-@dataclass
+@dataclass(slots=True)
 class WirePacket:
     """One packet of a flow, as the ladder shows it."""
 
@@ -85,20 +88,26 @@ class Flow:
     def _tcp(self, packet: Packet, direction: str) -> WirePacket:
         flags = packet.flags
         other = S2C if direction == C2S else C2S
-        if direction not in self._isn:
+        isn = self._isn
+        if direction not in isn:
             # Without its SYN (capture started late), the first byte seen counts as byte 1.
-            self._isn[direction] = packet.seq if flags & TH_SYN else (packet.seq - 1) % _SEQ_SPACE
-        seq = (packet.seq - self._isn[direction]) % _SEQ_SPACE
-        ack = (packet.ack - self._isn[other]) % _SEQ_SPACE if (flags & TH_ACK and other in self._isn) else 0
+            isn[direction] = packet.seq if flags & TH_SYN else (packet.seq - 1) % _SEQ_SPACE
+        seq = (packet.seq - isn[direction]) % _SEQ_SPACE
+        ack = (packet.ack - isn[other]) % _SEQ_SPACE if (flags & TH_ACK and other in isn) else 0
         length = len(packet.payload)
         # Sequence space this segment occupies: its bytes, plus one for SYN and one for FIN.
         end = seq + length + (1 if flags & TH_SYN else 0) + (1 if flags & TH_FIN else 0)
-        occupies = end > seq
-        retrans = occupies and end <= self._sent_end.get(direction, -1)
-        if occupies and not retrans:
-            self._sent_end[direction] = max(end, self._sent_end.get(direction, 0))
-        if retrans:
-            self.retransmissions[direction] += 1
+        retrans = False
+        if end > seq:
+            sent_end = self._sent_end.get(direction, -1)
+            if end <= sent_end:
+                retrans = True
+                self.retransmissions[direction] += 1
+            else:
+                self._sent_end[direction] = end
+        if not flags & (TH_SYN | TH_FIN | TH_RST) and (self.ack_ts is not None or self.synack_ts is None):
+            # The common case: a segment after the handshake that opens or closes nothing.
+            return WirePacket(packet.ts, direction, _LETTERS[flags & 0xFF], seq, ack, length, retrans, packet.payload)
         if flags & TH_SYN and not flags & TH_ACK and self.syn_ts is None:
             self.syn_ts = packet.ts
         elif flags & TH_SYN and flags & TH_ACK and self.synack_ts is None:

@@ -224,3 +224,34 @@ def test_wire_json_round_trips_and_feeds_the_timeline(tmp_path):
     assert [(r["seq"], r["reason"]) for r in lines if r["event"] == "lost"] == [
         (2, "no-echo-on-wire"), (3, "echo-not-received"), (4, "request-not-on-wire")]
     assert timeline_records(read_wire_view(tmp_path), client="client2") == []
+
+
+def test_the_fixed_offset_shortcut_reads_what_dpkt_reads():
+    from lab.wire.pcap import Capture, _add, _from_ethernet, _plain
+
+    c, s = (CLIENT, 50000), (SERVER, 19200)
+    with_options = dpkt.tcp.TCP(sport=50000, dport=19200, seq=7, ack=9, flags=dpkt.tcp.TH_SYN,
+                                opts=b"\x02\x04\x05\xb4\x01\x01\x04\x02")  # MSS, SACK permitted
+    with_options.off = (20 + 8) // 4
+    ip = dpkt.ip.IP(src=bytes([10, 0, 0, 3]), dst=bytes([10, 0, 0, 2]), p=dpkt.ip.IP_PROTO_TCP, data=with_options)
+    ip.len = len(bytes(ip))
+    ip.df = 1
+    frames = [
+        frame(*c, *s, b"hello", proto="tcp", flags=dpkt.tcp.TH_PUSH | dpkt.tcp.TH_ACK, seq=2**32 - 2, ack=5),
+        frame(*s, *c, "你好".encode(), proto="udp"),
+        frame(*c, *s, b"", proto="udp"),
+        bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=ip)),
+    ]
+    for data in frames:
+        fast, slow = [], Capture()
+        assert _plain(fast.append, T0, data)
+        _add(slow, _from_ethernet, T0, data)
+        assert fast == slow.packets
+    options = dpkt.ip.IP(src=bytes([10, 0, 0, 3]), dst=bytes([10, 0, 0, 2]), p=dpkt.ip.IP_PROTO_UDP,
+                         opts=b"\x01\x01\x01\x00", data=dpkt.udp.UDP(sport=1, dport=2, ulen=8))
+    options.hl, options.len = 6, len(bytes(options))
+    framed = bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=options))
+    assert not _plain([].append, T0, framed)  # IP options: left to dpkt, which reads it
+    slow = Capture()
+    _add(slow, _from_ethernet, T0, framed)
+    assert [(p.src, p.dst) for p in slow.packets] == [("10.0.0.3:1", "10.0.0.2:2")]

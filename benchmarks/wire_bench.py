@@ -1,0 +1,212 @@
+"""The wire view's two costs: extracting flows from a capture, and capturing during a run.
+
+    python3 benchmarks/wire_bench.py parse [--packets 200000] [--rounds 5]
+    python3 benchmarks/wire_bench.py capture [--rounds 3] [--scenario FILE]
+
+`parse`: a capture like the lab's own (clients each with a TCP connection: handshake, messages
+and their echoes with ACKs, FIN both ways; and a UDP socket: each message and its echo), made
+here with dpkt's writer, then read into packets and flows (lab.wire.pcap.read_capture and
+lab.wire.flows.extract_flows). Figures: packets per second of wall time and of this process's
+CPU time (the machine is shared: CPU time is what the extraction itself costs), the median of
+the rounds after a warm-up; also dpkt decoding every frame itself (no fixed-offset shortcut) and
+scapy's reader when it is installed, for the choice of library. Goal (issue 9): >= 200,000
+packets/s.
+
+`capture`: the same scenario with capture on and off (`--no-capture`), alternating, so both
+see the same load; per round the median of every client's rtt p50 and the run's wall time.
+Goals (issue 9): rtt p50 within 5% and wall time within 10% of the run without capture.
+Needs the Docker engine and the node image (`lab build`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dpkt
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lab.wire.flows import extract_flows  # noqa: E402
+from lab.wire.pcap import read_capture  # noqa: E402
+
+SCENARIO = """\
+description: wire benchmark, a steady conversation per client and protocol
+clients:
+  count: 4
+  proto: [tcp, udp]
+  message_count: 60
+  interval: 0.02
+timeout: 120
+"""
+
+
+def _frame(src: bytes, sport: int, dst: bytes, dport: int, payload: bytes, tcp: tuple | None) -> bytes:
+    if tcp is None:
+        transport = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
+        transport.ulen = 8 + len(payload)
+        number = dpkt.ip.IP_PROTO_UDP
+    else:
+        flags, seq, ack = tcp
+        transport = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, data=payload)
+        number = dpkt.ip.IP_PROTO_TCP
+    ip = dpkt.ip.IP(src=src, dst=dst, p=number, data=transport, ttl=64)
+    ip.len = len(bytes(ip))
+    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, data=ip))
+
+
+def make_capture(path: Path, packets: int) -> int:
+    """Lab-like traffic until `packets` frames are written; returns how many were."""
+    server = bytes([10, 77, 0, 2])
+    syn, ack, psh, fin = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH | dpkt.tcp.TH_ACK, dpkt.tcp.TH_FIN | dpkt.tcp.TH_ACK
+    message = "#%d Wed Nov 25 15:01:41 2026 你好"
+    written, ts = 0, 1_800_000_000.0
+    with open(path, "wb") as fh:
+        out = dpkt.pcap.Writer(fh)
+
+        def put(data: bytes) -> None:
+            nonlocal written, ts
+            ts += 0.0001
+            out.writepkt(data, ts=ts)
+            written += 1
+
+        client = 0
+        while written < packets:
+            client += 1
+            me = bytes([10, 77, (client >> 8) & 0xFF, client & 0xFF or 1])
+            port = 30000 + client % 30000
+            cseq, sseq = 1000, 5000
+            put(_frame(me, port, server, 19200, b"", (syn, cseq, 0)))
+            put(_frame(server, 19200, me, port, b"", (syn | ack, sseq, cseq + 1)))
+            cseq, sseq = cseq + 1, sseq + 1
+            put(_frame(me, port, server, 19200, b"", (ack, cseq, sseq)))
+            for seq in range(1, 41):
+                body = (message % seq).encode()
+                put(_frame(me, port, server, 19200, body, (psh, cseq, sseq)))
+                put(_frame(server, 19200, me, port, b"", (ack, sseq, cseq + len(body))))
+                put(_frame(server, 19200, me, port, body, (psh, sseq, cseq + len(body))))
+                cseq, sseq = cseq + len(body), sseq + len(body)
+                put(_frame(me, port, server, 19200, b"", (ack, cseq, sseq)))
+            put(_frame(me, port, server, 19200, b"", (fin, cseq, sseq)))
+            put(_frame(server, 19200, me, port, b"", (fin, sseq, cseq + 1)))
+            put(_frame(me, port, server, 19200, b"", (ack, cseq + 1, sseq + 1)))
+            for seq in range(1, 41):
+                body = (message % seq).encode()
+                put(_frame(me, port + 1, server, 19200, body, None))
+                put(_frame(server, 19200, me, port + 1, body, None))
+    return written
+
+
+def _timed(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _dpkt_only(path: Path) -> None:
+    """Every frame through dpkt's own decoders, as the comparison for the shortcut."""
+    with open(path, "rb") as fh:
+        for _ts, frame in dpkt.pcap.Reader(fh):
+            ip = dpkt.ethernet.Ethernet(frame).data
+            _ = (ip.src, ip.dst, ip.data.sport, ip.data.dport, bytes(ip.data.data))
+
+
+def _scapy(path: Path) -> None:
+    from scapy.utils import PcapReader
+
+    with PcapReader(str(path)) as reader:
+        for packet in reader:
+            _ = packet.summary
+
+
+def bench_parse(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.pcap"
+        count = make_capture(path, args.packets)
+        size = path.stat().st_size
+        rows = [("lab.wire: read_capture + extract_flows", lambda: extract_flows(read_capture(path).packets))]
+        rows.append(("dpkt decoding every frame (no shortcut), no flows", lambda: _dpkt_only(path)))
+        try:
+            import scapy  # noqa: F401
+
+            rows.append(("scapy PcapReader, no flows (first 20,000 frames)", None))
+        except ImportError:
+            pass
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        print(f"capture: {count} packets, {size / 1e6:.1f} MB, {platform.machine()}, Python {platform.python_version()}, "
+              f"dpkt {dpkt.__version__}, {when}")
+        print("\n| reader | packets/s (CPU) | packets/s (wall) |\n|---|---|---|")
+        for name, fn in rows:
+            n = count
+            if fn is None:  # scapy is two orders of magnitude slower: a slice is enough
+                small = Path(tmp) / "small.pcap"
+                n = make_capture(small, 20_000)
+                fn = lambda small=small: _scapy(small)  # noqa: E731
+            fn()  # warm-up
+            walls, cpus = zip(*(_timed(fn) for _ in range(args.rounds)), strict=True)
+            print(f"| {name} | {n / statistics.median(cpus):,.0f} | {n / statistics.median(walls):,.0f} |")
+
+
+def _one_run(scenario: Path, out: Path, capture: bool) -> tuple[float, float]:
+    cmd = [sys.executable, "-m", "lab", "run", str(scenario), "--out", str(out)] + ([] if capture else ["--no-capture"])
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    run = max(out.iterdir(), key=lambda p: p.stat().st_mtime)
+    if proc.returncode != 0:
+        raise SystemExit(f"the run failed ({run}):\n{proc.stdout[-2000:]}")
+    with open(run / "clients.csv", newline="") as fh:
+        p50s = [float(r["rtt_p50_ms"]) for r in csv.DictReader(fh) if r["rtt_p50_ms"]]
+    manifest = json.loads((run / "manifest.json").read_text())
+    dropped = (json.loads((run / "wire.json").read_text())["capture"].get("kernel_dropped") if capture else None)
+    print(f"  capture {'on ' if capture else 'off'}: rtt p50 {statistics.median(p50s):.3f} ms, wall {wall:.1f} s, "
+          f"verdict {manifest['verdict']}" + (f", kernel drops {dropped}" if capture else ""), flush=True)
+    return statistics.median(p50s), wall
+
+
+def bench_capture(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario = Path(args.scenario) if args.scenario else Path(tmp) / "wire-bench.yaml"
+        if not args.scenario:
+            scenario.write_text(SCENARIO)
+        out = Path(tmp) / "runs"
+        out.mkdir()
+        results = {True: [], False: []}
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1}", flush=True)
+            for capture in ((True, False) if round_ % 2 == 0 else (False, True)):
+                results[capture].append(_one_run(scenario, out, capture))
+        on_p50, off_p50 = (statistics.median(r[0] for r in results[c]) for c in (True, False))
+        on_wall, off_wall = (statistics.median(r[1] for r in results[c]) for c in (True, False))
+        print("\n| | rtt p50 ms (median of rounds) | run wall time s |\n|---|---|---|")
+        print(f"| capture off | {off_p50:.3f} | {off_wall:.1f} |")
+        print(f"| capture on | {on_p50:.3f} | {on_wall:.1f} |")
+        print(f"| on/off | {on_p50 / off_p50:.3f} | {on_wall / off_wall:.3f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("parse")
+    p.add_argument("--packets", type=int, default=200_000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.set_defaults(func=bench_parse)
+    p = sub.add_parser("capture")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--scenario", help="a scenario file (default: 4 clients, 60 messages each way, 20 ms apart)")
+    p.set_defaults(func=bench_capture)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
