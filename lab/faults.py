@@ -6,6 +6,7 @@ through the engine and returns the `fault` record that puts the action on the ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lab.engine import ContainerInfo, Engine
@@ -50,10 +51,18 @@ class FaultTimeline:
                 steps.append(Step(fault.at + fault.duration, index, fault, undo=True))
         self._steps = sorted(steps, key=lambda s: (s.at, s.undo))
 
-    def due(self, elapsed: float) -> list[Step]:
-        """The steps whose time has come, removed from the timeline."""
-        ready = [s for s in self._steps if s.at <= elapsed]
-        self._steps = [s for s in self._steps if s.at > elapsed]
+    def due(self, elapsed: float | Callable[[Fault], float | None]) -> list[Step]:
+        """The steps whose time has come, removed from the timeline. `elapsed` is the time on
+        the run's clock, or, when faults keep time by different clocks, a function from a
+        fault to its clock's time (None: that clock has not started)."""
+        clock = elapsed if callable(elapsed) else (lambda fault: elapsed)
+
+        def is_due(step: Step) -> bool:
+            now = clock(step.fault)
+            return now is not None and step.at <= now
+
+        ready = [s for s in self._steps if is_due(s)]
+        self._steps = [s for s in self._steps if not is_due(s)]
         return [s for s in ready if not s.undo or s.index in self._applied]
 
     def applied(self, step: Step) -> None:

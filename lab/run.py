@@ -14,6 +14,7 @@ import os
 import platform
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -75,8 +76,11 @@ def run_scenario(
     progress: RunProgress | None = None,
     source: Path | None = None,
     ensure_image: Callable[[], str] | None = None,
+    stop: threading.Event | None = None,
 ) -> RunResult:
-    """Run a scenario end to end; never leaves containers behind unless `keep`."""
+    """Run a scenario end to end; never leaves containers behind unless `keep`.
+
+    `stop` ends the run like Ctrl-C does, from another thread (a suite's Ctrl-C, --fail-fast)."""
     progress = progress or QuietProgress()
     run_id = new_run_id(scenario.name)
     project = "lab-" + run_id.split("-", 2)[2].replace("_", "-")
@@ -117,7 +121,7 @@ def run_scenario(
         brought_up = True
         engine.deploy(project, compose_file)
         manifest["subnet"] = engine.network_subnet(project)
-        result.verdict = _drive(scenario, engine, project, seen, lab_records, progress)
+        result.verdict = _drive(scenario, engine, project, seen, lab_records, progress, stop)
     except KeyboardInterrupt:
         result.verdict = Verdict.INTERRUPTED
         progress.message("interrupted: collecting logs and cleaning up")
@@ -132,17 +136,30 @@ def run_scenario(
 
 
 def _drive(scenario: Scenario, engine: Engine, project: str, seen: dict[str, ContainerInfo],
-           lab_records: list[Record], progress: RunProgress) -> Verdict:
-    """Run the fault timeline and wait for every client to exit, or for the scenario's timeout."""
+           lab_records: list[Record], progress: RunProgress, stop: threading.Event | None = None) -> Verdict:
+    """Run the fault timeline and wait for every client to exit, or for the scenario's timeout.
+
+    Faults keep time from when the clients started talking (printed their first record), not
+    from when compose said the containers started: on a loaded machine a program may start
+    seconds later, and a fault is written against the conversation. A fault on a client counts
+    from that client's start, any other from the moment every client has started."""
     start = time.monotonic()
     timeline = FaultTimeline(list(scenario.faults))
     total = scenario.clients.count
+    talking: dict[str, float] = {}  # client service -> when it was first seen talking
+    everyone: list[float] = []  # when every client was talking, once known
+    client_names = set(scenario.client_names())
+
+    def elapsed(fault) -> float | None:
+        began = talking.get(fault.target) if fault.target in client_names else (everyone[0] if everyone else None)
+        return None if began is None else time.monotonic() - began
+
     # A client the scenario kills or stops on purpose is judged by the expectations, not its exit.
     doomed = {f.target for f in scenario.faults if f.action in ("kill", "stop") and f.target != "server"}
 
     def carry_out(steps) -> None:
         for step in steps:
-            record = apply_fault(scenario, engine, project, _by_service(seen), step, time.monotonic() - start)
+            record = apply_fault(scenario, engine, project, _by_service(seen), step, elapsed(step.fault) or 0.0)
             lab_records.append(record)
             if record["ok"]:
                 timeline.applied(step)
@@ -150,9 +167,13 @@ def _drive(scenario: Scenario, engine: Engine, project: str, seen: dict[str, Con
     progress.clients(0, total)
     last_done = -1
     while True:
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt  # told to stop from outside: the same path as Ctrl-C
         _observe(engine, project, seen)
-        carry_out(timeline.due(time.monotonic() - start))
         clients = [c for c in seen.values() if c.role == "client"]
+        if scenario.faults and not everyone and _all_talking(engine, clients, total, talking):
+            everyone.append(time.monotonic())
+        carry_out(timeline.due(elapsed))
         done = sum(1 for c in clients if c.status in ("exited", "dead"))
         if done != last_done:
             progress.clients(done, total)
@@ -169,6 +190,14 @@ def _drive(scenario: Scenario, engine: Engine, project: str, seen: dict[str, Con
             progress.message(f"timeout: {total - done} of {total} clients still running after {scenario.timeout:g} s")
             return Verdict.TIMEOUT
         time.sleep(POLL_SECONDS)
+
+
+def _all_talking(engine: Engine, clients: list[ContainerInfo], total: int, talking: dict[str, float]) -> bool:
+    """Has every client printed a record (or already exited)? `talking` notes when each was first seen to."""
+    for c in clients:
+        if c.service not in talking and (c.status in ("exited", "dead") or b'"event"' in engine.container_logs(c.id)):
+            talking[c.service] = time.monotonic()
+    return len(clients) == total and len(talking) == total
 
 
 def _observe(engine: Engine, project: str, seen: dict[str, ContainerInfo]) -> None:

@@ -35,6 +35,20 @@ def test_steps_come_due_in_time_order_with_their_undos():
     assert plan.due(100) == [] and plan.outstanding_undos() == []
 
 
+def test_faults_may_keep_time_by_their_targets_own_clocks():
+    plan = timeline(
+        {"at": 1, "action": "kill", "target": "client3"},
+        {"at": 1, "action": "restart", "target": "server"},
+        {"at": 2, "action": "disconnect", "target": "client2", "duration": 1},
+    )
+    clocks = {"client3": 1.5, "client2": None, "server": None}  # client2 and the run not started yet
+    assert steps(apply_all(plan, lambda fault: clocks[fault.target])) == [(1, "kill", False)]
+    clocks.update(client2=2.5, server=0.5)
+    assert steps(apply_all(plan, lambda fault: clocks[fault.target])) == [(2, "disconnect", False)]
+    clocks.update(client2=3.0, server=1.0)
+    assert steps(apply_all(plan, lambda fault: clocks[fault.target])) == [(1, "restart", False), (3, "reconnect", True)]
+
+
 def test_a_fault_that_never_happened_is_never_undone():
     plan = timeline({"at": 50, "action": "pause", "target": "server", "duration": 5})
     assert plan.due(1.0) == []
