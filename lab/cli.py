@@ -63,8 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-capture", action="store_true", help="do not record the lab network's packets (no wire view)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("test", help="run scenarios as tests; write a summary and JUnit XML", epilog=EPILOG)
-    p.add_argument("scenarios", nargs="*", help="scenario names (default: all)")
+    p = sub.add_parser("test", help="run scenarios as tests, several at once; write a summary and JUnit XML",
+                       epilog=EPILOG)
+    p.add_argument("scenarios", nargs="*", metavar="NAME", help="scenario names or globs (`udp-*`), or files "
+                   "(default: all)")
+    p.add_argument("-j", "--jobs", type=int_in(1, 256), default=None,
+                   help="runs at once, 1 to 256 (default: 4 per CPU)")
+    p.add_argument("--repeat", type=int_in(1, 1000), default=1, metavar="K",
+                   help="run each scenario K times and report its pass rate")
+    p.add_argument("--fail-fast", action="store_true", help="stop every run at the first that does not pass")
     p.add_argument("--junit", type=Path, default=None, help="JUnit XML file (default: <out>/junit.xml)")
     p.add_argument("--out", type=Path, help="directory for run directories (default: runs/)")
     p.add_argument("--no-capture", action="store_true", help="do not record the lab network's packets (no wire view)")
@@ -155,7 +162,8 @@ def cmd_run(args) -> int:
 def cmd_test(args) -> int:
     from lab.console import run_suite_in_console
 
-    return run_suite_in_console(args.scenarios, out_dir=args.out, junit=args.junit, no_capture=args.no_capture)
+    return run_suite_in_console(args.scenarios, out_dir=args.out, junit=args.junit, jobs=args.jobs,
+                                repeat=args.repeat, fail_fast=args.fail_fast, no_capture=args.no_capture)
 
 
 def cmd_runs(args) -> int:

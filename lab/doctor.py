@@ -11,6 +11,7 @@ from lab.compose import node_image
 from lab.engine import Engine
 from lab.errors import LabError
 from lab.images import base_image_ref
+from lab.scenario import Impairment, Scenario
 
 MIN_FREE_GIB = 2.0
 
@@ -83,16 +84,10 @@ def _impairment_backend(engine: Engine, node_built: bool, root: Path) -> HostChe
     """Ask the kernel, from inside a throwaway container, which impairment backend will be used.
 
     Before the node image exists, the base image runs the probe from this checkout's code."""
-    image, mounts, env = node_image(), None, None
-    if not node_built:
-        image = base_image_ref()
-        if not engine.image_id(image):
-            return HostCheck("impairments", True, "backend unknown until `lab build` made the images", blocking=False)
-        mounts, env = {str(root / "lab"): "/opt/probe/lab"}, {"PYTHONPATH": "/opt/probe"}
+    if not node_built and not engine.image_id(base_image_ref()):
+        return HostCheck("impairments", True, "backend unknown until `lab build` made the images", blocking=False)
     try:
-        status, output = engine.run_throwaway(image, ["python3", "-m", "lab.shaper", "probe"],
-                                              cap_add=["NET_ADMIN", "NET_RAW"], mounts=mounts, environment=env)
-        probe = json.loads(output.strip().splitlines()[-1])
+        probe = probe_impairments(engine, root, node_built)
     except (LabError, ValueError, IndexError) as exc:
         return HostCheck("impairments", False, f"probe failed: {exc}", "see `python3 -m lab.shaper probe` output")
     except Exception as exc:  # noqa: BLE001 - a docker SDK error while probing is reported, not raised
@@ -106,3 +101,43 @@ def _impairment_backend(engine: Engine, node_built: bool, root: Path) -> HostChe
         return HostCheck("impairments", False, detail + f"; missing: {', '.join(missing)}",
                      "impairments that need these will fail on this kernel", blocking=False)
     return HostCheck("impairments", True, detail + "; NFQUEUE, statistic and tbf available", blocking=False)
+
+
+def probe_impairments(engine: Engine, root: Path, node_built: bool = True) -> dict:
+    """What the kernel offers the shaper (`python3 -m lab.shaper probe`), from a throwaway container."""
+    image, mounts, env = node_image(), None, None
+    if not node_built:
+        image = base_image_ref()
+        mounts, env = {str(root / "lab"): "/opt/probe/lab"}, {"PYTHONPATH": "/opt/probe"}
+    status, output = engine.run_throwaway(image, ["python3", "-m", "lab.shaper", "probe"],
+                                          cap_add=["NET_ADMIN", "NET_RAW"], mounts=mounts, environment=env)
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def scenario_impairments(scenario: Scenario) -> list[Impairment]:
+    """Every impairment a scenario may apply: on the server, on its clients, and by its faults."""
+    found = [scenario.impair_of(service) for service in ["server", *scenario.client_names()]]
+    found += [fault.impair for fault in scenario.faults]
+    return [i for i in found if i is not None]
+
+
+def cannot_run_here(scenario: Scenario, probe: dict) -> str | None:
+    """Why this host cannot run the scenario's impairments (what the kernel lacks), or None."""
+    needs: dict[str, str] = {}
+    for impairment in scenario_impairments(scenario):
+        if impairment.direction in ("ingress", "both"):
+            needs["ifb"] = "ingress impairment"
+        if probe.get("netem"):
+            continue
+        if impairment.loss:
+            needs.update(statistic="loss", nfqueue="loss")
+        if any((impairment.delay_ms, impairment.duplicate, impairment.reorder, impairment.corrupt)):
+            needs.setdefault("nfqueue", "delay, duplication, reordering or corruption")
+        if impairment.rate:
+            needs["tbf"] = "rate"
+    missing = {feature: why for feature, why in needs.items() if not probe.get(feature)}
+    if not missing:
+        return None
+    what = ", ".join(f"{feature} (for {why})" for feature, why in missing.items())
+    backend = "netem" if probe.get("netem") else "userspace"
+    return f"this host cannot impair traffic as the scenario asks: the kernel lacks {what} ({backend} backend; see `lab doctor`)"

@@ -19,6 +19,14 @@ os.environ.setdefault("LAB_SESSION", uuid.uuid4().hex[:12])
 DOCKER_DIRS = ("docker", "scenarios")
 
 
+def pytest_configure(config):
+    """Under pytest-xdist each worker is a session of its own: its own label, so one worker's
+    leftover check at its end never takes another worker's running projects for leftovers."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker and not os.environ["LAB_SESSION"].endswith(f"-{worker}"):
+        os.environ["LAB_SESSION"] = f"{os.environ['LAB_SESSION']}-{worker}"
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(part in DOCKER_DIRS for part in Path(str(item.fspath)).parts[-3:-1]):

@@ -32,7 +32,20 @@ def engine(request) -> Engine:
 
 @pytest.fixture(scope="session")
 def node_image(engine) -> str:
-    return build_node(engine, ROOT, progress=None)
+    """Built once; pytest-xdist workers (and parallel sessions) take turns, the later ones hit the cache."""
+    import fcntl
+
+    with open("/tmp/socketlab-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build_node(engine, ROOT, progress=None)
+
+
+@pytest.fixture(scope="session")
+def impairment_probe(engine, node_image) -> dict:
+    """What this host's kernel offers the shaper, asked once per session."""
+    from lab.doctor import probe_impairments
+
+    return probe_impairments(engine, ROOT)
 
 
 def run_lab(*args: str, timeout: float = 300, env_extra: dict | None = None, **kw) -> subprocess.CompletedProcess:

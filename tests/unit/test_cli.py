@@ -50,3 +50,45 @@ def test_engine_unreachable_gives_one_line_and_the_doctor_hint(tmp_path):
     assert result.returncode == 1
     assert "cannot reach the Docker engine" in result.stderr and "lab doctor" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_test_jobs_must_be_at_least_one():
+    for bad in ("0", "-3"):
+        result = lab("test", "-j", bad, "basic")
+        assert result.returncode == 2, bad
+        assert f"expected 1..256, got {bad}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_test_unknown_name_or_glob_lists_the_known_scenarios(tmp_path):
+    result = lab("test", "basic", "nope", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert "no scenario named 'nope'" in result.stderr and "client-crash" in result.stderr
+    result = lab("test", "zz*", "--out", str(tmp_path))
+    assert result.returncode == 2 and "matches 'zz*'; known: basic" in result.stderr
+    assert not list(tmp_path.iterdir()), "nothing runs, nothing is written"
+
+
+def test_test_bad_scenario_file_exits_2_with_a_junit_error_for_it(tmp_path):
+    import junitparser
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("description: x\nclients: {count: -1}\n")
+    junit = tmp_path / "report.xml"
+    result = lab("test", "basic", str(bad), "--junit", str(junit), "--out", str(tmp_path / "runs"))
+    assert result.returncode == 2 and f"{bad}: clients.count" in result.stderr
+    cases = {c.name: c for s in junitparser.JUnitXml.fromfile(str(junit)) for c in s}
+    assert isinstance(cases["bad"].result[0], junitparser.Error)
+    assert "clients.count" in cases["bad"].result[0].message
+    assert cases["basic"].is_skipped and not (tmp_path / "runs").exists()
+
+
+def test_test_with_the_engine_down_reports_every_scenario_as_an_error(tmp_path):
+    import junitparser
+
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/nothing.sock", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    junit = tmp_path / "report.xml"
+    result = lab("test", "basic", "udp-*", "--junit", str(junit), "--out", str(tmp_path), env=env)
+    assert result.returncode == 1 and "lab doctor" in result.stderr and "Traceback" not in result.stderr
+    suites = list(junitparser.JUnitXml.fromfile(str(junit)))
+    assert [s.name for s in suites] == ["basic", "udp-loss", "udp-only"]
+    assert all("cannot reach the Docker engine" in c.result[0].message for s in suites for c in s)
