@@ -87,6 +87,8 @@ def _properties(outcome: Outcome) -> list[tuple[str, str]]:
     if outcome.result is not None:
         props += [("run_directory", str(outcome.result.directory)), ("run_id", outcome.result.run_id),
                   ("verdict", str(outcome.result.verdict))]
+        if getattr(outcome.result, "report", None):
+            props.append(("report", str(outcome.result.report)))
     return props
 
 

@@ -42,9 +42,9 @@ def pytest_sessionfinish(session, exitstatus):
     from lab.engine import Engine
 
     engine = Engine()
-    session = os.environ["LAB_SESSION"]
+    label = os.environ["LAB_SESSION"]
     leftovers = {p: e for p, e in engine.managed_resources().items()
-                 if p not in before and e.get("session") == session}
+                 if p not in before and e.get("session") == label}
     if not leftovers:
         return
     removed = {p: engine.remove_resources(e) for p, e in leftovers.items()}
