@@ -112,6 +112,9 @@ def measure(run: RunData) -> dict[str, float | None]:
         out[f"{proto} rtt max"] = round(max(rtts), 3) if rtts else None
         if proto == "tcp":
             out["tcp reconnects"] = sum(1 for s in sockets for m in s.marks if m.what == "reconnect")
+            if run.has_wire:  # from the capture
+                out["tcp retransmitted segments"] = sum(1 for s in sockets for p in (s.wire or {}).get("packets", [])
+                                                        if p.get("retrans"))
     return out
 
 

@@ -193,6 +193,12 @@ def test_compare_names_what_changed():
     assert {(s.client, s.proto, s.b) for s in result.sockets} >= {("client1", "udp", "ok, 9 lost"), ("client4", "tcp", "ok")}
 
 
+def test_compare_counts_retransmissions_when_captured():
+    run = load_with_wire(RUNS / "basic-wire")
+    metrics = {m.name: m for m in compare(load_run(RUNS / "basic"), run).metrics}
+    assert metrics["tcp retransmitted segments"].a is None and metrics["tcp retransmitted segments"].b == 0
+
+
 def test_compare_a_run_with_itself_finds_no_change():
     run = load_run(RUNS / "server-restart")
     result = compare(run, run)
