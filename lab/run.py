@@ -60,6 +60,14 @@ class RunResult:
     def exit_code(self) -> int:
         return self.verdict.exit_code
 
+    def as_expected(self, outcome: str = "passed") -> bool:
+        """Did the run end as its scenario says a working lab ends it? `passed` for most; `failed`
+        for a scenario that shows a broken program: the run failed and every expectation (what
+        the lab must find and explain) held."""
+        if outcome == "failed":
+            return self.verdict == Verdict.FAILED and bool(self.expectations) and all(r.passed for r in self.expectations)
+        return self.verdict == Verdict.PASSED
+
 
 def new_run_id(scenario: str) -> str:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")

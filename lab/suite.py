@@ -155,6 +155,9 @@ class Outcome:
             return "skipped"
         if self.skipped:  # stopped on purpose by --fail-fast: not a verdict on the scenario
             return "skipped"
+        outcome = self.planned.scenario.outcome if self.planned.scenario else "passed"
+        if outcome != "passed":  # a scenario that shows a broken program passes by failing as described
+            return "passed" if self.result.as_expected(outcome) else "failed"
         return str(self.result.verdict)
 
 

@@ -36,10 +36,8 @@ def test_scenario(name, engine, node_image, tmp_path_factory, request):
     if scenario.outcome == "failed":
         # A scenario that shows a broken program: the run fails, and every expectation (what the
         # lab must find and explain) holds.
-        failed = [p for p in problems if " exited " not in p]
-        assert result.verdict == "failed" and not failed, (
+        assert result.as_expected("failed"), (
             f"scenario {name} {result.verdict}; run directory: {result.directory}\n  " + "\n  ".join(problems))
-        assert result.expectations
         return
     assert result.verdict == "passed", (
         f"scenario {name} {result.verdict}; run directory: {result.directory}\n  " + "\n  ".join(problems)

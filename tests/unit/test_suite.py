@@ -165,3 +165,20 @@ def test_jobs_must_be_positive_and_default_scales_with_cpus(tmp_path):
     with pytest.raises(UsageError, match="-j must be at least 1"):
         suite(["basic"], FakeRuns({}), tmp_path, jobs=0)
     assert default_jobs() >= 4
+
+
+def test_a_scenario_that_shows_a_broken_program_passes_by_failing_as_described(tmp_path):
+    from lab.expect import ExpectationResult
+
+    planned = Planned("tutorial-as-written", SCENARIOS / "tutorial-as-written.yaml", scenario("tutorial-as-written"))
+    found = ExpectationResult(name="the lab diagnoses loopback-listener", passed=True, measured="1", expected="1")
+    missed = found.model_copy(update={"passed": False})
+
+    def outcome(verdict, expectations):
+        result = RunResult(run_id="r", directory=tmp_path, verdict=verdict, expectations=expectations)
+        return Outcome(planned, result=result).status
+
+    assert outcome("failed", [found]) == "passed"
+    assert outcome("failed", [found, missed]) == "failed"  # the lab did not explain it
+    assert outcome("passed", [found]) == "failed"  # the broken program worked: the scenario is wrong
+    assert outcome("failed", []) == "failed"
