@@ -1,8 +1,12 @@
-"""`lab clean`: find what crashed runs left behind (by label) and remove it."""
+"""`lab clean`: find what crashed runs left behind (by label, and the host rules by their
+comment) and remove it."""
 
 from __future__ import annotations
 
+from lab.compose import node_image
 from lab.engine import Engine, owner_alive
+from lab.errors import LabError
+from lab.hostrules import CHAIN, remove_stale
 
 
 def clean(engine: Engine | None = None, include_live: bool = False) -> tuple[dict[str, list[str]], list[str]]:
@@ -23,7 +27,17 @@ def clean(engine: Engine | None = None, include_live: bool = False) -> tuple[dic
         if live and not include_live:
             kept.append(project)
             continue
-        what = engine.remove_resources(entry)
+        try:
+            what = engine.remove_resources(entry)
+        except LabError as exc:  # one stuck network (Docker's stale endpoints) must not stop the rest
+            what = [f"not everything: {exc}"]
         if what:
             removed[project] = what
+    # A routed run's DOCKER-USER rules, kept while its `lab run` lives (as its containers are).
+    try:
+        rules = remove_stale(engine, node_image(), lambda mark: owner_alive(mark.owner) and not include_live)
+    except LabError as exc:
+        rules = [f"nothing: cannot read the host's {CHAIN} chain ({exc})"]
+    if rules:
+        removed["host rules"] = rules
     return removed, kept

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from lab import compose_topology as topo
 from lab.home import project_root
 from lab.programs.spec import Program
 from lab.scenario import ClientSpec, Impairment, Scenario
@@ -67,14 +68,17 @@ def render(
     owner: str | None = None,
     build_context: str | None = None,
     capture_group: int = 0,
+    subnets: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The compose mapping for a scenario.
 
     `build_context` (relative to the compose file) adds a `build:` so plain compose builds the
     node image; `run_id` and `owner` go into labels so `lab clean` can find what a run left.
-    Without `run_id` the network gets the scenario's fixed subnet (plain compose).
+    Without `run_id` the network gets the scenario's fixed subnet (plain compose). A scenario
+    with `networks:` gets them with the given `subnets` (or fixed ones): lab/compose_topology.py.
     With the scenario's `capture` on, a `capture` helper records the network's bridge (in plain
-    compose under the `capture` profile); `capture_group` is the gid it writes the pcap with.
+    compose under the `capture` profile; with `networks:`, the server's first network's bridge);
+    `capture_group` is the gid it writes the pcap with.
     """
     labels = {MANAGED_LABEL: "true", f"{LABEL_PREFIX}.scenario": scenario.name}
     if run_id:
@@ -97,9 +101,14 @@ def render(
         return spec
 
     services: dict[str, Any] = {}
+    t = None
+    if scenario.networks is not None:
+        t = topo.topology_for(scenario, subnets, bridge_name(run_id))
+        for name in scenario.routers:
+            services[name] = topo.router_service(t, name, node(name, "router"))
     server = node("server", "server")
     server.update(
-        command=["python3", "-m", "lab.echo", "server", *server_args(scenario)],
+        command=["python3", "-m", "lab.echo", "server", *server_args(scenario, dual_stack=bool(t and t.uses_ipv6()))],
         environment={"LAB_NAME": "server"},
         healthcheck=_ready_when(READY_FILE),
         stop_grace_period="3s",
@@ -109,8 +118,8 @@ def render(
         server["ports"] = list(scenario.publish)
     if scenario.capture:
         server["depends_on"] = capture_dependency(plain=not run_id)
-        services["capture"] = capture_service(node("capture", "capture"), bridge_name(run_id),
-                                              group=capture_group, plain=not run_id)
+        bridge = t.bridge(t.host_networks("server")[0]) if t else bridge_name(run_id)
+        services["capture"] = capture_service(node("capture", "capture"), bridge, group=capture_group, plain=not run_id)
     if scenario.server.program:
         server["command"] = _program_command(scenario.server.program)
         _mount_program(server, scenario.server.program, build_context, run_id)
@@ -119,12 +128,13 @@ def render(
             "interval": "500ms", "timeout": "2s", "retries": 60,
         }
     _attach(services, server, "server", scenario.server.impair, node, aliases=["server"],
-            watch=scenario.server.program is not None)
+            watch=scenario.server.program is not None, topology=t)
 
     for name in scenario.client_names():
         spec = scenario.client(name)
         client = node(name, "client")
-        command = ["python3", "-m", "lab.echo", "client", *client_args(scenario, spec)]
+        target = t.server_target(name) if t else ("server", scenario.server.port)
+        command = ["python3", "-m", "lab.echo", "client", *client_args(scenario, spec, *target)]
         if spec.program:
             command = _program_command(spec.program)
         if spec.start_after:
@@ -132,13 +142,13 @@ def render(
         client.update(
             command=command,
             environment={"LAB_NAME": name},
-            depends_on={"server": {"condition": "service_healthy"}},
+            depends_on={svc: {"condition": "service_healthy"} for svc in ["server", *scenario.routers]},
             restart="no",
             **_hardening(pids=64 + 2 * spec.sessions),
         )
         if spec.program:
             _mount_program(client, spec.program, build_context, run_id)
-        _attach(services, client, name, spec.impair, node, aliases=[], watch=spec.program is not None)
+        _attach(services, client, name, spec.impair, node, aliases=[], watch=spec.program is not None, topology=t)
 
     if not run_id:
         # Plain compose only: `lab run` watches the clients itself (and `up -d` would otherwise
@@ -152,6 +162,8 @@ def render(
         )
         services["finished"] = finished
 
+    if t is not None:
+        return {"services": services, "networks": topo.networks_mapping(t, labels)}
     # A bridge name of the lab's own, so the capture helper can find it before it exists.
     network: dict[str, Any] = {"internal": True, "labels": dict(labels),
                                "driver_opts": {BRIDGE_OPTION: bridge_name(run_id)}}
@@ -178,52 +190,67 @@ def _mount_program(spec: dict[str, Any], program: Program, build_context: str | 
 
 def _attach(
     services: dict[str, Any], spec: dict[str, Any], name: str, impair: Impairment | None, node, aliases: list[str],
-    watch: bool = False,
+    watch: bool = False, topology: topo.Topology | None = None,
 ) -> None:
-    """Put a service on the lab network, directly or through its sidecars: the shaper owns the
-    network namespace when there is one, else the socket-table watcher when there is one; the
-    service joins it and starts once its sidecars are healthy (so nothing it does goes unseen)."""
-    if impair is None and not watch:
-        spec["networks"] = {NETWORK: {"aliases": aliases} if aliases else {}}
-        services[name] = spec
-        return
-    depends = dict(spec.get("depends_on", {}))
-    if impair is None:
-        owner = _watcher(services, name, node, {"networks": {NETWORK: {"aliases": aliases or [name]}}})
-        spec["network_mode"] = f"service:{owner}"
-        depends[owner] = {"condition": "service_healthy"}
-        spec["depends_on"] = depends
-        services[name] = spec
-        return
-    shaper_name = f"{name}-shaper"
-    shaper = node(shaper_name, "shaper")
-    shaper.update(
-        command=[
-            "python3", "-m", "lab.shaper", "run", "--dev", "eth0",
-            "--name", shaper_name, "--ready-file", SHAPER_READY_FILE, *impair.shaper_args(),
-        ],
-        environment={"LAB_NAME": shaper_name},
-        # Root inside the container, but with only the network capabilities it needs.
-        user="0:0",
-        cap_drop=["ALL"],
-        cap_add=["NET_ADMIN", "NET_RAW"],
-        security_opt=["no-new-privileges:true"],
-        read_only=True,
-        tmpfs=["/tmp", "/run"],
-        mem_limit="128m",
-        pids_limit=64,
-        healthcheck=_ready_when(SHAPER_READY_FILE),
-        stop_grace_period="3s",
-        networks={NETWORK: {"aliases": aliases or [name]}},
-    )
-    services[shaper_name] = shaper
-    spec["network_mode"] = f"service:{shaper_name}"
-    depends[shaper_name] = {"condition": "service_healthy"}
+    """Put a service on the lab network(s), directly or through its sidecars. The first sidecar
+    owns the network namespace: the route helper `<name>-net` on a topology that needs routes
+    (lab/compose_topology.py), else the shaper, else the socket-table watcher; the others and
+    the service join it, and the service starts once every sidecar is healthy (so nothing it
+    does goes unseen)."""
+    holder: str | None = None
+    helpers: list[str] = []
+
+    def placement() -> dict[str, Any]:
+        """A new sidecar's place: on the networks if it is the first, else in the holder's namespace."""
+        if holder is None:
+            if topology is not None:
+                return {"networks": topo.attachments(topology, name, aliases or [name])}
+            return {"networks": {NETWORK: {"aliases": aliases or [name]}}}
+        return {"network_mode": f"service:{holder}", "depends_on": {holder: {"condition": "service_healthy"}}}
+
+    if topology is not None and topology.gateways(name):
+        holder = f"{name}-net"
+        services[holder] = topo.route_helper(topology, name, node(holder, "netns"), aliases or [name])
+        helpers.append(holder)
+    if impair is not None:
+        shaper_name = f"{name}-shaper"
+        shaper = node(shaper_name, "shaper")
+        shaper.update(
+            command=[
+                "python3", "-m", "lab.shaper", "run", "--dev", "eth0",
+                "--name", shaper_name, "--ready-file", SHAPER_READY_FILE, *impair.shaper_args(),
+            ],
+            environment={"LAB_NAME": shaper_name},
+            # Root inside the container, but with only the network capabilities it needs.
+            user="0:0",
+            cap_drop=["ALL"],
+            cap_add=["NET_ADMIN", "NET_RAW"],
+            security_opt=["no-new-privileges:true"],
+            read_only=True,
+            tmpfs=["/tmp", "/run"],
+            mem_limit="128m",
+            pids_limit=64,
+            healthcheck=_ready_when(SHAPER_READY_FILE),
+            stop_grace_period="3s",
+            **placement(),
+        )
+        services[shaper_name] = shaper
+        holder = holder or shaper_name
+        helpers.append(shaper_name)
     if watch:
-        joined = {"network_mode": f"service:{shaper_name}",
-                  "depends_on": {shaper_name: {"condition": "service_healthy"}}}
-        depends[_watcher(services, name, node, joined)] = {"condition": "service_healthy"}
-    spec["depends_on"] = depends
+        watcher = _watcher(services, name, node, placement())
+        holder = holder or watcher
+        helpers.append(watcher)
+    if holder is None:
+        if topology is not None:
+            spec["networks"] = topo.attachments(topology, name, aliases)
+        else:
+            spec["networks"] = {NETWORK: {"aliases": aliases} if aliases else {}}
+    else:
+        spec["network_mode"] = f"service:{holder}"
+        depends = dict(spec.get("depends_on", {}))
+        depends.update({helper: {"condition": "service_healthy"} for helper in helpers})
+        spec["depends_on"] = depends
     services[name] = spec
 
 
@@ -260,22 +287,22 @@ def _hardening(pids: int) -> dict[str, Any]:
     }
 
 
-def server_args(scenario: Scenario) -> list[str]:
+def server_args(scenario: Scenario, dual_stack: bool = False) -> list[str]:
     s = scenario.server
     return [
         "--proto", ",".join(s.proto),
         "--port", str(s.port),
         "--mode", s.mode,
-        "--host", "0.0.0.0",
+        "--host", "::" if dual_stack else "0.0.0.0",
         "--idle-timeout", f"{s.idle_timeout:g}",
         "--ready-file", READY_FILE,
     ]
 
 
-def client_args(scenario: Scenario, spec: ClientSpec) -> list[str]:
+def client_args(scenario: Scenario, spec: ClientSpec, server: str = "server", port: int | None = None) -> list[str]:
     args = [
-        "--server", "server",
-        "--port", str(scenario.server.port),
+        "--server", server,
+        "--port", str(port or scenario.server.port),
         "--proto", ",".join(spec.proto),
         "--interval", f"{spec.interval:g}",
         "--timeout", f"{spec.timeout:g}",

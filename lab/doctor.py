@@ -10,6 +10,7 @@ from pathlib import Path
 from lab.compose import node_image
 from lab.engine import Engine
 from lab.errors import LabError
+from lab.hostrules import CHAIN, list_rules
 from lab.images import base_image_ref
 from lab.scenario import Impairment, Scenario
 
@@ -63,6 +64,7 @@ def run_checks(engine: Engine, root: Path) -> list[HostCheck]:
                             f"{node_image()} {node[7:19]}" if node else f"{node_image()} not built yet",
                             "" if node else "`lab build` (or any `lab run`) builds it", blocking=False))
         checks.append(_impairment_backend(engine, node is not None, root))
+        checks.append(_routed_traffic(engine, node is not None))
         try:
             docker_root = engine.client.info().get("DockerRootDir", "/var/lib/docker")
         except Exception:  # noqa: BLE001 - best effort; the engine check above already reports
@@ -141,3 +143,19 @@ def cannot_run_here(scenario: Scenario, probe: dict) -> str | None:
     what = ", ".join(f"{feature} (for {why})" for feature, why in missing.items())
     backend = "netem" if probe.get("netem") else "userspace"
     return f"this host cannot impair traffic as the scenario asks: the kernel lacks {what} ({backend} backend; see `lab doctor`)"
+
+
+def _routed_traffic(engine: Engine, node_built: bool) -> HostCheck:
+    """Can a run add its scoped DOCKER-USER rules (scenarios with routers need them)?"""
+    name = "routers"
+    if not node_built:
+        return HostCheck(name, True, "unknown until `lab build` made the node image", blocking=False)
+    try:
+        rules = list_rules(engine, node_image())
+    except LabError as exc:
+        return HostCheck(name, False, f"the host's {CHAIN} chain cannot be read: {exc}",
+                         "scenarios with `routers:` need Docker's iptables integration and a helper container "
+                         "with NET_ADMIN on the host's network namespace", blocking=False)
+    left = f"; {len(rules)} run(s) still have rules (`lab clean` removes those of ended runs)" if rules else ""
+    return HostCheck(name, True, f"{CHAIN} chain writable by a NET_ADMIN helper: routed scenarios can run{left}",
+                     blocking=False)

@@ -319,8 +319,22 @@ class Engine:
         return configs[0].get("Subnet") if configs else None
 
     @_sdk
+    def used_subnets(self) -> list[str]:
+        """Every subnet of every network on the engine, so a run can pick free ones."""
+        subnets = []
+        for net in self.client.api.networks():
+            subnets += [c["Subnet"] for c in (net.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
+        return subnets
+
+    def host_firewall(self, image: str, script: str) -> tuple[int, str]:
+        """Run a shell script in the host's network namespace with NET_ADMIN (and NET_RAW for
+        legacy iptables) only: the lab's scoped host rules (lab/hostrules.py)."""
+        return self.run_throwaway(image, ["sh", "-c", script], ["NET_ADMIN", "NET_RAW"], network_mode="host")
+
+    @_sdk
     def run_throwaway(self, image: str, command: list[str], cap_add: list[str], timeout: float = 60,
-                      mounts: dict[str, str] | None = None, environment: dict[str, str] | None = None) -> tuple[int, str]:
+                      mounts: dict[str, str] | None = None, environment: dict[str, str] | None = None,
+                      network_mode: str = "none") -> tuple[int, str]:
         """Run a short-lived, labelled container with no network of ours; return (status, output).
 
         `mounts` maps host directories to read-only container paths."""
@@ -330,7 +344,7 @@ class Engine:
             user="0:0",
             cap_drop=["ALL"],
             cap_add=cap_add,
-            network_mode="none",
+            network_mode=network_mode,
             volumes={host: {"bind": path, "mode": "ro"} for host, path in (mounts or {}).items()},
             environment=environment or {},
             labels={MANAGED_LABEL: "true", f"{MANAGED_LABEL}-throwaway": "true", **session_labels()},

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lab.compose import render, to_yaml
+from lab.compose_topology import routed_bridges
 from lab.scenario import load_scenario, scenario_names
 
 DEFAULT_SCENARIO = "basic"
@@ -24,6 +25,12 @@ def expected_files(root: Path, scenarios: Path) -> dict[Path, str]:
         scenario = load_scenario(scenarios / f"{name}.yaml")
         rel = f"scenarios/compose/{name}.yaml"
         how = f"Run it: docker compose -f {rel} up --exit-code-from finished finished"
+        bridges = routed_bridges(scenario, None)
+        if bridges:
+            # lab run adds and removes these itself (lab/hostrules.py); plain compose cannot.
+            rules = "; ".join(f"iptables -{{op}} DOCKER-USER -i {b} -o {b} -j ACCEPT" for b in bridges)
+            how += ("\n# Its router's traffic crosses Docker's isolation of internal networks: as root, first\n"
+                    f"#   {rules.format(op='I')}\n# and afterwards\n#   {rules.format(op='D')}")
         files[root / rel] = to_yaml(render(scenario, build_context="../.."), HEADER.format(name=name, how=how))
         if name == DEFAULT_SCENARIO:
             how = "Run it: docker compose up   (ends by itself: docker compose up --exit-code-from finished finished)"

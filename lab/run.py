@@ -24,10 +24,12 @@ from typing import Any
 
 from lab import __version__
 from lab.compose import node_image, render, to_yaml
+from lab.compose_topology import routed_bridges, run_subnets
 from lab.engine import ContainerInfo, Engine, owner_token
 from lab.errors import LabError, UsageError
 from lab.expect import Record, evaluate
 from lab.faults import FaultTimeline, apply_fault
+from lab.hostrules import Mark, close_bridges, open_bridges
 from lab.html import write_report
 from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
 from lab.programs.diagnose import clients_by_address, diagnose, diagnosis_records
@@ -99,7 +101,8 @@ def run_scenario(
         # The capture helper is root without DAC_OVERRIDE: it writes here through the group.
         (directory / CAPTURE_DIR).mkdir()
         (directory / CAPTURE_DIR).chmod(0o775)
-    compose = render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid())
+    subnets = run_subnets(scenario, engine)
+    compose = render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid(), subnets=subnets)
     compose_file.write_text(to_yaml(compose, f"# lab run {run_id}: rendered from {source or scenario.name}\n"))
     manifest: dict[str, Any] = {
         "run_id": run_id,
@@ -111,6 +114,8 @@ def run_scenario(
         "ended": None,
         "verdict": Verdict.RUNNING,
         "versions": {"lab": __version__, "python": platform.python_version()},
+        "subnets": subnets,
+        "host_rules": [],
     }
     write_json(directory / "manifest.json", manifest)
     progress.started(run_id, directory, scenario.clients.count)
@@ -125,6 +130,12 @@ def run_scenario(
             progress.message("checking the node image")
             ensure_image()
         manifest["compose_config"] = engine.resolved_config(project, compose_file)
+        bridges = routed_bridges(scenario, run_id)
+        if bridges:
+            progress.message("accepting routed traffic on the run's own bridges (DOCKER-USER)")
+            manifest["host_rules"] = bridges
+            manifest["host_rules_mark"] = Mark(run_id, owner_token(), os.environ.get("LAB_SESSION", "")).comment()
+            open_bridges(engine, node_image(), bridges, Mark.parse(manifest["host_rules_mark"]))
         progress.message(f"starting {project}")
         brought_up = True
         engine.deploy(project, compose_file)
@@ -246,6 +257,11 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
             engine.remove_project(project, compose_file)
         except (LabError, OSError) as exc:
             errors.append(f"down: {exc} (run `lab clean`)")
+    if manifest.get("host_rules") and not keep:
+        try:
+            close_bridges(engine, node_image(), manifest["host_rules"], Mark.parse(manifest["host_rules_mark"]))
+        except (LabError, OSError) as exc:
+            errors.append(f"host rules: {exc} (run `lab clean`)")
     events = merge_timeline(groups)
     # Programs that print no records: their views come from the socket tables and their output.
     events = merge_timeline([events, derive_views(events)])

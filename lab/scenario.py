@@ -32,6 +32,7 @@ from lab.home import project_root
 from lab.programs.spec import Program, resolve_program_paths
 from lab.records.options import UDP_PAYLOAD_MAX
 from lab.shaper import impairment as shaper
+from lab.topology import Family, NetworkDef, RouterSpec, check_topology
 
 Proto = Literal["tcp", "udp"]
 Mode = Literal["iterative", "threaded", "async"]
@@ -109,6 +110,7 @@ class ServerSpec(Model):
     idle_timeout: Annotated[float, Field(gt=0, le=3600)] = 30
     impair: Impairment | None = None
     program: Program | None = None  # a learner's own server instead of the echo server
+    networks: list[str] | None = Field(default=None, description="names from `networks:`; default the first")
 
 
 class ClientSpec(Model):
@@ -129,6 +131,8 @@ class ClientSpec(Model):
     start_after: Annotated[float, Field(ge=0, le=600)] = 0
     impair: Impairment | None = None
     program: Program | None = None  # a learner's own client instead of the echo client
+    networks: list[str] | None = Field(default=None, description="names from `networks:`; default the first")
+    family: Family | None = Field(default=None, description="ipv4 or ipv6 toward the server; default ipv4 where both")
 
     @model_validator(mode="after")
     def _one_message_source(self) -> ClientSpec:
@@ -225,6 +229,8 @@ class Scenario(Model):
     # What a run ends with when the lab works: `failed` for a scenario that shows a broken
     # program (its expectations say what the lab must find), so a suite judges it as expected.
     outcome: Literal["passed", "failed"] = "passed"
+    networks: dict[str, NetworkDef] | None = Field(default=None, description="named networks (lab/topology.py)")
+    routers: dict[str, RouterSpec] = {}
 
     @field_validator("publish")
     @classmethod
@@ -244,8 +250,26 @@ class Scenario(Model):
         return value
 
     @model_validator(mode="after")
+    def _topology(self) -> Scenario:
+        if self.networks is not None and "network" in self.model_fields_set:
+            raise ValueError("network: give either `network:` (one network) or `networks:`, not both")
+        clients = {name: self.client(name) for name in self.client_names() if self._valid_client(name)}
+        if self.networks is None and any(c.family for c in clients.values()):
+            raise ValueError("clients.family: needs `networks:` with an ipv6 network")
+        check_topology(self.networks, self.routers, {n: c.networks for n, c in clients.items()},
+                       self.server.networks, {n: c.family for n, c in clients.items()}, self.server.port)
+        return self
+
+    def _valid_client(self, name: str) -> bool:
+        try:
+            self.client(name)
+        except ValidationError:
+            return False  # reported by _targets_exist, naming the override
+        return True
+
+    @model_validator(mode="after")
     def _targets_exist(self) -> Scenario:
-        names = set(self.client_names()) | {"server"}
+        names = set(self.client_names()) | {"server"} | set(self.routers)
         for key in self.clients.each:
             if key not in self.client_names():
                 raise ValueError(

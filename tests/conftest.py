@@ -45,14 +45,26 @@ def pytest_sessionfinish(session, exitstatus):
     label = os.environ["LAB_SESSION"]
     leftovers = {p: e for p, e in engine.managed_resources().items()
                  if p not in before and e.get("session") == label}
-    if not leftovers:
-        return
     removed = {p: engine.remove_resources(e) for p, e in leftovers.items()}
+    removed.update(_leftover_host_rules(engine, label))
+    if not removed:
+        return
     text = "; ".join(f"{project}: {', '.join(what)}" for project, what in removed.items())
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter:
         reporter.write_line(f"LEFTOVERS after the test session (removed now): {text}", red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _leftover_host_rules(engine, session: str) -> dict[str, list[str]]:
+    """The session's DOCKER-USER rules still on the host (a routed run must remove its own)."""
+    from lab.compose import node_image
+    from lab.hostrules import remove_stale
+
+    if engine.image_id(node_image()) is None:
+        return {}
+    what = remove_stale(engine, node_image(), lambda mark: mark.session != session)
+    return {"host rules": what} if what else {}
 
 
 @pytest.fixture(scope="module")

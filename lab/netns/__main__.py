@@ -1,0 +1,81 @@
+"""Command line of the namespace helper: apply routes and NAT rules, then hold until SIGTERM.
+
+Bad options end in one line on stderr and exit 2; a command the kernel refuses ends in an
+`error` record and exit 1, so the container is unhealthy and the run says why.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from lab.records.options import OneLineParser
+from lab.records.writer import RecordWriter
+
+PROG = "python3 -m lab.netns"
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog=PROG, description="Set up this network namespace's routes and NAT, then hold it.")
+    parser.add_argument("--route", action="append", default=[], metavar="VIA",
+                        help="default route through this router address (IPv4 or IPv6); repeatable")
+    parser.add_argument("--nat", action="append", default=[], metavar="RULE",
+                        help="IPv4 NAT rule: `iptables -t nat -A` arguments; repeatable")
+    parser.add_argument("--nat6", action="append", default=[], metavar="RULE", help="the same for ip6tables")
+    parser.add_argument("--ready-file", help="touched once everything is in force")
+    parser.add_argument("--name", help="host name in records (default $LAB_NAME or the host name)")
+    return parser
+
+
+def commands(routes: list[str], nat: list[str], nat6: list[str]) -> list[list[str]]:
+    """What to run, in order: the routes, then the NAT rules."""
+    steps = []
+    for via in routes:
+        family = "-6" if ":" in via else "-4"
+        steps.append(["ip", family, "route", "replace", "default", "via", via])
+    steps += [["iptables", "-w", "-t", "nat", "-A", *shlex.split(rule)] for rule in nat]
+    steps += [["ip6tables", "-w", "-t", "nat", "-A", *shlex.split(rule)] for rule in nat6]
+    return steps
+
+
+def forwarding() -> dict[str, str]:
+    """The namespace's forwarding switches as the kernel reports them (set by compose sysctls)."""
+    found = {}
+    for name, path in (("ipv4", "/proc/sys/net/ipv4/ip_forward"), ("ipv6", "/proc/sys/net/ipv6/conf/all/forwarding")):
+        try:
+            found[name] = Path(path).read_text().strip()
+        except OSError:
+            pass
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    writer = RecordWriter(role="netns", host=args.name)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    applied = []
+    for command in commands(args.route, args.nat, args.nat6):
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            writer.emit(None, "error", command=shlex.join(command), status=result.returncode,
+                        error=(result.stderr or result.stdout).strip())
+            return 1
+        applied.append(shlex.join(command))
+    addresses = subprocess.run(["ip", "-br", "addr"], capture_output=True, text=True).stdout.split("\n")
+    writer.emit(None, "applied", commands=applied, forwarding=forwarding(),
+                addresses=[line for line in addresses if line and not line.startswith("lo ")])
+    if args.ready_file:
+        Path(args.ready_file).touch()
+    done.wait()
+    writer.emit(None, "stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Networks and routers: the model's rules, the address plan, the compose rendering and the
+host rules a routed run adds and finds again."""
+
+import ipaddress
+import random
+from pathlib import Path
+
+import pytest
+
+from lab import compose_topology as topo
+from lab.compose import render
+from lab.errors import ScenarioError
+from lab.hostrules import Mark, add_script, parse_rules, remove_script
+from lab.scenario import load_scenario
+from lab.topology import NetworkDef, choose_subnets, fixed_subnets, plan_layout
+
+ROUTED = """\
+description: two client subnets and a server subnet joined by one router
+networks: {left: {}, right: {}, dmz: {}}
+routers: {gw: {networks: [left, right, dmz]}}
+server: {networks: [dmz]}
+clients:
+  count: 3
+  networks: [left]
+  each: {client3: {networks: [right]}}
+"""
+
+
+def scenario_of(tmp_path: Path, text: str, name: str = "topo"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return load_scenario(path)
+
+
+def test_without_networks_the_rendering_is_one_flat_network(tmp_path):
+    compose = render(scenario_of(tmp_path, "description: flat\n"))
+    assert list(compose["networks"]) == ["lab"]
+    assert not any(name.endswith("-net") for name in compose["services"])
+    assert "--server" in (cmd := compose["services"]["client1"]["command"]) and cmd[cmd.index("--server") + 1] == "server"
+
+
+def test_routed_clients_target_the_server_address_and_route_through_the_router(tmp_path):
+    s = scenario_of(tmp_path, ROUTED)
+    services = render(s)["services"]
+    gw = services["gw"]
+    assert gw["sysctls"] == {"net.ipv4.ip_forward": "1"}
+    assert set(gw["networks"]) == {"left", "right", "dmz"}
+    assert gw["networks"]["left"]["ipv4_address"] == "10.78.1.2"
+    server_ip = services["server-net"]["networks"]["dmz"]["ipv4_address"]
+    cmd = services["client3"]["command"]
+    assert cmd[cmd.index("--server") + 1] == server_ip
+    # client3 is on `right`: its helper routes through the router's address there.
+    helper = services["client3-net"]
+    assert helper["command"][-2:] == ["--route", gw["networks"]["right"]["ipv4_address"]]
+    assert helper["cap_add"] == ["NET_ADMIN"]
+    # The echo programs never get a capability: they join the helper's namespace.
+    for name in ("server", "client1", "client3"):
+        assert services[name]["cap_drop"] == ["ALL"] and "cap_add" not in services[name]
+        assert services[name]["network_mode"] == f"service:{name}-net"
+    assert services["client1"]["depends_on"]["gw"] == {"condition": "service_healthy"}
+
+
+def test_every_address_is_unique_and_inside_its_subnet(tmp_path):
+    s = scenario_of(tmp_path, ROUTED)
+    subnets = choose_subnets(s.networks, [], random.Random(1))
+    t = topo.topology_for(s, subnets, "lab-abc123")
+    seen = set()
+    for host, nets in t.layout.addresses.items():
+        for net, by_family in nets.items():
+            for address in by_family.values():
+                assert ipaddress.ip_address(address) in ipaddress.ip_network(subnets[net]["ipv4"]), (host, net)
+                assert address not in seen
+                seen.add(address)
+
+
+def test_run_subnets_avoid_the_engines_and_each_other():
+    networks = {n: NetworkDef() for n in ("a", "b", "c")}
+    used = [f"10.{i}.0.0/16" for i in range(128, 256)][:127]  # all of the pool's /16s but 10.255
+    chosen = choose_subnets(networks, used, random.Random(7))
+    picked = [ipaddress.ip_network(c["ipv4"]) for c in chosen.values()]
+    assert all(p.subnet_of(ipaddress.ip_network("10.255.0.0/16")) for p in picked)
+    assert len({str(p) for p in picked}) == 3
+
+
+def test_a_subnet_too_small_for_its_hosts_is_refused():
+    with pytest.raises(ValueError, match="too small"):
+        plan_layout({"n": {"ipv4": "10.0.0.0/29"}}, {f"h{i}": ["n"] for i in range(7)})
+
+
+def test_dual_stack_networks_get_both_subnets_and_an_ipv6_capable_server(tmp_path):
+    s = scenario_of(tmp_path, "description: x\nnetworks: {lan: {ipv6: true}}\nclients: {each: {client2: {family: ipv6}}}\n")
+    compose = render(s)
+    lan = compose["networks"]["lan"]
+    assert lan["enable_ipv6"] is True
+    assert [c["subnet"] for c in lan["ipam"]["config"]] == list(fixed_subnets(s.networks)["lan"].values())
+    assert compose["services"]["server"]["command"][compose["services"]["server"]["command"].index("--host") + 1] == "::"
+    cmd = compose["services"]["client2"]["command"]
+    assert ":" in cmd[cmd.index("--server") + 1]  # an IPv6 address
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("routers: {gw: {networks: [a, b]}}\n", "declare the networks first"),
+        ("networks: {lan: {}}\nserver: {networks: [wan]}\n", "server.networks.0: no network 'wan'"),
+        ("networks: {a: {}, b: {}}\nserver: {networks: [b]}\n", "cannot reach the server"),
+        ("networks: {a: {}, b: {}}\nrouters: {gw: {networks: [a, c]}}\n", "routers.gw.networks.1: no network 'c'"),
+        ("networks: {a: {}, b: {}}\nrouters: {gw: {networks: [a, b], masquerade: [c]}}\n", "masquerade: 'c'"),
+        ("networks: {a: {ipv4: false}}\n", "needs ipv4, ipv6 or both"),
+        ("networks: {a: {subnet: 'fd00::/64'}}\n", "an IPv4 network"),
+        ("networks: {Bad_Name: {}}\n", "networks.Bad_Name"),
+        ("networks: {a: {}}\nnetwork: {subnet: 10.1.0.0/24}\n", "either `network:`"),
+        ("clients: {family: ipv6}\n", "needs `networks:`"),
+        ("networks: {a: {}}\nclients: {family: ipv6}\n", "cannot reach the server over ipv6"),
+        ("networks: {a: {}, b: {}}\nrouters: {server: {networks: [a, b]}}\n", "routers.server"),
+    ],
+)
+def test_bad_topologies_name_the_field(tmp_path, body, message):
+    with pytest.raises(ScenarioError, match="topo.yaml") as err:
+        scenario_of(tmp_path, "description: x\n" + body)
+    assert message in str(err.value)
+
+
+def test_masquerade_and_port_forward_become_the_routers_nat_rules(tmp_path):
+    s = scenario_of(tmp_path, """\
+description: x
+networks: {home: {}, wan: {}, office: {}}
+routers:
+  nat: {networks: [home, wan], masquerade: [home]}
+  door: {networks: [wan, office], forward: [{port: 8080, proto: [tcp]}]}
+server: {networks: [office]}
+clients: {count: 2, networks: [wan]}
+""")
+    services = render(s)["services"]
+    sub = fixed_subnets(s.networks)
+    home = sub["home"]["ipv4"]
+    assert services["nat"]["command"][-2:] == ["--nat", f"POSTROUTING -s {home} ! -d {home} -j MASQUERADE"]
+    door_wan = services["door"]["networks"]["wan"]["ipv4_address"]
+    server = services["server-net"]["networks"]["office"]["ipv4_address"]
+    assert services["door"]["command"][-1] == (f"PREROUTING -d {door_wan} -p tcp --dport 8080 "
+                                               f"-j DNAT --to-destination {server}:19200")
+    # A client on wan talks to the router's forwarded port, not to the server's own address.
+    cmd = services["client2"]["command"]
+    assert cmd[cmd.index("--server") + 1] == door_wan and cmd[cmd.index("--port") + 1] == "8080"
+
+
+def test_host_rules_are_scoped_to_the_runs_bridges_and_found_again():
+    mark = Mark("20261125-1-routed-abc123", "host:42", "s1")
+    script = add_script(["lab-ab12cd-0", "lab-ab12cd-1"], mark)
+    assert "iptables -w -I DOCKER-USER -i lab-ab12cd-0 -o lab-ab12cd-0 -m comment --comment " \
+           "'socketlab run=20261125-1-routed-abc123 owner=host:42 session=s1' -j ACCEPT" in script
+    assert "-D DOCKER-USER" in remove_script(["lab-ab12cd-0"], mark)
+    ours = '--comment "socketlab run=20261125-1-routed-abc123 owner=host:42 session=s1" -j ACCEPT'
+    listing = "\n".join([
+        "-N DOCKER-USER",
+        f"-A DOCKER-USER -i lab-ab12cd-1 -o lab-ab12cd-1 -m comment {ours}",
+        f"-A DOCKER-USER -i lab-ab12cd-0 -o lab-ab12cd-0 -m comment {ours}",
+        '-A DOCKER-USER -i br-x -o br-x -m comment --comment "someone else" -j ACCEPT',
+        "-A DOCKER-USER -j RETURN",
+    ])
+    assert parse_rules(listing) == {mark: {"lab-ab12cd-0", "lab-ab12cd-1"}}
