@@ -126,11 +126,11 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from lab.engine import Engine
+    from lab.engine import DockerEngine
     from lab.images import build_node
 
     out = console()
-    image_id = build_node(Engine().require(), project_root(),
+    image_id = build_node(DockerEngine().require(), project_root(),
                           progress=lambda line: out.print(line, markup=False, highlight=False))
     out.print(f"[green]built[/] socketlab/node:latest {image_id[7:19]}")
     return 0

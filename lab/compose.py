@@ -27,6 +27,17 @@ import yaml
 
 from lab import compose_topology as topo
 from lab.home import project_root
+from lab.labels import (
+    MANAGED_LABEL,
+    NETWORK,
+    OWNER_LABEL,
+    ROLE_LABEL,
+    RUN_LABEL,
+    SCENARIO_LABEL,
+    SERVICE_LABEL,
+    SESSION_LABEL,
+    session_labels,
+)
 from lab.programs.spec import Program
 from lab.scenario import ClientSpec, Impairment, Scenario
 from lab.wire.service import BRIDGE_OPTION, bridge_name, capture_dependency, capture_service
@@ -36,29 +47,14 @@ DEFAULT_NODE_IMAGE = "socketlab/node:latest"
 # beside a developer's) can build and use its own tag without touching the other's.
 NODE_IMAGE_VARIABLE = "${LAB_NODE_IMAGE:-" + DEFAULT_NODE_IMAGE + "}"
 BASE_IMAGE_VARIABLE = "${LAB_BASE_IMAGE:-socketlab/base:bookworm}"
-NETWORK = "lab"
 READY_FILE = "/tmp/lab-ready"
 SHAPER_READY_FILE = "/tmp/shaper-ready"
 WATCHER_READY_FILE = "/tmp/sockets-ready"
-LABEL_PREFIX = "io.socketlab"
-RUN_LABEL = f"{LABEL_PREFIX}.run"
-ROLE_LABEL = f"{LABEL_PREFIX}.role"
-SERVICE_LABEL = f"{LABEL_PREFIX}.service"
-MANAGED_LABEL = f"{LABEL_PREFIX}.managed"
-OWNER_LABEL = f"{LABEL_PREFIX}.owner"
-SESSION_LABEL = f"{LABEL_PREFIX}.session"
 
 
 def node_image() -> str:
     """The node image this process builds and runs: `$LAB_NODE_IMAGE`, or the default tag."""
     return os.environ.get("LAB_NODE_IMAGE") or DEFAULT_NODE_IMAGE
-
-
-def session_labels() -> dict[str, str]:
-    """`$LAB_SESSION` (set by the test suite) marks everything a session made, so its
-    leftover check judges only its own resources, never a parallel session's."""
-    session = os.environ.get("LAB_SESSION")
-    return {SESSION_LABEL: session} if session else {}
 
 
 def render(
@@ -80,7 +76,7 @@ def render(
     compose under the `capture` profile; with `networks:`, the server's first network's bridge);
     `capture_group` is the gid it writes the pcap with.
     """
-    labels = {MANAGED_LABEL: "true", f"{LABEL_PREFIX}.scenario": scenario.name}
+    labels = {MANAGED_LABEL: "true", SCENARIO_LABEL: scenario.name}
     if run_id:
         labels[RUN_LABEL] = run_id
     if owner:

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.doctor import cannot_run_here, probe_impairments, run_checks, scenario_impairments
-from lab.engine import Engine
+from lab.engine import DockerEngine, Engine
 from lab.errors import EngineUnavailable, ScenarioError
 from lab.home import project_root, runs_dir, scenarios_dir
 from lab.images import build_node
@@ -85,7 +85,7 @@ def run_in_console(name: str, *, clients: int | None = None, out_dir: Path | Non
                    keep: bool = False, no_capture: bool = False) -> RunResult:
     """`lab run`: one scenario, its progress and its tables on the terminal."""
     scenario, path = load_named(name, clients, no_capture)
-    return run_and_show(scenario, path, Engine().require(), out_dir, keep=keep)
+    return run_and_show(scenario, path, DockerEngine().require(), out_dir, keep=keep)
 
 
 def run_and_show(scenario: Scenario, path: Path, engine: Engine, out_dir: Path | None,
@@ -140,7 +140,7 @@ def run_suite_in_console(patterns: list[str], *, out_dir: Path | None = None, ju
     jobs = jobs or default_jobs()
     out = console()
     with SuiteConsole(out) as view:
-        suite = run_suite(plan, Engine, out_dir, project_root(), jobs=jobs, fail_fast=fail_fast,
+        suite = run_suite(plan, DockerEngine, out_dir, project_root(), jobs=jobs, fail_fast=fail_fast,
                           progress=view, cannot_run=cannot_run, durations=past_durations(out_dir))
     write_junit(junit, suite.outcomes, seconds=suite.seconds)
     print_summary(out, suite, jobs, junit)
@@ -167,7 +167,7 @@ def _prepare_suite(patterns: list[str], repeat: int, junit: Path, no_capture: bo
         raise ScenarioError("\n".join(str(exc) for _, exc in bad))
     plan = plan_runs(loaded, repeat)
     try:
-        engine = Engine().require()
+        engine = DockerEngine().require()
     except EngineUnavailable as exc:
         write_junit(junit, [Outcome(p, error=f"could not run: {exc}") for p in plan])
         raise
@@ -290,7 +290,7 @@ def doctor_in_console() -> int:
     """`lab doctor`: one line per check, a fix under each failed one; 1 if a blocking check failed."""
     out = console()
     failed = 0
-    for check in run_checks(Engine(), project_root()):
+    for check in run_checks(DockerEngine(), project_root()):
         mark = "[green]ok[/]  " if check.ok else ("[red]FAIL[/]" if check.blocking else "[yellow]warn[/]")
         out.print(f"{mark} {check.name:<16} {check.detail}")
         if not check.ok and check.fix:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.compose import node_image
-from lab.engine import Engine
+from lab.engine import DockerEngine
 from lab.errors import LabError
 from lab.hostrules import CHAIN, list_rules
 from lab.images import base_image_ref
@@ -28,7 +28,7 @@ class HostCheck:
     blocking: bool = True
 
 
-def run_checks(engine: Engine, root: Path) -> list[HostCheck]:
+def run_checks(engine: DockerEngine, root: Path) -> list[HostCheck]:
     checks: list[HostCheck] = []
     try:
         version = engine.engine_version()
@@ -66,8 +66,8 @@ def run_checks(engine: Engine, root: Path) -> list[HostCheck]:
         checks.append(_impairment_backend(engine, node is not None, root))
         checks.append(_routed_traffic(engine, node is not None))
         try:
-            docker_root = engine.client.info().get("DockerRootDir", "/var/lib/docker")
-        except Exception:  # noqa: BLE001 - best effort; the engine check above already reports
+            docker_root = engine.data_root()
+        except LabError:  # best effort; the engine check above already reports
             docker_root = "/var/lib/docker"
         checks.append(_disk(Path(docker_root), "disk (docker)"))
     checks.append(_disk(root, "disk (runs)"))
@@ -82,7 +82,7 @@ def _disk(path: Path, name: str) -> HostCheck:
                  "" if ok else f"free at least {MIN_FREE_GIB:g} GiB (`docker system prune`, old runs/)")
 
 
-def _impairment_backend(engine: Engine, node_built: bool, root: Path) -> HostCheck:
+def _impairment_backend(engine: DockerEngine, node_built: bool, root: Path) -> HostCheck:
     """Ask the kernel, from inside a throwaway container, which impairment backend will be used.
 
     Before the node image exists, the base image runs the probe from this checkout's code."""
@@ -105,7 +105,7 @@ def _impairment_backend(engine: Engine, node_built: bool, root: Path) -> HostChe
     return HostCheck("impairments", True, detail + "; NFQUEUE, statistic and tbf available", blocking=False)
 
 
-def probe_impairments(engine: Engine, root: Path, node_built: bool = True) -> dict:
+def probe_impairments(engine: DockerEngine, root: Path, node_built: bool = True) -> dict:
     """What the kernel offers the shaper (`python3 -m lab.shaper probe`), from a throwaway container."""
     image, mounts, env = node_image(), None, None
     if not node_built:
@@ -145,7 +145,7 @@ def cannot_run_here(scenario: Scenario, probe: dict) -> str | None:
     return f"this host cannot impair traffic as the scenario asks: the kernel lacks {what} ({backend} backend; see `lab doctor`)"
 
 
-def _routed_traffic(engine: Engine, node_built: bool) -> HostCheck:
+def _routed_traffic(engine: DockerEngine, node_built: bool) -> HostCheck:
     """Can a run add its scoped DOCKER-USER rules (scenarios with routers need them)?"""
     name = "routers"
     if not node_built:

@@ -105,17 +105,8 @@ def build_offline_base(engine: Engine, ref: str, progress: BuildOutput = print, 
 def build_node(engine: Engine, root: Path, progress: BuildOutput | None = print) -> str:
     """Build (or refresh from cache) the node image through compose; return its image id."""
     base = ensure_base(engine, progress or (lambda _m: None))
-    engine.compose(
-        None,
-        [root / "compose.yaml"],
-        "build",
-        "server",
-        on_line=(lambda line: progress(f"  {line}")) if progress else None,
-        capture=progress is None,
-        cwd=root,
-        timeout=1800,
-        env={"LAB_BASE_IMAGE": base},
-    )
+    engine.build_image(root / "compose.yaml", "server", env={"LAB_BASE_IMAGE": base},
+                       on_line=(lambda line: progress(f"  {line}")) if progress else None)
     image_id = engine.image_id(node_image())
     if image_id is None:
         raise EngineError(f"the build finished but {node_image()} is missing")

@@ -25,7 +25,7 @@ from typing import Any
 from lab import __version__
 from lab.compose import node_image, render, to_yaml
 from lab.compose_topology import routed_bridges, run_subnets
-from lab.engine import ContainerInfo, Engine, owner_token
+from lab.engine import ContainerInfo, Engine, Project, owner_token
 from lab.errors import LabError, UsageError
 from lab.expect import Record, evaluate
 from lab.faults import FaultTimeline, apply_fault
@@ -69,6 +69,23 @@ class RunResult:
         if outcome == "failed":
             return self.verdict == Verdict.FAILED and bool(self.expectations) and all(r.passed for r in self.expectations)
         return self.verdict == Verdict.PASSED
+
+
+@dataclass
+class _Run:
+    """What a run knows while it goes, shared by its phases (drive, then finish)."""
+
+    scenario: Scenario
+    engine: Engine
+    project: Project
+    directory: Path
+    manifest: dict[str, Any]
+    result: RunResult
+    progress: RunProgress
+    keep: bool
+    seen: dict[str, ContainerInfo] = field(default_factory=dict)  # by container name
+    lab_records: list[Record] = field(default_factory=list)  # the fault records
+    brought_up: bool = False  # deploy was attempted: there may be something to tear down
 
 
 def new_run_id(scenario: str) -> str:
@@ -121,15 +138,13 @@ def run_scenario(
     progress.started(run_id, directory, scenario.clients.count)
 
     result = RunResult(run_id=run_id, directory=directory, verdict=Verdict.ERROR)
-    seen: dict[str, ContainerInfo] = {}
-    lab_records: list[Record] = []
-    brought_up = False
+    run = _Run(scenario, engine, engine.project(project, compose_file), directory, manifest, result, progress, keep)
     try:
-        manifest["versions"].update(engine=engine.engine_version(), compose=engine.compose_version())
+        manifest["versions"].update(engine.versions())
         if ensure_image:
             progress.message("checking the node image")
             ensure_image()
-        manifest["compose_config"] = engine.resolved_config(project, compose_file)
+        manifest["compose_config"] = run.project.resolved_config()
         bridges = routed_bridges(scenario, run_id)
         if bridges:
             progress.message("accepting routed traffic on the run's own bridges (DOCKER-USER)")
@@ -137,10 +152,10 @@ def run_scenario(
             manifest["host_rules_mark"] = Mark(run_id, owner_token(), os.environ.get("LAB_SESSION", "")).comment()
             open_bridges(engine, node_image(), bridges, Mark.parse(manifest["host_rules_mark"]))
         progress.message(f"starting {project}")
-        brought_up = True
-        engine.deploy(project, compose_file)
+        run.brought_up = True
+        run.project.deploy()
         manifest["subnet"] = engine.network_subnet(project)
-        result.verdict = _drive(scenario, engine, project, seen, lab_records, progress, stop)
+        result.verdict = _drive(run, stop)
     except KeyboardInterrupt:
         result.verdict = Verdict.INTERRUPTED
         progress.message("interrupted: collecting logs and cleaning up")
@@ -149,19 +164,18 @@ def run_scenario(
         result.error = str(exc)
     finally:
         with _shielded_from_interrupts(progress):
-            _finish(scenario, engine, project, compose_file, directory, manifest, result, seen, lab_records,
-                    brought_up, keep, progress)
+            _finish(run)
     return result
 
 
-def _drive(scenario: Scenario, engine: Engine, project: str, seen: dict[str, ContainerInfo],
-           lab_records: list[Record], progress: RunProgress, stop: threading.Event | None = None) -> Verdict:
+def _drive(run: _Run, stop: threading.Event | None = None) -> Verdict:
     """Run the fault timeline and wait for every client to exit, or for the scenario's timeout.
 
     Faults keep time from when the clients started talking (printed their first record), not
     from when compose said the containers started: on a loaded machine a program may start
     seconds later, and a fault is written against the conversation. A fault on a client counts
     from that client's start, any other from the moment every client has started."""
+    scenario, engine, seen, lab_records, progress = run.scenario, run.engine, run.seen, run.lab_records, run.progress
     start = time.monotonic()
     timeline = FaultTimeline(list(scenario.faults))
     total = scenario.clients.count
@@ -178,7 +192,7 @@ def _drive(scenario: Scenario, engine: Engine, project: str, seen: dict[str, Con
 
     def carry_out(steps) -> None:
         for step in steps:
-            record = apply_fault(scenario, engine, project, _by_service(seen), step, elapsed(step.fault) or 0.0)
+            record = apply_fault(scenario, engine, run.project.name, _by_service(seen), step, elapsed(step.fault) or 0.0)
             lab_records.append(record)
             if record["ok"]:
                 timeline.applied(step)
@@ -188,7 +202,7 @@ def _drive(scenario: Scenario, engine: Engine, project: str, seen: dict[str, Con
     while True:
         if stop is not None and stop.is_set():
             raise KeyboardInterrupt  # told to stop from outside: the same path as Ctrl-C
-        _observe(engine, project, seen)
+        _observe(run)
         clients = [c for c in seen.values() if c.role == "client"]
         if scenario.faults and not everyone and _all_talking(engine, clients, total, talking):
             everyone.append(time.monotonic())
@@ -219,45 +233,45 @@ def _all_talking(engine: Engine, clients: list[ContainerInfo], total: int, talki
     return len(clients) == total and len(talking) == total
 
 
-def _observe(engine: Engine, project: str, seen: dict[str, ContainerInfo]) -> None:
+def _observe(run: _Run) -> None:
     """Refresh what is known of the run's containers, keeping an IP once seen (exited ones lose it)."""
-    for info in engine.project_containers(project):
-        known = seen.get(info.name)
+    for info in run.engine.containers(run.project.name):
+        known = run.seen.get(info.name)
         if known and not info.ip:
             info.ip = known.ip
-        seen[info.name] = info
+        run.seen[info.name] = info
 
 
 def _by_service(seen: dict[str, ContainerInfo]) -> dict[str, ContainerInfo]:
     return {c.service: c for c in seen.values()}
 
 
-def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path, directory: Path,
-            manifest: dict[str, Any], result: RunResult, seen: dict[str, ContainerInfo],
-            lab_records: list[Record], brought_up: bool, keep: bool, progress: RunProgress) -> None:
+def _finish(run: _Run) -> None:
     """Stop, collect, tear down, write: each step guarded so the later ones still happen."""
+    scenario, engine, directory, manifest, result, seen, progress = (
+        run.scenario, run.engine, run.directory, run.manifest, run.result, run.seen, run.progress)
     errors: list[str] = []
-    if brought_up:
-        if not keep:
+    if run.brought_up:
+        if not run.keep:
             # Stopped first, so every program's SIGTERM summary is in the logs collected next.
             try:
                 progress.message("stopping containers")
-                engine.stop_project(project, compose_file)
+                run.project.stop()
             except (LabError, OSError) as exc:
                 errors.append(f"stop: {exc}")
         try:
-            _observe(engine, project, seen)
+            _observe(run)
         except LabError as exc:
             errors.append(f"inspect: {exc}")
     groups, images = _collect_logs(engine, seen, directory, errors)
-    groups.append(lab_records)
-    if brought_up and not keep:
+    groups.append(run.lab_records)
+    if run.brought_up and not run.keep:
         try:
             progress.message("removing containers and network")
-            engine.remove_project(project, compose_file)
+            run.project.remove()
         except (LabError, OSError) as exc:
             errors.append(f"down: {exc} (run `lab clean`)")
-    if manifest.get("host_rules") and not keep:
+    if manifest.get("host_rules") and not run.keep:
         try:
             close_bridges(engine, node_image(), manifest["host_rules"], Mark.parse(manifest["host_rules_mark"]))
         except (LabError, OSError) as exc:
@@ -279,7 +293,7 @@ def _finish(scenario: Scenario, engine: Engine, project: str, compose_file: Path
         verdict=result.verdict,
         error=result.error,
         details=result.details,
-        kept=keep,
+        kept=run.keep,
         images={"node": engine_safe(lambda: engine.image_id(node_image())), "containers": images},
         clients=result.clients,
         diagnoses=[d.as_dict() for d in result.diagnoses],

@@ -11,7 +11,7 @@ import pytest
 # Headless Chromium for the tests that open reports (one browser for the whole session).
 from tests.chromium import chromium, open_page  # noqa: F401 (fixtures)
 
-# Everything this session's runs create carries this label (lab/compose.py session_labels), so
+# Everything this session's runs create carries this label (lab/labels.py session_labels), so
 # the leftover check below judges this session alone: a parallel suite on the same engine
 # (another checkout, a CI job) is neither blamed nor cleaned up.
 os.environ.setdefault("LAB_SESSION", uuid.uuid4().hex[:12])
@@ -39,12 +39,12 @@ def pytest_sessionfinish(session, exitstatus):
     before = getattr(session.config, "_lab_projects_before", None)
     if before is None:
         return
-    from lab.engine import Engine
+    from lab.engine import DockerEngine
 
-    engine = Engine()
+    engine = DockerEngine()
     label = os.environ["LAB_SESSION"]
     leftovers = {p: e for p, e in engine.managed_resources().items()
-                 if p not in before and e.get("session") == label}
+                 if p not in before and e.session == label}
     removed = {p: engine.remove_resources(e) for p, e in leftovers.items()}
     removed.update(_leftover_host_rules(engine, label))
     if not removed:

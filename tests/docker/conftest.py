@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.engine import Engine
+from lab.engine import DockerEngine
 from lab.errors import EngineUnavailable
 from lab.home import project_root
 from lab.images import build_node
@@ -19,9 +19,9 @@ ROOT = project_root()
 
 
 @pytest.fixture(scope="session")
-def engine(request) -> Engine:
+def engine(request) -> DockerEngine:
     try:
-        engine = Engine().require()
+        engine = DockerEngine().require()
     except EngineUnavailable as exc:
         pytest.fail(f"Docker tests need a Docker engine and Compose v2 ({exc}); run `lab doctor`, "
                     f"or deselect them with -m 'not docker'", pytrace=False)

@@ -41,10 +41,10 @@ def default_compose(node_image, docker_services, docker_compose_project_name, en
     """The containers of the default compose project, once `finished` exited (pytest-docker tears it down)."""
     def finished() -> bool:
         return any(c.service == "finished" and c.status == "exited"
-                   for c in engine.project_containers(docker_compose_project_name))
+                   for c in engine.containers(docker_compose_project_name))
 
     docker_services.wait_until_responsive(check=finished, timeout=60.0, pause=0.2)
-    return {c.service: c for c in engine.project_containers(docker_compose_project_name)}
+    return {c.service: c for c in engine.containers(docker_compose_project_name)}
 
 
 def records(engine, info) -> list[dict]:

@@ -18,13 +18,12 @@ pytestmark = pytest.mark.usefixtures("plain_compose_turn")
 @pytest.mark.parametrize("name", ["udp-only", "high-latency"])
 def test_plain_compose_command_ends_by_itself_with_exit_0(name, node_image, engine):
     project = f"labtest-{secrets.token_hex(3)}"
-    files = [ROOT / f"scenarios/compose/{name}.yaml"]
+    compose = engine.project(project, ROOT / f"scenarios/compose/{name}.yaml")
     try:
-        result = engine.compose(project, files, "up", "--exit-code-from", "finished", "finished", check=False,
-                                timeout=240, cwd=ROOT)
+        result = compose.run("up", "--exit-code-from", "finished", "finished", check=False, timeout=240)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
         assert "clients finished and succeeded" in result.stdout
-        containers = {c.service: c for c in engine.project_containers(project)}
+        containers = {c.service: c for c in engine.containers(project)}
         replies = [
             json.loads(line)
             for c in containers.values() if c.role == "client"
@@ -38,4 +37,4 @@ def test_plain_compose_command_ends_by_itself_with_exit_0(name, node_image, engi
         else:
             assert rtt < 50, f"no impairment declared, rtt p50 {rtt:.1f} ms"
     finally:
-        engine.compose(project, files, "down", "-v", "--remove-orphans", "-t", "1", check=False, timeout=120, cwd=ROOT)
+        compose.run("down", "-v", "--remove-orphans", "-t", "1", check=False, timeout=120)

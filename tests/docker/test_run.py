@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.compose import RUN_LABEL
-from lab.engine import Engine
+from lab.engine import DockerEngine
+from lab.labels import RUN_LABEL
 
 from .conftest import only_run_dir, run_lab, start_lab
 
@@ -27,8 +27,8 @@ timeout: 120
 """
 
 
-def run_resources(engine: Engine, run_id: str) -> tuple[list, list]:
-    containers = engine.containers(f"{RUN_LABEL}={run_id}")
+def run_resources(engine: DockerEngine, run_id: str) -> tuple[list, list]:
+    containers = engine.containers_with_label(f"{RUN_LABEL}={run_id}")
     networks = engine.client.networks.list(filters={"label": f"{RUN_LABEL}={run_id}"})
     return containers, networks
 
@@ -123,7 +123,7 @@ def start_slow_run(tmp_path: Path):
     return proc, directory
 
 
-def client_talking(engine: Engine, run_id: str) -> bool:
+def client_talking(engine: DockerEngine, run_id: str) -> bool:
     return any(c.role == "client" and b'"event":"reply"' in engine.container_logs(c.id)
                for c in run_resources(engine, run_id)[0])
 

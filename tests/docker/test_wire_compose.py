@@ -30,7 +30,7 @@ def test_the_capture_profile_writes_a_pcap_of_the_conversations(node_image, engi
         up = compose(project, "up", "-d", "--no-build", env=env)
         assert up.returncode == 0, up.stderr
         deadline = time.monotonic() + 60
-        while not any(c.service == "finished" and c.status == "exited" for c in engine.project_containers(project)):
+        while not any(c.service == "finished" and c.status == "exited" for c in engine.containers(project)):
             assert time.monotonic() < deadline, "the clients did not finish within 60 s"
             time.sleep(0.3)
         assert compose(project, "stop", "-t", "3", env=env).returncode == 0

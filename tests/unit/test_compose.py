@@ -2,7 +2,8 @@
 
 import yaml
 
-from lab.compose import MANAGED_LABEL, RUN_LABEL, render, to_yaml
+from lab.compose import render, to_yaml
+from lab.labels import MANAGED_LABEL, RUN_LABEL
 from lab.scenario import Scenario
 
 

@@ -1,0 +1,168 @@
+"""Containers and networks of a run through the docker SDK: list, logs, fault actions, exec, the
+network's facts, and the throwaway probe container of `lab doctor`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lab.engine.connection import DockerConnection, docker_module, sdk_call
+from lab.engine.interface import ContainerInfo
+from lab.errors import EngineError
+from lab.labels import MANAGED_LABEL, NETWORK, ROLE_LABEL, SERVICE_LABEL, session_labels
+
+PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+
+# Lifecycle fault actions, as SDK calls on a container (a short grace: the programs exit fast).
+LIFECYCLE = {
+    "stop": lambda c: c.stop(timeout=3),
+    "start": lambda c: c.start(),
+    "kill": lambda c: c.kill(),
+    "restart": lambda c: c.restart(timeout=3),
+    "pause": lambda c: c.pause(),
+    "unpause": lambda c: c.unpause(),
+}
+
+
+class Containers(DockerConnection):
+    """The SDK side of `Engine`: containers and networks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._aliases: dict[tuple[str, str], list[str]] = {}  # what a disconnect took away
+
+    def containers(self, project: str) -> list[ContainerInfo]:
+        """The project's containers, running or not."""
+        return self.containers_with_label(f"{PROJECT_LABEL}={project}")
+
+    @sdk_call
+    def containers_with_label(self, label: str) -> list[ContainerInfo]:
+        """Containers with a label, running or not, from one list call (no per-container inspect:
+        cheap enough to poll, and a container removed meanwhile cannot make it fail)."""
+        listed = self.client.api.containers(all=True, filters={"label": label})
+        return [info_from_list(entry) for entry in listed]
+
+    @sdk_call
+    def container_logs(self, container_id: str) -> bytes:
+        """Everything a container printed (stdout and stderr), as collected by Docker."""
+        docker = docker_module()
+        try:
+            return self.client.containers.get(container_id).logs(stdout=True, stderr=True)
+        except docker.errors.NotFound:
+            return b""
+
+    @sdk_call
+    def image_of(self, container_id: str) -> str | None:
+        docker = docker_module()
+        try:
+            return self.client.containers.get(container_id).attrs.get("Image")
+        except docker.errors.NotFound:
+            return None
+
+    @sdk_call
+    def act(self, container_id: str, action: str, network: str | None = None) -> None:
+        """Apply a fault action to a container: stop, start, kill, restart, pause, unpause,
+        disconnect (from the run's network), reconnect (with the aliases it had)."""
+        container = self.client.containers.get(container_id)
+        if action in LIFECYCLE:
+            LIFECYCLE[action](container)
+        elif action == "disconnect":
+            settings = container.attrs["NetworkSettings"]["Networks"].get(network) or {}
+            # Docker adds the short id itself; the service names are what clients resolve.
+            self._aliases[(container_id, network)] = [
+                a for a in settings.get("Aliases") or [] if not container_id.startswith(a)
+            ]
+            self.client.networks.get(network).disconnect(container, force=True)
+        elif action == "reconnect":
+            aliases = self._aliases.pop((container_id, network), None)
+            self.client.networks.get(network).connect(container, aliases=aliases)
+        else:
+            raise EngineError(f"unknown fault action {action!r}")
+
+    @sdk_call
+    def exec(self, container_id: str, command: list[str]) -> tuple[int, str]:
+        result = self.client.containers.get(container_id).exec_run(command)
+        return result.exit_code, result.output.decode("utf-8", "replace")
+
+    def network_name(self, project: str) -> str:
+        return f"{project}_{NETWORK}"
+
+    @sdk_call
+    def network_subnet(self, project: str) -> str | None:
+        docker = docker_module()
+        try:
+            net = self.client.networks.get(self.network_name(project))
+        except docker.errors.NotFound:
+            return None
+        configs = (net.attrs.get("IPAM") or {}).get("Config") or []
+        return configs[0].get("Subnet") if configs else None
+
+    @sdk_call
+    def used_subnets(self) -> list[str]:
+        """Every subnet of every network on the engine, so a run can pick free ones."""
+        subnets = []
+        for net in self.client.api.networks():
+            subnets += [c["Subnet"] for c in (net.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
+        return subnets
+
+    def host_firewall(self, image: str, script: str) -> tuple[int, str]:
+        """Run a shell script in the host's network namespace with NET_ADMIN (and NET_RAW for
+        legacy iptables) only: the lab's scoped host rules (lab/hostrules.py)."""
+        return self.run_throwaway(image, ["sh", "-c", script], ["NET_ADMIN", "NET_RAW"], network_mode="host")
+
+    @sdk_call
+    def run_throwaway(self, image: str, command: list[str], cap_add: list[str], timeout: float = 60,
+                      mounts: dict[str, str] | None = None, environment: dict[str, str] | None = None,
+                      network_mode: str = "none") -> tuple[int, str]:
+        """Run a short-lived, labelled container with no network of ours; return (status, output).
+
+        `mounts` maps host directories to read-only container paths."""
+        container = self.client.containers.create(
+            image,
+            command,
+            user="0:0",
+            cap_drop=["ALL"],
+            cap_add=cap_add,
+            network_mode=network_mode,
+            volumes={host: {"bind": path, "mode": "ro"} for host, path in (mounts or {}).items()},
+            environment=environment or {},
+            labels={MANAGED_LABEL: "true", f"{MANAGED_LABEL}-throwaway": "true", **session_labels()},
+        )
+        try:
+            container.start()
+            status = container.wait(timeout=timeout).get("StatusCode", 1)
+            output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        finally:
+            container.remove(force=True)
+        return status, output
+
+    @sdk_call
+    def data_root(self) -> str:
+        """Where the engine keeps images and containers (for the disk-space check)."""
+        return self.client.info().get("DockerRootDir", "/var/lib/docker")
+
+
+def info_from_list(entry: dict[str, Any]) -> ContainerInfo:
+    """A ContainerInfo from one row of the container list API."""
+    labels = entry.get("Labels") or {}
+    state = entry.get("State", "unknown")
+    ip = None
+    for name, net in ((entry.get("NetworkSettings") or {}).get("Networks") or {}).items():
+        if name.endswith(f"_{NETWORK}") and net.get("IPAddress"):
+            ip = net["IPAddress"]
+    exit_code = None
+    if state in ("exited", "dead"):
+        # The list's status reads "Exited (137) 2 seconds ago".
+        match = re.search(r"\((-?\d+)\)", entry.get("Status", ""))
+        exit_code = int(match.group(1)) if match else None
+    return ContainerInfo(
+        name=(entry.get("Names") or ["/?"])[0].lstrip("/"),
+        service=labels.get(SERVICE_LABEL) or labels.get(COMPOSE_SERVICE_LABEL, ""),
+        role=labels.get(ROLE_LABEL, ""),
+        status=state,
+        exit_code=exit_code,
+        ip=ip,
+        id=entry["Id"],
+        labels=labels,
+    )

@@ -1,0 +1,41 @@
+"""`DockerEngine`: the `Engine` of this host's Docker Engine with Compose v2, assembled from its
+parts (compose for a project's lifecycle, the SDK for containers, images and leftovers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lab.engine.compose_cli import COMPOSE_COMMAND, ComposeProject, compose_version
+from lab.engine.containers import Containers
+from lab.engine.images import Images
+from lab.engine.resources import LabelledResources
+from lab.errors import EngineUnavailable
+
+
+class DockerEngine(Containers, Images, LabelledResources):
+    """Docker Engine + Compose v2 on this host."""
+
+    def __init__(self, compose_command: tuple[str, ...] = COMPOSE_COMMAND) -> None:
+        super().__init__()
+        self.compose_command = tuple(compose_command)
+
+    def require(self) -> DockerEngine:
+        """Fail early, in one line, when the engine or Compose v2 is missing."""
+        self.client  # noqa: B018 - connects and pings
+        if self.compose_version() is None:
+            raise EngineUnavailable("Docker Compose v2 (`docker compose`) is not available")
+        return self
+
+    def engine_version(self) -> str:
+        """The Docker Engine's version; EngineUnavailable when it cannot be reached."""
+        return self.client.version().get("Version", "?")
+
+    def compose_version(self) -> str | None:
+        """Compose v2's version, or None when `docker compose` is missing or is v1."""
+        return compose_version(self.compose_command)
+
+    def versions(self) -> dict[str, str | None]:
+        return {"engine": self.engine_version(), "compose": self.compose_version()}
+
+    def project(self, name: str, file: Path) -> ComposeProject:
+        return ComposeProject(name, file, self.compose_command)

@@ -1,0 +1,165 @@
+"""An in-memory `Engine` for fast tests of a run's logic: no Docker, containers as plain data.
+
+Deploying a project reads the compose file the run rendered and "creates" one container per
+service, with the roles from its labels. Each poll of `containers` is a tick: a client exits
+(with its scripted status) once it has been polled `ticks_to_finish` times. Fault actions change
+the containers' states the way Docker would. `on[method]` runs before that method does, once, so
+a test can make any step fail or deliver a Ctrl-C exactly there; `calls` records what was done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lab.engine import ContainerInfo, LabelledProject
+from lab.errors import EngineError
+from lab.labels import ROLE_LABEL, SERVICE_LABEL
+
+# What each fault action leaves a container as: (status, exit code).
+AFTER_ACTION = {"stop": ("exited", 143), "kill": ("exited", 137), "start": ("running", None),
+                "restart": ("running", None), "pause": ("paused", None), "unpause": ("running", None)}
+
+
+@dataclass
+class FakeProject:
+    """A project of the fake engine: its lifecycle calls land in the engine's state."""
+
+    name: str
+    file: Path
+    engine: FakeEngine
+
+    def resolved_config(self) -> str:
+        self.engine.call("resolved_config")
+        return self.file.read_text()
+
+    def deploy(self) -> None:
+        self.engine.call("deploy")
+        services = yaml.safe_load(self.file.read_text())["services"]
+        for number, (service, spec) in enumerate(services.items(), start=2):
+            labels = spec.get("labels") or {}
+            self.engine.running[f"{self.name}-{service}-1"] = ContainerInfo(
+                name=f"{self.name}-{service}-1", service=labels.get(SERVICE_LABEL, service),
+                role=labels.get(ROLE_LABEL, ""), status="running", exit_code=None,
+                ip=self.engine.ips.get(service, f"10.99.0.{number}"), id=f"id-{service}", labels=labels)
+
+    def stop(self, grace: float = 3) -> None:
+        self.engine.call("stop")
+        for info in self.engine.running.values():
+            if info.status != "exited":
+                info.status, info.exit_code, info.ip = "exited", 143, None
+
+    def remove(self) -> None:
+        self.engine.call("remove")
+        self.engine.running.clear()
+
+
+@dataclass
+class FakeEngine:
+    """Satisfies `lab.engine.Engine` in memory."""
+
+    outputs: dict[str, str] = field(default_factory=dict)  # what each service printed
+    ips: dict[str, str] = field(default_factory=dict)
+    exit_codes: dict[str, int] = field(default_factory=dict)  # a client's status when it ends (default 0)
+    ticks_to_finish: int | None = 2  # None: the clients never end
+    on: dict[str, Callable[[], None]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    running: dict[str, ContainerInfo] = field(default_factory=dict)  # by container name
+    images: dict[str, str] = field(default_factory=lambda: {"socketlab/node:latest": "sha256:fake"})
+    ticks: int = 0
+
+    def call(self, what: str) -> None:
+        self.calls.append(what)
+        hook = self.on.pop(what, None)
+        if hook is not None:
+            hook()
+
+    def versions(self) -> dict[str, str | None]:
+        return {"engine": "fake", "compose": None}
+
+    def project(self, name: str, file: Path) -> FakeProject:
+        return FakeProject(name, file, self)
+
+    def containers(self, project: str) -> list[ContainerInfo]:
+        self.call("containers")
+        self.ticks += 1
+        for info in self.running.values():
+            if info.role == "client" and info.status == "running" and self.ticks_to_finish is not None \
+                    and self.ticks >= self.ticks_to_finish:
+                info.status, info.exit_code = "exited", self.exit_codes.get(info.service, 0)
+        return [ContainerInfo(**vars(info)) for info in self.running.values() if info.name.startswith(project)]
+
+    def container_logs(self, container_id: str) -> bytes:
+        self.call("container_logs")
+        return self.outputs.get(self._by_id(container_id).service, "").encode()
+
+    def image_of(self, container_id: str) -> str | None:
+        return "sha256:fake"
+
+    def act(self, container_id: str, action: str, network: str | None = None) -> None:
+        self.call(f"act {action}")
+        info = self._by_id(container_id)
+        if action in AFTER_ACTION:
+            info.status, info.exit_code = AFTER_ACTION[action]
+        elif action in ("disconnect", "reconnect"):
+            info.ip = None if action == "disconnect" else self.ips.get(info.service)
+        else:
+            raise EngineError(f"unknown fault action {action!r}")
+
+    def exec(self, container_id: str, command: list[str]) -> tuple[int, str]:
+        self.call("exec")
+        return 0, ""
+
+    def network_name(self, project: str) -> str:
+        return f"{project}_lab"
+
+    def network_subnet(self, project: str) -> str | None:
+        return "10.99.0.0/24"
+
+    def used_subnets(self) -> list[str]:
+        return ["10.99.0.0/24"]
+
+    def host_firewall(self, image: str, script: str) -> tuple[int, str]:
+        self.call("host_firewall")
+        return 0, ""
+
+    def image_id(self, ref: str) -> str | None:
+        return self.images.get(ref)
+
+    def pull(self, ref: str) -> bool:
+        return False
+
+    def tag(self, source: str, target: str) -> None:
+        self.images[target] = self.images[source]
+
+    def import_image(self, tarball: Path, ref: str, changes: list[str]) -> str:
+        self.images[ref] = f"sha256:{len(self.images)}"
+        return self.images[ref]
+
+    def build_image(self, file: Path, service: str, env: dict[str, str],
+                    on_line: Callable[[str], None] | None = None) -> None:
+        self.call("build_image")
+
+    def prune_untagged(self, label: str) -> int:
+        return 0
+
+    def managed_resources(self) -> dict[str, LabelledProject]:
+        projects: dict[str, LabelledProject] = {}
+        for info in self.running.values():
+            name = info.name.rsplit("-", 2)[0]
+            projects.setdefault(name, LabelledProject(name)).containers.append(info)
+        return projects
+
+    def remove_resources(self, entry: LabelledProject) -> list[str]:
+        for info in entry.containers:
+            self.running.pop(info.name, None)
+        return [f"container {info.name}" for info in entry.containers]
+
+    def _by_id(self, container_id: str) -> ContainerInfo:
+        info = next((c for c in self.running.values() if c.id == container_id), None)
+        if info is None:
+            raise EngineError(f"no such container: {container_id}")
+        return info

@@ -1,0 +1,231 @@
+"""A run's verdict logic on the in-memory engine (no Docker): timeouts, faults on purpose and
+refused, teardown errors, Ctrl-C at every phase; and both engines satisfy the `Engine` Protocol.
+
+The real engine's side of the same stories is in tests/docker/test_run.py."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import signal
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from fake_engine import FakeEngine, FakeProject
+
+import lab.run
+from lab.engine import ComposeProject, DockerEngine, Engine, Project
+from lab.errors import EngineError
+from lab.run import run_scenario
+from lab.scenario import Scenario
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "events" / "threaded-ok.jsonl"
+ADDED_BY_THE_LAB = ("service", "container", "ip")
+
+
+def recorded_outputs() -> tuple[dict[str, str], dict[str, str]]:
+    """What each service of a real 3-client TCP run printed, and each one's IP."""
+    outputs: dict[str, str] = defaultdict(str)
+    ips = {}
+    for line in FIXTURE.read_text().splitlines():
+        record = json.loads(line)
+        ips[record["service"]] = record["ip"]
+        service = record["service"]
+        printed = {k: v for k, v in record.items() if k not in ADDED_BY_THE_LAB}
+        outputs[service] += json.dumps(printed) + "\n"
+    return dict(outputs), ips
+
+
+def scenario(**fields) -> Scenario:
+    return Scenario.model_validate({
+        "name": "fake", "description": "driven by the fake engine",
+        "server": {"mode": "threaded", "proto": ["tcp"]}, "clients": {"count": 3, "proto": ["tcp"]},
+        "capture": False,  # a pcap needs a real network; the wire view has its own tests
+        "expect": [{"check": "echoed_intact"}, {"check": "views_agree"}], **fields})
+
+
+class RecordedProgress:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def started(self, run_id, directory, total_clients) -> None: ...
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+    def clients(self, finished: int, total: int) -> None: ...
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    outputs, ips = recorded_outputs()
+    return FakeEngine(outputs=outputs, ips=ips)
+
+
+@pytest.fixture(autouse=True)
+def fast_polls(monkeypatch):
+    monkeypatch.setattr(lab.run, "POLL_SECONDS", 0.01)
+
+
+def run(engine: FakeEngine, tmp_path: Path, progress=None, **fields):
+    result = run_scenario(scenario(**fields), engine, tmp_path, tmp_path, progress=progress or RecordedProgress())
+    manifest = json.loads((result.directory / "manifest.json").read_text())
+    return result, manifest
+
+
+def torn_down(engine: FakeEngine) -> bool:
+    return engine.calls.count("stop") == 1 and engine.calls.count("remove") == 1 and not engine.running
+
+
+def test_a_run_whose_clients_all_succeed_passes_with_everything_written(engine, tmp_path):
+    result, manifest = run(engine, tmp_path)
+    assert result.verdict == manifest["verdict"] == "passed", result.error
+    assert result.clients == {"client1": 0, "client2": 0, "client3": 0}
+    assert [r.passed for r in result.expectations] == [True, True]
+    assert len(result.conversations) == 3 and all(c.flag == "ok" for c in result.conversations)
+    assert manifest["versions"]["engine"] == "fake" and manifest["subnet"] == "10.99.0.0/24"
+    assert sorted(p.name for p in (result.directory / "logs").iterdir()) == sorted(
+        f"{manifest['project']}-{s}-1.log" for s in ("server", "client1", "client2", "client3"))
+    assert (result.directory / "events.jsonl").read_text().count("\n") == len(FIXTURE.read_text().splitlines())
+    assert torn_down(engine)
+    # Stopped before the logs are collected (so the summaries are in them), removed after.
+    assert engine.calls.index("stop") < engine.calls.index("container_logs") < engine.calls.index("remove")
+
+
+def test_clients_still_running_at_the_timeout_give_a_timeout(engine, tmp_path):
+    engine.ticks_to_finish = None
+    progress = RecordedProgress()
+    result, manifest = run(engine, tmp_path, progress, timeout=0.2)
+    assert result.verdict == manifest["verdict"] == "timeout" and result.exit_code == 1
+    assert "timeout: 3 of 3 clients still running after 0.2 s" in progress.messages
+    assert result.expectations == []  # a run that did not finish is not judged on its records
+    assert torn_down(engine)
+
+
+def test_a_client_that_dies_unplanned_fails_the_run(engine, tmp_path):
+    engine.exit_codes["client3"] = 137
+    result, manifest = run(engine, tmp_path)
+    assert result.verdict == manifest["verdict"] == "failed"
+    assert manifest["clients"]["client3"] == 137
+    assert torn_down(engine)
+
+
+def test_a_client_killed_on_purpose_is_judged_by_the_expectations_not_its_exit(engine, tmp_path):
+    engine.ticks_to_finish = 3  # the kill at t=0 lands while the clients still run
+    result, manifest = run(engine, tmp_path, faults=[{"at": 0, "action": "kill", "target": "client3"}],
+                           expect=[{"check": "fault", "action": "kill", "target": "client3"},
+                                   {"check": "clients_ok", "service": ["client1", "client2"], "min": 2}])
+    assert result.verdict == manifest["verdict"] == "passed", result.error
+    assert manifest["clients"] == {"client1": 0, "client2": 0, "client3": 137}
+    assert "act kill" in engine.calls
+    faults = [json.loads(line) for line in (result.directory / "events.jsonl").read_text().splitlines()
+              if '"event": "fault"' in line]
+    assert [(f["action"], f["target"], f["ok"]) for f in faults] == [("kill", "client3", True)]
+    assert torn_down(engine)
+
+
+def test_a_refused_fault_is_an_error_and_is_never_undone(engine, tmp_path):
+    engine.ticks_to_finish = 3
+    engine.on["act pause"] = raises(EngineError("docker: act: container is not running"))
+    result, manifest = run(engine, tmp_path, faults=[{"at": 0, "action": "pause", "target": "server", "duration": 0.01}])
+    assert result.verdict == manifest["verdict"] == "error"
+    assert "act unpause" not in engine.calls
+    faults = [json.loads(line) for line in (result.directory / "events.jsonl").read_text().splitlines()
+              if '"event": "fault"' in line]
+    assert [(f["action"], f["ok"], f["detail"]) for f in faults] == [
+        ("pause", False, "docker: act: container is not running")]
+    assert torn_down(engine)
+
+
+def test_a_fault_still_in_force_when_the_clients_end_is_undone_before_teardown(engine, tmp_path):
+    engine.ticks_to_finish = 3
+    result, manifest = run(engine, tmp_path, faults=[{"at": 0, "action": "disconnect", "target": "client2", "duration": 600}])
+    assert result.verdict == manifest["verdict"] == "passed", result.error
+    assert engine.calls.index("act disconnect") < engine.calls.index("act reconnect") < engine.calls.index("stop")
+
+
+def test_a_teardown_error_turns_a_pass_into_an_error_that_says_what_to_do(engine, tmp_path):
+    engine.on["remove"] = raises(EngineError("`docker compose down` failed with exit status 1"))
+    result, manifest = run(engine, tmp_path)
+    assert result.verdict == manifest["verdict"] == "error"
+    assert [r.passed for r in result.expectations] == [True, True]  # the run itself was fine
+    assert manifest["error"] == "down: `docker compose down` failed with exit status 1 (run `lab clean`)"
+    assert engine.calls.count("remove") == 1
+
+
+def test_a_stop_error_still_collects_logs_and_removes_everything(engine, tmp_path):
+    engine.on["stop"] = raises(EngineError("stop timed out"))
+    result, manifest = run(engine, tmp_path)
+    assert result.verdict == manifest["verdict"] == "error" and manifest["error"] == "stop: stop timed out"
+    assert len(list((result.directory / "logs").iterdir())) == 4
+    assert "remove" in engine.calls and not engine.running
+
+
+def test_a_failed_deploy_is_an_error_and_removes_what_was_half_created(engine, tmp_path):
+    engine.on["deploy"] = raises(EngineError("`docker compose up` failed: no such image"))
+    result, manifest = run(engine, tmp_path)
+    assert result.verdict == manifest["verdict"] == "error"
+    assert manifest["error"].startswith("`docker compose up` failed")
+    assert engine.calls.count("remove") == 1
+
+
+@pytest.mark.parametrize("phase, method, verdict", [
+    ("starting", "deploy", "interrupted"),
+    ("running", "containers", "interrupted"),
+    # Once the run is over, teardown is shielded: a Ctrl-C says "please wait" and cuts nothing short.
+    ("collecting", "container_logs", "passed"),
+    ("teardown", "remove", "passed"),
+])
+def test_ctrl_c_at_each_phase_keeps_the_records_and_tears_down(engine, tmp_path, phase, method, verdict):
+    engine.on[method] = ctrl_c
+    progress = RecordedProgress()
+    with default_sigint():
+        result, manifest = run(engine, tmp_path, progress)
+    assert result.verdict == manifest["verdict"] == verdict
+    assert result.exit_code == (130 if verdict == "interrupted" else 0)
+    assert manifest["ended"] and (result.directory / "events.jsonl").exists()
+    assert torn_down(engine), engine.calls
+    if verdict == "interrupted":
+        assert "interrupted: collecting logs and cleaning up" in progress.messages
+    else:
+        assert "still cleaning up; please wait" in progress.messages
+        assert len(list((result.directory / "logs").iterdir())) == 4
+
+
+@pytest.mark.parametrize("implementation, protocol", [
+    (DockerEngine, Engine), (FakeEngine, Engine), (ComposeProject, Project), (FakeProject, Project)])
+def test_implementations_have_every_method_of_their_protocol_with_its_parameters(implementation, protocol):
+    for name, declared in vars(protocol).items():
+        if name.startswith("_") or not callable(declared):
+            continue
+        implemented = getattr(implementation, name, None)
+        assert callable(implemented), f"{implementation.__name__} lacks {name}"
+        assert list(inspect.signature(implemented).parameters) == list(inspect.signature(declared).parameters), name
+
+
+def test_the_docker_engine_and_its_projects_are_what_the_protocols_declare(tmp_path):
+    engine = DockerEngine()  # no connection is made until a method needs one
+    assert isinstance(engine, Engine)
+    assert isinstance(engine.project("lab-x", tmp_path / "compose.yaml"), Project)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def raises(exc: Exception):
+    def hook() -> None:
+        raise exc
+    return hook
+
+
+def ctrl_c() -> None:
+    """What the terminal does: SIGINT to this process (the handler in force decides what follows)."""
+    signal.raise_signal(signal.SIGINT)
+
+
+class default_sigint:
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test, whatever the runner installed."""
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
