@@ -25,7 +25,7 @@ def run(tmp_path: Path, engine, client_program: str, extra: str = "", timeout: i
     result = run_scenario(scenario, engine, tmp_path / "runs", project_root(), source=tmp_path / "s.yaml")
     events = [json.loads(line) for line in (result.directory / "events.jsonl").read_text().splitlines()]
     mine = [e for e in events if e.get("role") == "program" and e.get("host") == "client1"]
-    assert not engine.project_containers(json.loads((result.directory / "manifest.json").read_text())["project"])
+    assert not engine.containers(json.loads((result.directory / "manifest.json").read_text())["project"])
     return result, mine
 
 

@@ -123,8 +123,9 @@ def start_slow_run(tmp_path: Path):
     return proc, directory
 
 
-def client_talking(engine: DockerEngine, run_id: str) -> bool:
-    return any(c.role == "client" and b'"event":"reply"' in engine.container_logs(c.id)
+def clients_talking(engine: DockerEngine, run_id: str) -> int:
+    """How many of the run's clients have had an echo back."""
+    return sum(c.role == "client" and b'"event":"reply"' in engine.container_logs(c.id)
                for c in run_resources(engine, run_id)[0])
 
 
@@ -138,7 +139,7 @@ def test_ctrl_c_cleans_up_and_keeps_partial_logs(engine, node_image, tmp_path, m
             wait_for(lambda: run_resources(engine, run_id)[0] or run_resources(engine, run_id)[1], 60,
                      "the first container or network")
         else:
-            wait_for(lambda: client_talking(engine, run_id), 60, "a client's first echo")
+            wait_for(lambda: clients_talking(engine, run_id) == 2, 60, "both clients' first echo")
         proc.send_signal(signal.SIGINT)
         output = proc.communicate(timeout=120)[0]
     finally:
@@ -154,7 +155,7 @@ def test_ctrl_c_cleans_up_and_keeps_partial_logs(engine, node_image, tmp_path, m
         events = read_events(directory)
         assert any(e["event"] == "reply" and e["role"] == "client" for e in events)
         assert any(e["event"] == "accepted" and e["role"] == "server" for e in events)
-        assert len(list((directory / "logs").glob("*.log"))) == 3
+        assert len(list((directory / "logs").glob("*.log"))) == 4  # server, capture, client1, client2
         assert (directory / "clients.csv").read_text().count("\n") >= 3
 
 
@@ -162,7 +163,7 @@ def test_lab_clean_removes_what_a_killed_run_left(engine, node_image, tmp_path):
     proc, directory = start_slow_run(tmp_path)
     run_id = directory.name
     try:
-        wait_for(lambda: len([c for c in run_resources(engine, run_id)[0] if c.status == "running"]) == 3, 60,
+        wait_for(lambda: len([c for c in run_resources(engine, run_id)[0] if c.status == "running"]) == 4, 60,
                  "the run's containers")
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # a crash: no chance to clean up
