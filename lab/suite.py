@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from lab.engine import Engine, Project
 from lab.errors import UsageError
 from lab.progress import QuietProgress, RunProgress
 from lab.run import RunResult, list_runs, run_scenario
@@ -54,21 +55,38 @@ class TakingTurns:
     Overlapping conversations but not start-ups keeps each run's own containers starting close
     together, so its fault timeline still meets the conversation it was written for."""
 
-    TURN_TAKING = frozenset({"deploy", "stop_project", "remove_project"})
-
-    def __init__(self, engine: object, turns: threading.BoundedSemaphore) -> None:
+    def __init__(self, engine: Engine, turns: threading.BoundedSemaphore) -> None:
         self._engine = engine
         self._turns = turns
 
     def __getattr__(self, name: str):
-        attr = getattr(self._engine, name)
-        if name not in self.TURN_TAKING:
-            return attr
+        return getattr(self._engine, name)
 
-        def in_turn(*args, **kwargs):
-            with self._turns:
-                return attr(*args, **kwargs)
-        return in_turn
+    def project(self, name: str, file: Path) -> Project:
+        return _ProjectInTurn(self._engine.project(name, file), self._turns)
+
+
+class _ProjectInTurn:
+    """A project whose deploy, stop and remove wait for a turn."""
+
+    def __init__(self, project: Project, turns: threading.BoundedSemaphore) -> None:
+        self._project, self._turns = project, turns
+        self.name, self.file = project.name, project.file
+
+    def resolved_config(self) -> str:
+        return self._project.resolved_config()
+
+    def deploy(self) -> None:
+        with self._turns:
+            self._project.deploy()
+
+    def stop(self, grace: float = 3) -> None:
+        with self._turns:
+            self._project.stop(grace)
+
+    def remove(self) -> None:
+        with self._turns:
+            self._project.remove()
 
 
 def select_scenarios(patterns: Sequence[str], directory: Path) -> list[Path]:
@@ -203,7 +221,7 @@ def pass_rates(outcomes: Iterable[Outcome]) -> dict[str, tuple[int, int]]:
 
 def run_suite(
     plan: Sequence[Planned],
-    new_engine: Callable[[], object],
+    new_engine: Callable[[], Engine],
     runs_dir: Path,
     root: Path,
     *,
@@ -287,7 +305,7 @@ def run_suite(
                        seconds=time.monotonic() - started, pass_rates=pass_rates(ordered))
 
 
-def _one_run(run: Callable[..., RunResult], planned: Planned, new_engine: Callable[[], object], runs_dir: Path,
+def _one_run(run: Callable[..., RunResult], planned: Planned, new_engine: Callable[[], Engine], runs_dir: Path,
              root: Path, stop: threading.Event, progress: RunProgress) -> Outcome:
     """One run on a worker thread, with its own engine (and so its own Docker connections)."""
     began = time.monotonic()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import json
 import signal
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from lab.engine import ComposeProject, DockerEngine, Engine, Project
 from lab.errors import EngineError
 from lab.run import run_scenario
 from lab.scenario import Scenario
+from lab.suite import TakingTurns
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "events" / "threaded-ok.jsonl"
 ADDED_BY_THE_LAB = ("service", "container", "ip")
@@ -229,3 +231,19 @@ class default_sigint:
 
     def __exit__(self, *exc):
         signal.signal(signal.SIGINT, self.previous)
+
+
+def test_a_suite_engine_waits_for_its_turn_to_deploy_stop_and_remove_but_not_to_look(engine, tmp_path):
+    (tmp_path / "compose.yaml").write_text("services: {server: {labels: {}}}\n")
+    turns = threading.BoundedSemaphore(1)
+    project = TakingTurns(engine, turns).project("lab-x", tmp_path / "compose.yaml")
+    assert isinstance(project, Project) and project.resolved_config()
+    for step in ("deploy", "stop", "remove"):
+        turns.acquire()  # another run holds the only turn
+        worker = threading.Thread(target=getattr(project, step))
+        worker.start()
+        worker.join(0.2)
+        assert worker.is_alive() and step not in engine.calls
+        turns.release()
+        worker.join(5)
+        assert not worker.is_alive() and step in engine.calls
