@@ -7,6 +7,7 @@ container's raw output with what it knows of the container (name, service, role,
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import io
 import json
 from collections.abc import Iterable
@@ -126,11 +127,12 @@ def join_views(events: list[Record]) -> list[Conversation]:
     Flags: `ok` (both sides saw the same address), `client-only` (the server never logged that
     address), `server-only` (a peer no client of the run claims), `address-mismatch` (one
     client-only and one server-only view carried the same first message: the same conversation
-    seen with different addresses, e.g. through NAT).
+    seen with different addresses), `nat` (the same, and the address the server saw is a
+    masquerading router's, as its `applied` record declares: the translation is explained).
     """
     conversations, client_first = _client_views(events)
     server_only, server_first = _server_views(events, conversations)
-    _pair_mismatches(conversations, client_first, server_only, server_first)
+    _pair_mismatches(conversations, client_first, server_only, server_first, nat_addresses(events))
     rows = list(conversations.values()) + list(server_only.values())
     for conv in rows:
         if conv.rtts:
@@ -173,7 +175,7 @@ def _client_views(events: list[Record]) -> tuple[dict[Key, Conversation], dict[K
             if record["seq"] not in seqs[key]:
                 seqs[key].add(record["seq"])
                 conv.sent += 1
-            first_text.setdefault(key, record.get("text"))
+            first_text.setdefault(key, (record.get("text"), record.get("ts")))
         elif event == "reply" and record.get("intact") is True:
             conv.echoed += 1
             conv.bytes += int(record.get("bytes") or 0)
@@ -189,7 +191,7 @@ def _server_views(events: list[Record], conversations: dict[Key, Conversation]
     first_text: dict[Key, Any] = {}
     for record in select(events, "server", "received"):
         if record.get("peer"):
-            first_text.setdefault((record.get("proto"), normal_addr(record["peer"])), record.get("text"))
+            first_text.setdefault((record.get("proto"), normal_addr(record["peer"])), (record.get("text"), record.get("ts")))
     server_only: dict[Key, Conversation] = {}
     for proto, peer, record in server_peers(events):
         conv = conversations.get((proto, peer))
@@ -205,16 +207,42 @@ def _server_views(events: list[Record], conversations: dict[Key, Conversation]
 
 
 def _pair_mismatches(conversations: dict[Key, Conversation], client_first: dict[Key, Any],
-                     server_only: dict[Key, Conversation], server_first: dict[Key, Any]) -> None:
-    """Same first message on both unmatched sides: one conversation seen at two addresses."""
+                     server_only: dict[Key, Conversation], server_first: dict[Key, Any], nat: set[str]) -> None:
+    """Same first message on both unmatched sides: one conversation seen at two addresses.
+
+    Clients often send the same first text (the time), so among the server's candidates the
+    one with the client's own port wins (a NAT keeps the port where it can), then the one the
+    server first heard closest to the client's first send. Conntrack would say it outright, but
+    the lab's kernel has no conntrack netlink: content, port and time are what both sides log."""
     for ckey, conv in conversations.items():
         if conv.flag != "client-only" or ckey not in client_first:
             continue
-        for skey, other in list(server_only.items()):
-            if skey[0] == ckey[0] and server_first.get(skey) == client_first[ckey]:
-                conv.server_saw, conv.server_conn, conv.flag = other.server_saw, other.server_conn, "address-mismatch"
-                del server_only[skey]
-                break
+        text, sent = client_first[ckey]
+        candidates = [skey for skey in server_only if skey[0] == ckey[0] and (server_first.get(skey) or (None,))[0] == text]
+        if not candidates:
+            continue
+        skey = min(candidates, key=lambda k: (port_of(k[1]) != conv.client_port, _gap(sent, server_first[k][1])))
+        other = server_only.pop(skey)
+        conv.server_saw, conv.server_conn = other.server_saw, other.server_conn
+        conv.flag = "nat" if other.client_ip in nat else "address-mismatch"
+
+
+def _gap(sent: str | None, heard: str | None) -> float:
+    """Seconds between a client's send and the server's receipt (infinite when unknown)."""
+    try:
+        return abs((_dt.datetime.fromisoformat(heard.replace("Z", "+00:00"))
+                    - _dt.datetime.fromisoformat(sent.replace("Z", "+00:00"))).total_seconds())
+    except (AttributeError, ValueError):
+        return float("inf")
+
+
+def nat_addresses(events: list[Record]) -> set[str]:
+    """The addresses of every router whose `applied` record says it masquerades."""
+    found: set[str] = set()
+    for record in events:
+        if record.get("role") == "netns" and record.get("event") == "applied" and "masquerade" in (record.get("nat") or []):
+            found.update(str(a) for a in record.get("addresses") or [])
+    return found
 
 
 def _natural(name: str) -> tuple[str, int]:

@@ -12,7 +12,7 @@ from lab.expect import Record, who
 from lab.logs import Conversation
 from lab.verdict import Verdict
 
-FLAG_STYLE = {"ok": "green", "client-only": "yellow", "server-only": "yellow", "address-mismatch": "red"}
+FLAG_STYLE = {"ok": "green", "nat": "cyan", "client-only": "yellow", "server-only": "yellow", "address-mismatch": "red"}
 VERDICT_STYLE = {Verdict.PASSED: "green", Verdict.FAILED: "red", Verdict.TIMEOUT: "red", Verdict.INTERRUPTED: "yellow",
                  Verdict.ERROR: "red", Verdict.RUNNING: "cyan"}
 

@@ -142,7 +142,7 @@ def _row(sock: Socket) -> dict[str, Any]:
         "p50": c.rtt_p50_ms,
         "p95": c.rtt_p95_ms,
         "flag": c.flag,
-        "problem": c.flag != "ok" or bool(lost) or (wire.get("flag") not in (None, "ok")),
+        "problem": c.flag not in ("ok", "nat") or bool(lost) or (wire.get("flag") not in (None, "ok")),
     }
 
 

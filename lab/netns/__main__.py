@@ -6,6 +6,7 @@ Bad options end in one line on stderr and exit 2; a command the kernel refuses e
 
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 import subprocess
@@ -53,6 +54,28 @@ def forwarding() -> dict[str, str]:
     return found
 
 
+def addresses() -> list[str]:
+    """This namespace's global addresses (`ip -j addr`), the ones peers may see."""
+    result = subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True)
+    try:
+        links = json.loads(result.stdout or "[]")
+    except ValueError:
+        return []
+    return [info["local"] for link in links for info in link.get("addr_info", [])
+            if info.get("scope") == "global" and info.get("local")]
+
+
+def nat_kinds(rules: list[str]) -> list[str]:
+    """What the NAT rules do, as the log joins need it: `masquerade` (peers see this router's
+    address instead of a client's) and `forward` (a port of this router leads to the server)."""
+    kinds = []
+    if any("MASQUERADE" in rule or "SNAT" in rule for rule in rules):
+        kinds.append("masquerade")
+    if any("DNAT" in rule for rule in rules):
+        kinds.append("forward")
+    return kinds
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     writer = RecordWriter(role="netns", host=args.name)
@@ -67,9 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                         error=(result.stderr or result.stdout).strip())
             return 1
         applied.append(shlex.join(command))
-    addresses = subprocess.run(["ip", "-br", "addr"], capture_output=True, text=True).stdout.split("\n")
-    writer.emit(None, "applied", commands=applied, forwarding=forwarding(),
-                addresses=[line for line in addresses if line and not line.startswith("lo ")])
+    writer.emit(None, "applied", commands=applied, forwarding=forwarding(), addresses=addresses(),
+                nat=nat_kinds(args.nat + args.nat6) or None)
     if args.ready_file:
         Path(args.ready_file).touch()
     done.wait()

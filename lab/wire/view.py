@@ -107,6 +107,10 @@ def _annotate(conversations: list, sockets: list[Socket], flows: list[Flow], not
         address = row_address(conv.client_ip, conv.client_port) or (normal_addr(conv.server_saw) if conv.server_saw else None)
         sock = by_address.get((conv.proto, address))
         flow = sock.flow if sock is not None else flows_by_address.get((conv.proto, address))
+        if flow is None and conv.flag == "nat" and conv.server_saw:
+            # Captured on the server's side of the router: the flow carries the translated address.
+            flow = flows_by_address.get((conv.proto, normal_addr(conv.server_saw)))
+            claimed.add(id(flow))
         if sock is None and flow is not None:
             claimed.add(id(flow))  # a server-only row: the server's peer is on the wire
         conv.wire = wire_row(flow, sock, notes) if have_capture or flow else {"wire_flag": "+".join(notes)}

@@ -159,3 +159,58 @@ def test_host_rules_are_scoped_to_the_runs_bridges_and_found_again():
         "-A DOCKER-USER -j RETURN",
     ])
     assert parse_rules(listing) == {mark: {"lab-ab12cd-0", "lab-ab12cd-1"}}
+
+
+# ---- the NAT join: no conntrack here, so content, port and time join the two views ------------
+
+def _event(role, event, service, ts, **fields):
+    return {"v": 1, "ts": f"2026-11-25T10:00:{ts:09.6f}Z", "role": role, "event": event, "service": service,
+            "host": service, "proto": "tcp", **fields}
+
+
+def _nat_events(second_port: int, declared: bool = True):
+    """Two clients behind one NAT, both on source port 5000, sending the same first text; the
+    router keeps client1's port and gives client2 `second_port`."""
+    events = [
+        _event("client", "connected", "client1", 1.0, local="10.0.1.3:5000", peer="10.0.2.10:19200"),
+        _event("client", "connected", "client2", 1.2, local="10.0.1.4:5000", peer="10.0.2.10:19200"),
+        _event("client", "sent", "client1", 1.01, seq=1, text="same time"),
+        _event("client", "sent", "client2", 3.21, seq=1, text="same time"),
+        _event("server", "accepted", "server", 1.005, peer="10.0.2.2:5000", conn=1),
+        _event("server", "received", "server", 1.02, peer="10.0.2.2:5000", conn=1, text="same time"),
+        _event("server", "accepted", "server", 1.205, peer=f"10.0.2.2:{second_port}", conn=2),
+        _event("server", "received", "server", 3.22, peer=f"10.0.2.2:{second_port}", conn=2, text="same time"),
+    ]
+    if declared:
+        events.insert(0, {**_event("netns", "applied", "nat", 0.5, nat=["masquerade"],
+                                   addresses=["10.0.1.2", "10.0.2.2"]), "proto": None})
+    return events
+
+
+def test_a_declared_nat_explains_the_translated_address_and_the_remapped_port():
+    from lab.logs import join_views
+
+    rows = {c.client: c for c in join_views(_nat_events(second_port=61000))}
+    assert set(rows) == {"client1", "client2"}  # no server-only row left over
+    assert (rows["client1"].server_saw, rows["client1"].flag) == ("10.0.2.2:5000", "nat")
+    assert (rows["client2"].server_saw, rows["client2"].flag) == ("10.0.2.2:61000", "nat")
+    assert rows["client2"].client_port == 5000
+
+
+def test_the_same_first_text_is_told_apart_by_time_when_no_port_matches():
+    from lab.logs import join_views
+
+    events = _nat_events(second_port=61000)
+    for e in events:  # neither keeps its port now: only time tells them apart
+        if e.get("peer") == "10.0.2.2:5000":
+            e["peer"] = "10.0.2.2:62000"
+    rows = {c.client: c for c in join_views(events)}
+    assert rows["client1"].server_saw == "10.0.2.2:62000"  # heard 10 ms after client1 sent
+    assert rows["client2"].server_saw == "10.0.2.2:61000"
+
+
+def test_without_a_declared_nat_the_same_difference_is_an_address_mismatch():
+    from lab.logs import join_views
+
+    rows = join_views(_nat_events(second_port=61000, declared=False))
+    assert {c.flag for c in rows} == {"address-mismatch"}
