@@ -259,3 +259,18 @@ def test_records_without_a_time_do_not_move_the_origin():
     run = build_run(Path("."), {}, events)
     assert run.origin == next(e["ts"] for e in events if e.get("role") == "client")
     assert run.sockets[0].journeys[0].sent >= 0
+
+
+def test_the_lab_s_diagnoses_of_a_learner_s_program_head_the_report(tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(RUNS / "basic", run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["diagnoses"] = [{"kind": "loopback-listener", "host": "server", "socket": "127.0.0.1:19200",
+                              "text": "server: its TCP socket listens on 127.0.0.1:19200 only; bind to '' instead"}]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    page = write_report(run_dir).read_text()
+    why = page[page.index('<section id="why">'):page.index('<section id="topology">')]
+    assert "loopback-listener" in why and "127.0.0.1:19200 only; bind to &#39;&#39; instead" in why
+    assert '<a href="#why">' in page
+    # A run without diagnoses has no such section.
+    assert '<section id="why">' not in write_report(shutil.copytree(RUNS / "basic", tmp_path / "plain")).read_text()
