@@ -296,6 +296,9 @@ def run_suite(
                     done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
                     for future in done:
                         finish(future, running.pop(future))
+        except BaseException:
+            stop.set()  # a bug surfacing here: the other runs still stop and clean up first
+            raise
     finally:
         pool.shutdown(wait=True)
     for planned in queue:

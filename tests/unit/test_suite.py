@@ -182,3 +182,17 @@ def test_a_scenario_that_shows_a_broken_program_passes_by_failing_as_described(t
     assert outcome("failed", [found, missed]) == "failed"  # the lab did not explain it
     assert outcome("passed", [found]) == "failed"  # the broken program worked: the scenario is wrong
     assert outcome("failed", []) == "failed"
+
+
+def test_a_bug_in_one_run_stops_the_others_before_it_surfaces(tmp_path):
+    fake = FakeRuns({"partition": 5})
+
+    def run(scenario, *args, **kw):
+        if scenario.name == "basic":
+            raise RuntimeError("a bug")
+        return fake(scenario, *args, **kw)
+
+    began = time.monotonic()
+    with pytest.raises(RuntimeError, match="a bug"):
+        suite(["partition", "basic"], run, tmp_path, jobs=2, durations={"partition": 9, "basic": 1})
+    assert time.monotonic() - began < 3 and fake.now_running == 0, "partition should have been stopped"
