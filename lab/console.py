@@ -244,7 +244,10 @@ class SuiteConsole:
 
     def _print(self, renderable) -> None:
         with self.lock:
-            self.out.print(renderable)
+            try:
+                self.out.print(renderable)
+            except OSError:  # the terminal or pipe is gone: the runs, their cleanup and the report go on
+                pass
 
     def _live_lines(self) -> Table:
         table = Table.grid(padding=(0, 2))

@@ -48,12 +48,12 @@ def default_jobs() -> int:
 
 
 class TakingTurns:
-    """An engine whose heavy lifecycle steps (bringing a project up, stopping it, taking it down)
-    take turns with the other runs' engines: at most `turns.limit` at a time.
+    """An engine whose project start-ups take turns with the other runs' engines: a few at a time.
 
-    Creating containers is what loads the machine; the conversations after it mostly sleep.
-    Overlapping conversations but not start-ups keeps each run's own containers starting close
-    together, so its fault timeline still meets the conversation it was written for."""
+    Creating and starting containers is what loads the machine; the conversations after it
+    mostly sleep. Overlapping conversations but not start-ups keeps each run's own containers
+    starting close together. Teardown does not wait for a turn: a finished run frees the
+    machine soonest by going at once."""
 
     def __init__(self, engine: Engine, turns: threading.BoundedSemaphore) -> None:
         self._engine = engine
@@ -67,7 +67,7 @@ class TakingTurns:
 
 
 class _ProjectInTurn:
-    """A project whose deploy, stop and remove wait for a turn."""
+    """A project whose deploy waits for a turn."""
 
     def __init__(self, project: Project, turns: threading.BoundedSemaphore) -> None:
         self._project, self._turns = project, turns
@@ -81,12 +81,10 @@ class _ProjectInTurn:
             self._project.deploy()
 
     def stop(self, grace: float = 3) -> None:
-        with self._turns:
-            self._project.stop(grace)
+        self._project.stop(grace)
 
     def remove(self) -> None:
-        with self._turns:
-            self._project.remove()
+        self._project.remove()
 
 
 def select_scenarios(patterns: Sequence[str], directory: Path) -> list[Path]:
@@ -238,7 +236,7 @@ def run_suite(
     Ctrl-C (or SIGTERM) stops every run: each tears its project down and keeps its logs; runs
     not yet started are reported as skipped. With `fail_fast`, the first run that does not pass
     stops the others the same way. At most `starts` runs (default: one per CPU) bring their
-    containers up or down at a time (see TakingTurns)."""
+    containers up at a time (see TakingTurns)."""
     if jobs < 1:
         raise UsageError(f"-j must be at least 1, got {jobs}")
     progress = progress or _Quiet()

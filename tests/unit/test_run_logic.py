@@ -233,17 +233,20 @@ class default_sigint:
         signal.signal(signal.SIGINT, self.previous)
 
 
-def test_a_suite_engine_waits_for_its_turn_to_deploy_stop_and_remove_but_not_to_look(engine, tmp_path):
+def test_a_suite_engine_waits_for_its_turn_to_deploy_but_not_to_tear_down_or_look(engine, tmp_path):
     (tmp_path / "compose.yaml").write_text("services: {server: {labels: {}}}\n")
     turns = threading.BoundedSemaphore(1)
     project = TakingTurns(engine, turns).project("lab-x", tmp_path / "compose.yaml")
-    assert isinstance(project, Project) and project.resolved_config()
-    for step in ("deploy", "stop", "remove"):
-        turns.acquire()  # another run holds the only turn
-        worker = threading.Thread(target=getattr(project, step))
-        worker.start()
-        worker.join(0.2)
-        assert worker.is_alive() and step not in engine.calls
-        turns.release()
-        worker.join(5)
-        assert not worker.is_alive() and step in engine.calls
+    assert isinstance(project, Project)
+    turns.acquire()  # another run holds the only turn
+    assert project.resolved_config()
+    worker = threading.Thread(target=project.deploy)
+    worker.start()
+    worker.join(0.2)
+    assert worker.is_alive() and "deploy" not in engine.calls
+    for step in ("stop", "remove"):  # a finished run tears down at once, turn or not
+        getattr(project, step)()
+        assert step in engine.calls
+    turns.release()
+    worker.join(5)
+    assert not worker.is_alive() and "deploy" in engine.calls
