@@ -320,6 +320,8 @@ def client_args(scenario: Scenario, spec: ClientSpec, server: str = "server", po
         args += ["--sessions", str(spec.sessions)]
     if spec.reconnect_for:
         args += ["--reconnect", "--reconnect-for", f"{spec.reconnect_for:g}"]
+    if spec.source_port:
+        args += ["--source-port", str(spec.source_port)]
     return args
 
 

@@ -133,6 +133,8 @@ class ClientSpec(Model):
     program: Program | None = None  # a learner's own client instead of the echo client
     networks: list[str] | None = Field(default=None, description="names from `networks:`; default the first")
     family: Family | None = Field(default=None, description="ipv4 or ipv6 toward the server; default ipv4 where both")
+    source_port: Annotated[int, Field(ge=1024, le=65535)] | None = Field(
+        default=None, description="bind to this source port (two clients behind one NAT may share it)")
 
     @model_validator(mode="after")
     def _one_message_source(self) -> ClientSpec:
@@ -142,6 +144,8 @@ class ClientSpec(Model):
             raise ValueError("messages must not be empty (leave it out for the default messages)")
         if "udp" in self.proto:
             self._fits_a_datagram()
+        if self.source_port is not None and self.sessions != 1:
+            raise field_error("source_port", "one source port serves one session: leave sessions at 1")
         return self
 
     def _fits_a_datagram(self) -> None:

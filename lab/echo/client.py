@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TCP: reconnect with backoff when the connection drops and resend the lost message")
     p.add_argument("--reconnect-for", type=float, metavar="SECONDS",
                    help="budget for each reconnect (default 30; implies --reconnect)")
+    p.add_argument("--source-port", type=int, default=0, metavar="PORT",
+                   help="bind each socket to this source port instead of an ephemeral one (one session only)")
     p.add_argument("--name", help="host name in the records (default $LAB_NAME or the host name)")
     return p
 
@@ -139,6 +141,8 @@ def plan_from_args(args: argparse.Namespace) -> ClientPlan:
     _check(1 <= args.sessions <= 1000, f"--sessions: {args.sessions} must be in 1..1000")
     _check(args.connect_timeout >= 0, f"--connect-timeout: {args.connect_timeout} must be >= 0")
     _check(args.reconnect_for is None or args.reconnect_for > 0, f"--reconnect-for: {args.reconnect_for} must be > 0")
+    _check(0 <= args.source_port <= 65535, f"--source-port: {args.source_port} is not in 1..65535")
+    _check(not args.source_port or args.sessions == 1, "--source-port: one port can serve only one session")
     for value, name in ((args.interval, "--interval"), (args.timeout, "--timeout"), (args.max_loss, "--max-loss"),
                         (args.connect_timeout, "--connect-timeout"), (args.reconnect_for or 0, "--reconnect-for")):
         _check(value == value and value != float("inf"), f"{name}: must be a finite number")
@@ -148,6 +152,7 @@ def plan_from_args(args: argparse.Namespace) -> ClientPlan:
         sessions=args.sessions, connect_timeout=args.connect_timeout,
         reconnect=args.reconnect or args.reconnect_for is not None,
         reconnect_for=args.reconnect_for if args.reconnect_for is not None else 30.0,
+        source_port=args.source_port,
     )
 
 

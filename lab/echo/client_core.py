@@ -40,6 +40,15 @@ class ClientPlan:
     connect_timeout: float
     reconnect: bool
     reconnect_for: float
+    source_port: int = 0  # 0: the OS picks an ephemeral port
+
+
+def bind_source_port(sock: socket.socket, family: int, port: int) -> None:
+    """Bind a client socket to a chosen source port before it talks (`--source-port`), as two
+    clients behind one NAT may both do; SO_REUSEADDR lets a TCP reconnect reuse it."""
+    if port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
 
 
 @dataclass

@@ -19,6 +19,7 @@ from lab.echo.client_core import (
     SessionTally,
     StopFlag,
     backoff_delays,
+    bind_source_port,
     connect_stoppable,
     resolve,
     wait_ready,
@@ -72,6 +73,7 @@ class TcpSession(Session):
         for family, addr in resolve(self.plan.server, self.plan.port, socket.SOCK_STREAM):
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
+                bind_source_port(sock, family, self.plan.source_port)
                 connect_stoppable(sock, addr, self.plan.timeout, self.stop)
             except (OSError, Interrupted) as exc:
                 sock.close()

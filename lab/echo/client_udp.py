@@ -21,6 +21,7 @@ from lab.echo.client_core import (
     SessionTally,
     StopFlag,
     backoff_delays,
+    bind_source_port,
     emit_error,
     resolve,
     route_source,
@@ -66,6 +67,7 @@ class UdpSession(Session):
             lambda _attempt: resolve(self.plan.server, self.plan.port, socket.SOCK_DGRAM)[0])
         self.peer = addr
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        bind_source_port(self.sock, family, self.plan.source_port)
         self.sock.setblocking(False)
 
     def _send(self, seq: int, payload: bytes, attempt: int) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 
@@ -34,6 +35,7 @@ def test_client_help_lists_its_options():
     ["client", "--max-loss", "1.5"], ["client", "--sessions", "0"], ["client", "--retries", "-1"],
     ["client", "--message", ""], ["client", "--size", "70000"], ["client", "--interval", "nan"],
     ["client", "--reconnect-for", "-1"], ["client", "--unknown"], ["client", "--size", "10", "--message", "x"],
+    ["client", "--source-port", "40000", "--sessions", "2"], ["client", "--source-port", "70000"],
 ])
 def test_bad_options_exit_2_with_one_line(args):
     result = run_module(*args)
@@ -113,3 +115,21 @@ def test_large_message_against_the_real_server_reads_many_times():
     assert len(replies) == 2 and all(r["intact"] and r["reads"] > 1 for r in replies)
     (accepted,) = [r for r in server.records if r["event"] == "accepted"]
     assert accepted["peer"] == events(client.records, "connected")[0]["local"]
+
+
+def test_source_port_binds_both_protocols_to_the_chosen_port():
+    with socket.socket() as probe:  # a port free on loopback right now
+        probe.bind(("127.0.0.1", 0))
+        chosen = probe.getsockname()[1]
+    with LiveProgram("server", "--port", "0", "--mode", "async") as server:
+        listening = server.wait_record(lambda r: r["event"] == "listening")
+        port = int(listening["local"].rsplit(":", 1)[1])
+        with LiveClient("--port", str(port), "--interval", "0", "--count", "2", "--source-port", str(chosen),
+                        "--timeout", "5") as client:
+            code = client.finish()
+        server.proc.send_signal(signal.SIGTERM)
+        server.finish()
+    assert code == 0, client.records
+    peers = {(r["proto"], r["peer"]) for r in server.records if r["event"] in ("accepted", "received")}
+    assert peers == {("tcp", f"127.0.0.1:{chosen}"), ("udp", f"127.0.0.1:{chosen}")}
+

@@ -113,6 +113,7 @@ def test_dual_stack_networks_get_both_subnets_and_an_ipv6_capable_server(tmp_pat
         ("clients: {family: ipv6}\n", "needs `networks:`"),
         ("networks: {a: {}}\nclients: {family: ipv6}\n", "cannot reach the server over ipv6"),
         ("networks: {a: {}, b: {}}\nrouters: {server: {networks: [a, b]}}\n", "routers.server"),
+        ("clients: {source_port: 40000, sessions: 2}\n", "clients.source_port: one source port serves one session"),
     ],
 )
 def test_bad_topologies_name_the_field(tmp_path, body, message):
