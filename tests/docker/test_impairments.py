@@ -100,9 +100,10 @@ def test_a_failed_expectation_exits_1_and_lab_test_writes_junit(engine, node_ima
     junit = tmp_path / "junit.xml"
     result = run_lab("test", "--out", str(tmp_path / "runs"), "--junit", str(junit), env_extra=env)
     assert result.returncode == 1
-    suite = ET.parse(junit).getroot()
-    assert suite.get("tests") == "2" and suite.get("failures") == "1"
-    failure = suite.find("testcase[@name='too-fast']/failure")
+    suites = ET.parse(junit).getroot()  # <testsuites>, one <testsuite> per run
+    assert suites.get("tests") == "2" and suites.get("failures") == "1"
+    failure = suites.find("testsuite/testcase[@name='too-fast']/failure")
     assert failure is not None and "rtt" in failure.text and "run directory" in failure.text
-    assert suite.find("testcase[@name='fine']/failure") is None
+    assert suites.find("testsuite/testcase[@name='fine']") is not None
+    assert suites.find("testsuite/testcase[@name='fine']/failure") is None
     assert len(list((tmp_path / "runs").iterdir())) == 4 - 1  # 3 run directories and junit.xml
