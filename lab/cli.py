@@ -126,13 +126,14 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_build(args) -> int:
+    from lab.compose import node_image
     from lab.engine import DockerEngine
     from lab.images import build_node
 
     out = console()
     image_id = build_node(DockerEngine().require(), project_root(),
                           progress=lambda line: out.print(line, markup=False, highlight=False))
-    out.print(f"[green]built[/] socketlab/node:latest {image_id[7:19]}")
+    out.print(f"[green]built[/] {node_image()} {image_id[7:19]}")
     return 0
 
 
