@@ -32,6 +32,6 @@ def test_node_image_runs_as_non_root_with_only_stdlib_code(engine, node_image):
     lines = output.splitlines()
     assert lines[0] == "10001"
     # The in-container packages (tests/unit/test_import_boundary.py) and nothing else of the lab.
-    assert lines[1:-1] == ["__init__.py", "capture", "echo", "learner", "records", "shaper"]
+    assert lines[1:-1] == ["__init__.py", "capture", "echo", "learner", "netns", "records", "shaper"]
     assert lines[-1].startswith("usage: python3 -m lab.echo")
     assert "scenario.py" not in output and "engine.py" not in output

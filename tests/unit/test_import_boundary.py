@@ -1,7 +1,7 @@
 """The in-container packages import only the standard library and each other, as allowed.
 
-The node image carries `lab/echo`, `lab/shaper`, `lab/capture`, `lab/learner` and `lab/records` and nothing
-else of the lab:
+The node image carries `lab/echo`, `lab/shaper`, `lab/capture`, `lab/learner`, `lab/netns` and `lab/records`
+and nothing else of the lab:
 an import of the orchestrator or of a third-party package would fail only inside a container.
 This reads every import statement (top level and inside functions) and fails on any other.
 """
@@ -27,6 +27,7 @@ ALLOWED = {
     "records": ("lab.records",),
     "capture": ("lab.capture", "lab.records"),
     "learner": ("lab.learner", "lab.records"),
+    "netns": ("lab.netns", "lab.records"),
 }
 
 
