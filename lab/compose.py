@@ -50,6 +50,12 @@ BASE_IMAGE_VARIABLE = "${LAB_BASE_IMAGE:-socketlab/base:bookworm}"
 READY_FILE = "/tmp/lab-ready"
 SHAPER_READY_FILE = "/tmp/shaper-ready"
 WATCHER_READY_FILE = "/tmp/sockets-ready"
+# `lab run` only: the run's control directory, mounted read-only into every client; the
+# orchestrator creates START_FILE in it once every container is up (lab/echo/barrier.py).
+CONTROL_MOUNT = "/lab/control"
+START_FILE = f"{CONTROL_MOUNT}/go"
+# ... and each client writes its own ready file (control/ready/<client> on the host) once it waits.
+READY_MOUNT = "/lab/ready"
 
 
 def node_image() -> str:
@@ -65,6 +71,7 @@ def render(
     build_context: str | None = None,
     capture_group: int = 0,
     subnets: dict[str, dict[str, str]] | None = None,
+    control_dir: str | None = None,
 ) -> dict[str, Any]:
     """The compose mapping for a scenario.
 
@@ -75,6 +82,7 @@ def render(
     With the scenario's `capture` on, a `capture` helper records the network's bridge (in plain
     compose under the `capture` profile; with `networks:`, the server's first network's bridge);
     `capture_group` is the gid it writes the pcap with.
+    `control_dir` (an absolute host path) puts the clients behind the start barrier.
     """
     labels = {MANAGED_LABEL: "true", SCENARIO_LABEL: scenario.name}
     if run_id:
@@ -108,6 +116,7 @@ def render(
         environment={"LAB_NAME": "server"},
         healthcheck=_ready_when(READY_FILE),
         stop_grace_period="3s",
+        cpu_shares=_weight_of_many(scenario),
         **_hardening(pids=1200 if scenario.server.mode == "threaded" else 256),
     )
     if scenario.publish:
@@ -125,6 +134,8 @@ def render(
         }
     _attach(services, server, "server", scenario.server.impair, node, aliases=["server"],
             watch=scenario.server.program is not None, topology=t)
+    if "server-shaper" in services:
+        services["server-shaper"]["cpu_shares"] = server["cpu_shares"]  # every packet to the server passes it
 
     for name in scenario.client_names():
         spec = scenario.client(name)
@@ -133,8 +144,15 @@ def render(
         command = ["python3", "-m", "lab.echo", "client", *client_args(scenario, spec, *target)]
         if spec.program:
             command = _program_command(spec.program)
-        if spec.start_after:
-            command = ["sh", "-c", f'sleep {spec.start_after:g} && exec "$@"', "start-after", *command]
+            if spec.start_after:  # the echo client waits itself (--start-delay), a learner's program cannot
+                command = ["sh", "-c", f'sleep {spec.start_after:g} && exec "$@"', "start-after", *command]
+        elif control_dir:
+            command += ["--start-file", START_FILE, "--start-deadline", f"{start_deadline(scenario):g}",
+                        "--ready-file", READY_MOUNT]
+            client.setdefault("volumes", []).extend([
+                {"type": "bind", "source": control_dir, "target": CONTROL_MOUNT, "read_only": True},
+                {"type": "bind", "source": f"{control_dir}/ready/{name}", "target": READY_MOUNT},
+            ])
         client.update(
             command=command,
             environment={"LAB_NAME": name},
@@ -267,6 +285,15 @@ def _watcher(services: dict[str, Any], name: str, node, placement: dict[str, Any
     return watcher_name
 
 
+def _weight_of_many(scenario: Scenario) -> int:
+    """CPU weight of a container that serves every client (the server, a shaper in front of it).
+
+    Each container gets the same share of a busy CPU by default, so with 500 clients waking at
+    once the server would get 1/501 of it and its echoes would time out. Weighted as all the
+    clients together (capped at the kernel's maximum), it keeps half the CPU when they contend."""
+    return min(1024 * scenario.clients.count, 262144)
+
+
 def _ready_when(path: str) -> dict[str, Any]:
     """Healthy once the program has touched its ready file (no probe traffic in the logs)."""
     return {"test": ["CMD", "test", "-f", path], "interval": "500ms", "timeout": "2s", "retries": 60}
@@ -293,6 +320,21 @@ def server_args(scenario: Scenario, dual_stack: bool = False) -> list[str]:
         "--idle-timeout", f"{s.idle_timeout:g}",
         "--ready-file", READY_FILE,
     ]
+
+
+def barrier_clients(scenario: Scenario) -> list[str]:
+    """The clients that wait at the start barrier of a run: the lab's own echo clients (a
+    learner's program knows nothing of it, and starts as soon as its container does)."""
+    return [name for name in scenario.client_names() if not scenario.client(name).program]
+
+
+def start_deadline(scenario: Scenario) -> float:
+    """How long a client waits for the start barrier: the slowest bring-up seen here took about
+    0.3 s per container, so 2 s each and two minutes besides is room enough, yet a client whose
+    orchestrator was killed does not wait for ever."""
+    services = ["server", *scenario.client_names()]
+    containers = len(services) + sum(1 for name in services if scenario.impair_of(name) is not None)
+    return 120 + 2 * containers
 
 
 def client_args(scenario: Scenario, spec: ClientSpec, server: str = "server", port: int | None = None) -> list[str]:
@@ -322,6 +364,8 @@ def client_args(scenario: Scenario, spec: ClientSpec, server: str = "server", po
         args += ["--reconnect", "--reconnect-for", f"{spec.reconnect_for:g}"]
     if spec.source_port:
         args += ["--source-port", str(spec.source_port)]
+    if spec.start_after:
+        args += ["--start-delay", f"{spec.start_after:g}"]
     return args
 
 

@@ -118,6 +118,8 @@ def result_lines(label: str, result: RunResult, seconds: float | None = None) ->
     if result.error:
         lines.append(Text(result.error, style="red"))
     lines += [Text(line, style="yellow") for line in result.details]
+    if result.phases.seconds:
+        lines.append(Text(f"phases: {result.phases.summary()}"))
     took = f"  {label}  {seconds:.1f} s" if seconds is not None else ""
     lines.append(Text.assemble((str(result.verdict), VERDICT_STYLE.get(result.verdict, "")),
                                f"{took}  run {result.run_id}  logs: {result.directory}"))

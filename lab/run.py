@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import __version__
-from lab.compose import node_image, render, to_yaml
+from lab.compose import barrier_clients, node_image, render, start_deadline, to_yaml
 from lab.compose_topology import routed_bridges, run_subnets
 from lab.engine import ContainerInfo, Engine, Project, owner_token
 from lab.errors import LabError, UsageError
@@ -32,6 +32,7 @@ from lab.faults import FaultTimeline, apply_fault
 from lab.hostrules import Mark, close_bridges, open_bridges
 from lab.html import write_report
 from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
+from lab.phases import Phases, await_ready, control_directory, last_client_record, release_start
 from lab.programs.diagnose import clients_by_address, diagnose, diagnosis_records
 from lab.programs.views import derive_views
 from lab.progress import QuietProgress, RunProgress
@@ -43,6 +44,10 @@ from lab.wire.service import CAPTURE_DIR
 from lab.wire.view import build_wire_view, drop_details, write_wire_view
 
 POLL_SECONDS = 0.25
+# Listing a run's containers costs the daemon about 1 ms per container: with hundreds of them,
+# polling every 0.25 s would keep it busy listing instead of serving the run. The interval
+# grows so the listing takes at most this share of the time.
+POLL_SHARE = 0.2
 
 
 @dataclass
@@ -57,6 +62,7 @@ class RunResult:
     error: str | None = None
     report: Path | None = None
     details: list[str] = field(default_factory=list)  # worth knowing, not a failure (e.g. capture drops)
+    phases: Phases = field(default_factory=Phases)
 
     @property
     def exit_code(self) -> int:
@@ -119,7 +125,9 @@ def run_scenario(
         (directory / CAPTURE_DIR).mkdir()
         (directory / CAPTURE_DIR).chmod(0o775)
     subnets = run_subnets(scenario, engine)
-    compose = render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid(), subnets=subnets)
+    control = control_directory(directory, barrier_clients(scenario))
+    compose = render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid(), subnets=subnets,
+                     control_dir=str(control.resolve()))
     compose_file.write_text(to_yaml(compose, f"# lab run {run_id}: rendered from {source or scenario.name}\n"))
     manifest: dict[str, Any] = {
         "run_id": run_id,
@@ -153,9 +161,20 @@ def run_scenario(
             open_bridges(engine, node_image(), bridges, Mark.parse(manifest["host_rules_mark"]))
         progress.message(f"starting {project}")
         run.brought_up = True
-        run.project.deploy()
+        with result.phases.timed("bring_up") as notes:
+            run.project.deploy()
+            _observe(run)
+            notes["containers"] = len(run.seen)
+            # Every container is up; the clients may talk once each waits (lab/phases.py).
+            late = await_ready(control, barrier_clients(scenario), lambda: _exited_clients(run), start_deadline(scenario))
+            if late:
+                notes["not_ready"] = sorted(late)
+                progress.message(f"{len(late)} clients were not ready in time; starting without them")
+            manifest["released"] = release_start(control, utc_timestamp)
+        progress.message(f"up: {result.phases.summary()}; the clients start now")
         manifest["subnet"] = engine.network_subnet(project)
-        result.verdict = _drive(run, stop)
+        with result.phases.timed("conversation"):
+            result.verdict = _drive(run, stop)
     except KeyboardInterrupt:
         result.verdict = Verdict.INTERRUPTED
         progress.message("interrupted: collecting logs and cleaning up")
@@ -199,10 +218,13 @@ def _drive(run: _Run, stop: threading.Event | None = None) -> Verdict:
 
     progress.clients(0, total)
     last_done = -1
+    interval = POLL_SECONDS
     while True:
         if stop is not None and stop.is_set():
             raise KeyboardInterrupt  # told to stop from outside: the same path as Ctrl-C
+        listed = time.monotonic()
         _observe(run)
+        interval = max(POLL_SECONDS, (time.monotonic() - listed) / POLL_SHARE)
         clients = [c for c in seen.values() if c.role == "client"]
         if scenario.faults and not everyone and _all_talking(engine, clients, total, talking):
             everyone.append(time.monotonic())
@@ -222,7 +244,7 @@ def _drive(run: _Run, stop: threading.Event | None = None) -> Verdict:
         if time.monotonic() - start > scenario.timeout:
             progress.message(f"timeout: {total - done} of {total} clients still running after {scenario.timeout:g} s")
             return Verdict.TIMEOUT
-        time.sleep(POLL_SECONDS)
+        time.sleep(interval)
 
 
 def _all_talking(engine: Engine, clients: list[ContainerInfo], total: int, talking: dict[str, float]) -> bool:
@@ -242,6 +264,11 @@ def _observe(run: _Run) -> None:
         run.seen[info.name] = info
 
 
+def _exited_clients(run: _Run) -> set[str]:
+    _observe(run)
+    return {c.service for c in run.seen.values() if c.role == "client" and c.status in ("exited", "dead")}
+
+
 def _by_service(seen: dict[str, ContainerInfo]) -> dict[str, ContainerInfo]:
     return {c.service: c for c in seen.values()}
 
@@ -256,19 +283,23 @@ def _finish(run: _Run) -> None:
             # Stopped first, so every program's SIGTERM summary is in the logs collected next.
             try:
                 progress.message("stopping containers")
-                run.project.stop()
+                with result.phases.timed("stopping"):
+                    run.project.stop()
             except (LabError, OSError) as exc:
                 errors.append(f"stop: {exc}")
         try:
             _observe(run)
         except LabError as exc:
             errors.append(f"inspect: {exc}")
-    groups, images = _collect_logs(engine, seen, directory, errors)
+    with result.phases.timed("collection") as notes:
+        groups, images = _collect_logs(engine, seen, directory, errors)
+        notes["containers"] = len(groups)
     groups.append(run.lab_records)
     if run.brought_up and not run.keep:
         try:
             progress.message("removing containers and network")
-            run.project.remove()
+            with result.phases.timed("removal"):
+                run.project.remove()
         except (LabError, OSError) as exc:
             errors.append(f"down: {exc} (run `lab clean`)")
     if manifest.get("host_rules") and not run.keep:
@@ -276,18 +307,21 @@ def _finish(run: _Run) -> None:
             close_bridges(engine, node_image(), manifest["host_rules"], Mark.parse(manifest["host_rules_mark"]))
         except (LabError, OSError) as exc:
             errors.append(f"host rules: {exc} (run `lab clean`)")
-    events = merge_timeline(groups)
-    # Programs that print no records: their views come from the socket tables and their output.
-    events = merge_timeline([events, derive_views(events)])
-    result.conversations = join_views(events)
-    wire = _wire_view(scenario, directory, events, result)
-    result.diagnoses = diagnose(events, wire,
-                                clients_by_address=clients_by_address(result.conversations))
-    events = merge_timeline([events, diagnosis_records(result.diagnoses, utc_timestamp())])
-    write_text(directory / "events.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in events))
-    write_text(directory / "clients.csv", conversations_csv(result.conversations))
-    result.clients = {c.service: c.exit_code for c in seen.values() if c.role == "client"}
-    _judge(scenario, result, events + check_records(wire), errors)
+    with result.phases.timed("analysis"):
+        events = merge_timeline(groups)
+        # Programs that print no records: their views come from the socket tables and their output.
+        events = merge_timeline([events, derive_views(events)])
+        if manifest.get("released"):
+            result.phases.note("conversation", clients_talked=last_client_record(events, manifest["released"]))
+        result.conversations = join_views(events)
+        wire = _wire_view(scenario, directory, events, result)
+        result.diagnoses = diagnose(events, wire,
+                                    clients_by_address=clients_by_address(result.conversations))
+        events = merge_timeline([events, diagnosis_records(result.diagnoses, utc_timestamp())])
+        write_text(directory / "events.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in events))
+        write_text(directory / "clients.csv", conversations_csv(result.conversations))
+        result.clients = {c.service: c.exit_code for c in seen.values() if c.role == "client"}
+        _judge(scenario, result, events + check_records(wire), errors)
     manifest.update(
         ended=utc_timestamp(),
         verdict=result.verdict,
@@ -300,6 +334,7 @@ def _finish(run: _Run) -> None:
         expectations=[r.model_dump(mode="json") for r in result.expectations],
         containers={c.name: {"service": c.service, "role": c.role, "ip": c.ip, "exit_code": c.exit_code}
                     for c in seen.values()},
+        phases=result.phases.manifest(),
     )
     write_json(directory / "manifest.json", manifest)
     try:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import random
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 
-from lab.echo.client_core import ClientPlan, SessionTally, StopFlag
+from lab.echo.barrier import BarrierTimeout, mark_ready, wait_for_start
+from lab.echo.client_core import ClientPlan, SessionTally, StopFlag, prime_resolution
 from lab.echo.client_tcp import run_tcp_session
 from lab.echo.client_udp import run_udp_session
 from lab.records.options import DEFAULT_PORT, UDP_PAYLOAD_MAX, OneLineParser, exit_status
@@ -99,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="budget for each reconnect (default 30; implies --reconnect)")
     p.add_argument("--source-port", type=int, default=0, metavar="PORT",
                    help="bind each socket to this source port instead of an ephemeral one (one session only)")
+    p.add_argument("--start-file", metavar="PATH",
+                   help="wait until PATH exists before the first message (the lab's start barrier)")
+    p.add_argument("--ready-file", metavar="PATH",
+                   help="with --start-file: write PATH once waiting for it (the lab counts who is ready)")
+    p.add_argument("--start-deadline", type=float, default=600.0, metavar="SECONDS",
+                   help="give up (exit 1) when --start-file has not appeared after this long (default 600)")
+    p.add_argument("--start-delay", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long before the first message (after --start-file, if given)")
     p.add_argument("--name", help="host name in the records (default $LAB_NAME or the host name)")
     return p
 
@@ -143,8 +153,11 @@ def plan_from_args(args: argparse.Namespace) -> ClientPlan:
     _check(args.reconnect_for is None or args.reconnect_for > 0, f"--reconnect-for: {args.reconnect_for} must be > 0")
     _check(0 <= args.source_port <= 65535, f"--source-port: {args.source_port} is not in 1..65535")
     _check(not args.source_port or args.sessions == 1, "--source-port: one port can serve only one session")
+    _check(args.start_deadline > 0, f"--start-deadline: {args.start_deadline} must be > 0")
+    _check(args.start_delay >= 0, f"--start-delay: {args.start_delay} must be >= 0")
     for value, name in ((args.interval, "--interval"), (args.timeout, "--timeout"), (args.max_loss, "--max-loss"),
-                        (args.connect_timeout, "--connect-timeout"), (args.reconnect_for or 0, "--reconnect-for")):
+                        (args.connect_timeout, "--connect-timeout"), (args.reconnect_for or 0, "--reconnect-for"),
+                        (args.start_deadline, "--start-deadline"), (args.start_delay, "--start-delay")):
         _check(value == value and value != float("inf"), f"{name}: must be a finite number")
     return ClientPlan(
         server=args.server.strip(), port=args.port, protos=protos, messages=tuple(messages),
@@ -234,6 +247,25 @@ def run(plan: ClientPlan, writer: RecordWriter, stop: StopFlag) -> int:
     return 0 if all_ok else 1
 
 
+def _started(args: argparse.Namespace, plan: ClientPlan, writer: RecordWriter, stop: StopFlag) -> bool:
+    """Hold the first message for the start barrier and --start-delay; False if the barrier never
+    opened (a stop meanwhile is True: the sessions then report the interruption themselves)."""
+    if args.start_file:
+        kinds = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
+        prime_resolution(plan.server, plan.port, [kinds[proto] for proto in plan.protos])
+        try:
+            if args.ready_file:
+                mark_ready(args.ready_file)
+            wait_for_start(args.start_file, args.start_deadline, stop.is_set)
+        except (BarrierTimeout, OSError) as exc:
+            writer.emit(None, "error", reason="start", detail=str(exc))
+            return False
+    give_up = time.monotonic() + args.start_delay
+    while not stop.is_set() and time.monotonic() < give_up:
+        time.sleep(max(0.0, min(0.1, give_up - time.monotonic())))
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -257,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:  # not the main thread (embedded use): no signal handling
             pass
     try:
+        if not _started(args, plan, writer, stop):
+            return 1
         return run(plan, writer, stop)
     finally:
         for signum, handler in previous.items():

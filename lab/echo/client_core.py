@@ -132,8 +132,26 @@ def wait_ready(sock: socket.socket, events: int, deadline: float, stop: StopFlag
             return ready[0][1]
 
 
+# Answers looked up ahead of the conversation (prime_resolution), each used once.
+_primed: dict[tuple[str, int, int], list[tuple[int, tuple]]] = {}
+
+
+def prime_resolution(server: str, port: int, socktypes: list[int]) -> None:
+    """Look the server up now, while the client waits for its start, so the first connect or
+    datagram of each kind does not: hundreds of clients released at once would otherwise all
+    ask Docker's DNS together, and wait seconds for it. Retries and reconnects ask again."""
+    for socktype in socktypes:
+        try:
+            _primed[(server, port, socktype)] = resolve(server, port, socktype)
+        except SessionFailed:
+            pass  # the session asks again, and reports it, when it starts
+
+
 def resolve(server: str, port: int, socktype: int) -> list[tuple[int, tuple]]:
     """(family, sockaddr) candidates for the server, IPv4 or IPv6 as the name resolves."""
+    primed = _primed.pop((server, port, socktype), None)
+    if primed:
+        return primed
     try:
         infos = socket.getaddrinfo(server, port, socket.AF_UNSPEC, socktype)
     except socket.gaierror as exc:

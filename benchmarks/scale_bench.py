@@ -1,0 +1,162 @@
+"""How `lab run` scales with the number of clients, next to bare `docker compose` on the same topology.
+
+    LAB_NODE_IMAGE=socketlab/node:TAG python3 benchmarks/scale_bench.py [--clients 3 50 200 500] [--rounds 1]
+
+For each N, one after the other (so both see the same machine load):
+
+- `lab run basic --clients N`: its phases from the manifest (bring-up, conversation and how
+  long the clients talked, collection, teardown), the wall time, its verdict, and its peak RSS
+  (from wait4 on that one process).
+- bare compose: the same compose file, rendered the same way for a run, brought up with
+  `docker compose up -d`, waited for with `docker wait` on every client, torn down with
+  `docker compose down`. Its start barrier is open from the start, as for a plain compose user.
+
+Prints a table with lab/bare ratios and the load average before each measurement, and writes
+every number as JSON (`--json`). The machine's description goes with it. Leaves nothing behind
+(each project is torn down in a `finally`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from lab.compose import render, to_yaml  # noqa: E402
+from lab.engine import owner_token  # noqa: E402
+from lab.phases import control_directory, release_start  # noqa: E402
+from lab.scenario import load_scenario  # noqa: E402
+
+LAB = [sys.executable, "-m", "lab"]
+
+
+def load() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def machine() -> dict:
+    info = subprocess.run(["docker", "info", "--format", "{{json .}}"], capture_output=True, text=True).stdout
+    docker = json.loads(info) if info.strip() else {}
+    memory = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), "0")
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(int(memory) / 2**20, 1),
+        "kernel": platform.release(),
+        "docker": docker.get("ServerVersion"),
+        "storage_driver": docker.get("Driver"),
+        "cgroup": f"{docker.get('CgroupDriver')} v{docker.get('CgroupVersion')}",
+        "compose": subprocess.run(["docker", "compose", "version", "--short"], capture_output=True,
+                                  text=True).stdout.strip(),
+    }
+
+
+def timed_process(cmd: list[str], **kwargs) -> tuple[int, float, int]:
+    """(exit status, wall seconds, peak RSS in KiB) of one command."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, **kwargs)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, time.monotonic() - start, usage.ru_maxrss
+
+
+def lab_run(n: int, out: Path) -> dict:
+    before = load()
+    status, wall, rss = timed_process([*LAB, "run", "basic", "--clients", str(n), "--out", str(out)],
+                                      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = json.loads(max(out.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime).read_text())
+    phases = manifest.get("phases", {})
+    detail = phases.get("detail", {})
+    return {
+        "load": before, "exit": status, "verdict": manifest.get("verdict"), "wall": round(wall, 2),
+        "rss_mib": round(rss / 1024, 1),
+        **{k: v for k, v in phases.get("reported", {}).items()},
+        "clients_talked": detail.get("conversation", {}).get("clients_talked"),
+        "containers": detail.get("bring_up", {}).get("containers"),
+    }
+
+
+def compose(project: str, file: Path, *args: str) -> float:
+    start = time.monotonic()
+    subprocess.run(["docker", "compose", "-p", project, "-f", str(file), *args], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=file.parent)
+    return time.monotonic() - start
+
+
+def bare_compose(n: int, work: Path) -> dict:
+    scenario = load_scenario(REPO / "scenarios" / "basic.yaml").with_clients(n)
+    run_id = f"bench-{n}-{os.getpid()}"
+    directory = work / run_id
+    directory.mkdir()
+    control = control_directory(directory)
+    release_start(control, lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # open from the start
+    file = directory / "compose.yaml"
+    file.write_text(to_yaml(render(scenario, run_id=run_id, owner=owner_token(), control_dir=str(control))))
+    project = f"lab-{run_id}"
+    before = load()
+    start = time.monotonic()
+    try:
+        up = compose(project, file, "up", "-d", "--no-build", "--quiet-pull")
+        ids = subprocess.run(["docker", "compose", "-p", project, "-f", str(file), "ps", "-aq", *scenario.client_names()],
+                             capture_output=True, text=True, check=True, cwd=directory).stdout.split()
+        waited = time.monotonic()
+        codes = subprocess.run(["docker", "wait", *ids], capture_output=True, text=True, check=True).stdout.split()
+        conversation = time.monotonic() - waited
+    finally:
+        down = compose(project, file, "down", "-v", "--remove-orphans", "-t", "1")
+    return {
+        "load": before, "clients_ok": sum(c == "0" for c in codes), "bring_up": round(up, 2),
+        "conversation": round(conversation, 2), "teardown": round(down, 2),
+        "wall": round(time.monotonic() - start, 2),
+    }
+
+
+def ratio(a, b) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[3, 50, 200, 500])
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="write every measurement here")
+    args = parser.parse_args()
+    results = {"machine": machine(), "rows": []}
+    print(json.dumps(results["machine"]))
+    with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
+        work = Path(tmp)
+        for round_ in range(args.rounds):
+            for n in args.clients:
+                # Alternate which goes first, so neither always meets the other's leftovers.
+                order = ("lab", "bare") if round_ % 2 == 0 else ("bare", "lab")
+                row = {"clients": n, "round": round_}
+                for which in order:
+                    row[which] = lab_run(n, work / "runs") if which == "lab" else bare_compose(n, work)
+                results["rows"].append(row)
+                lab, bare = row["lab"], row["bare"]
+                print(f"N={n:<4} lab: {lab['verdict']} wall {lab['wall']:.1f} s, bring-up {lab.get('bring_up', 0):.1f} s "
+                      f"({lab.get('bring_up', 0) / (n + 1):.3f} s/container), conversation {lab.get('conversation', 0):.1f} s "
+                      f"(talked {lab.get('clients_talked') or 0:.1f} s), collection {lab.get('collection', 0):.1f} s, "
+                      f"teardown {lab.get('teardown', 0):.1f} s, peak RSS {lab['rss_mib']} MiB, load {lab['load']:.1f}")
+                print(f"       bare: {bare['clients_ok']}/{n} ok, wall {bare['wall']:.1f} s, up {bare['bring_up']:.1f} s, "
+                      f"clients done {bare['conversation']:.1f} s, down {bare['teardown']:.1f} s, load {bare['load']:.1f}")
+                print(f"       lab/bare: wall {ratio(lab['wall'], bare['wall'])}, bring-up "
+                      f"{ratio(lab.get('bring_up'), bare['bring_up'])}, teardown {ratio(lab.get('teardown'), bare['teardown'])}",
+                      flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
