@@ -163,8 +163,7 @@ def run_scenario(
         run.brought_up = True
         with result.phases.timed("bring_up") as notes:
             run.project.deploy()
-            _observe(run)
-            notes["containers"] = len(run.seen)
+            notes["containers"] = len(compose["services"])
             # Every container is up; the clients may talk once each waits (lab/phases.py).
             late = await_ready(control, barrier_clients(scenario), lambda: _exited_clients(run), start_deadline(scenario))
             if late:

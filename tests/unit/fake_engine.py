@@ -1,7 +1,8 @@
 """An in-memory `Engine` for fast tests of a run's logic: no Docker, containers as plain data.
 
 Deploying a project reads the compose file the run rendered and "creates" one container per
-service, with the roles from its labels. Each poll of `containers` is a tick: a client exits
+service, with the roles from its labels; each client at once writes its ready file, as the echo
+client does once it waits at the start barrier. Each poll of `containers` is a tick: a client exits
 (with its scripted status) once it has been polled `ticks_to_finish` times. Fault actions change
 the containers' states the way Docker would. `on[method]` runs before that method does, once, so
 a test can make any step fail or deliver a Ctrl-C exactly there; `calls` records what was done.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from lab.compose import READY_MOUNT
 from lab.engine import ContainerInfo, LabelledProject
 from lab.errors import EngineError
 from lab.labels import ROLE_LABEL, SERVICE_LABEL
@@ -45,6 +47,9 @@ class FakeProject:
                 name=f"{self.name}-{service}-1", service=labels.get(SERVICE_LABEL, service),
                 role=labels.get(ROLE_LABEL, ""), status="running", exit_code=None,
                 ip=self.engine.ips.get(service, f"10.99.0.{number}"), id=f"id-{service}", labels=labels)
+            for volume in spec.get("volumes") or []:
+                if isinstance(volume, dict) and volume.get("target") == READY_MOUNT:
+                    Path(volume["source"]).write_text("waiting\n")
 
     def stop(self, grace: float = 3) -> None:
         self.engine.call("stop")

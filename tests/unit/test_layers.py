@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("model", ("lab.scenario", "lab.topology", "lab.programs.spec", "lab.expect")),
     ("evidence", ("lab.logs", "lab.wire", "lab.programs", "lab.report", "lab.html")),
     ("rendering and engines", ("lab.compose", "lab.compose_topology", "lab.rendering", "lab.engine", "lab.hostrules")),
-    ("run logic", ("lab.run", "lab.faults", "lab.suite", "lab.junit", "lab.images", "lab.cleanup", "lab.doctor")),
+    ("run logic", ("lab.run", "lab.phases", "lab.faults", "lab.suite", "lab.junit", "lab.images", "lab.cleanup", "lab.doctor")),
     ("terminal", ("lab.console",)),
     ("command line", ("lab.cli", "lab.__main__")),
 ]
