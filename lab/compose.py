@@ -233,6 +233,7 @@ def _attach(
             command=[
                 "python3", "-m", "lab.shaper", "run", "--dev", "eth0",
                 "--name", shaper_name, "--ready-file", SHAPER_READY_FILE, *impair.shaper_args(),
+                *(["--ipv6"] if topology is not None and topology.has_ipv6(name) else []),
             ],
             environment={"LAB_NAME": shaper_name},
             # Root inside the container, but with only the network capabilities it needs.

@@ -64,6 +64,9 @@ class Topology:
     def bridge(self, network: str) -> str:
         return f"{self.token}-{list(self.networks).index(network)}"
 
+    def has_ipv6(self, host: str) -> bool:
+        return any("ipv6" in by_family for by_family in self.layout.addresses[host].values())
+
     def uses_ipv6(self) -> bool:
         return any(n.ipv6 for n in self.networks.values())
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from lab.errors import LabError
 from lab.expect import Record, client_address, normal_addr, percentile, port_of, select, server_peers, who
+from lab.records.schema import format_addr
 
 CONVERSATION_COLUMNS = [
     "client", "client_ip", "proto", "session", "client_port", "server_saw",
@@ -111,6 +112,11 @@ class Conversation:
     flag: str = "ok"
     rtts: list[float] = field(default_factory=list, repr=False)
     wire: dict[str, Any] = field(default_factory=dict, repr=False)  # WIRE_COLUMNS, once the wire view is joined
+
+    @property
+    def own_address(self) -> str | None:
+        """The client's own view as `ip:port` (`[ip]:port` for IPv6), when its port is known."""
+        return format_addr((self.client_ip, self.client_port)) if self.client_port else None
 
     def row(self) -> dict[str, Any]:
         data = asdict(self)

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lab.expect import Record, who
@@ -31,8 +32,9 @@ def conversation_table(rows: list[Conversation], title: str = "Conversations") -
         table.add_row(
             f"{c.client}{session}",
             c.proto,
-            f"{c.client_ip}:{c.client_port}" if c.client_port else "-",
-            c.server_saw or "-",
+            # escaped: an IPv6 `[addr]:port` is not console markup
+            escape(c.own_address or "-"),
+            escape(c.server_saw or "-"),
             str(c.sent),
             f"[{echoed_style}]{c.echoed}[/]" if echoed_style else str(c.echoed),
             str(c.bytes),

@@ -212,7 +212,7 @@ def journeys(events: list[Record], conversations: list[Conversation], clock: Clo
     sockets: dict[tuple[str, str], Socket] = {}
     by_row: list[Socket] = []
     for conv in conversations:
-        address = f"{conv.client_ip}:{conv.client_port}" if conv.client_port else None
+        address = conv.own_address
         sock = Socket(conversation=conv, address=address)
         by_row.append(sock)
         if address:

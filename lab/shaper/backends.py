@@ -58,7 +58,7 @@ class Backend:
 
     def _plan(self, impairment: Impairment) -> planning.Plan:
         t = self.target
-        return planning.plan(impairment, self.name, t.dev, t.direction, t.queue_num, t.iptables)
+        return planning.plan(impairment, self.name, t.dev, t.direction, t.queue_num, t.iptables, t.ipv6)
 
     def start(self, impairment: Impairment) -> None:
         steps = self._plan(impairment)
@@ -151,7 +151,7 @@ class UserspaceBackend(Backend):
 
     def stop(self) -> None:
         steps = self._plan(self.impairment)
-        iptables_steps = [c for c in steps.teardown if c[0] == self.target.iptables]
+        iptables_steps = [c for c in steps.teardown if c[0] in self.target.tables]
         for command in iptables_steps:
             kernel.run(command, may_fail=True)
         if self.queue is not None:
@@ -165,7 +165,8 @@ class UserspaceBackend(Backend):
         for builtin, chain, wanted in (("OUTPUT", planning.CHAIN_OUT, self.target.egress),
                                        ("INPUT", planning.CHAIN_IN, self.target.ingress)):
             if wanted:
-                total += sum(p for p, target in chain_counters(self.target.iptables, builtin) if target == chain)
+                total += sum(p for program in self.target.tables
+                             for p, target in chain_counters(program, builtin) if target == chain)
         return total
 
     def counters(self) -> dict[str, int | None]:

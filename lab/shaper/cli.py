@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--control", default=control.DEFAULT_PATH, help="control socket path")
     run.add_argument("--queue-num", type=int, default=7, help="NFQUEUE number (userspace backend)")
     run.add_argument("--stats-interval", type=float, default=5.0, help="seconds between stats records")
+    run.add_argument("--ipv6", action="store_true", help="impair IPv6 too (its rules go to ip6tables as well)")
     change = sub.add_parser("set", help="change the running shaper's impairment")
     _add_impairment_options(change)
     change.add_argument("--clear", action="store_true", help="start from no impairment, not the current one")
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stats_interval <= 0:
         return _fail(f"bad --stats-interval {args.stats_interval}: must be > 0", 2)
     options = RunOptions(impairment, args.dev, args.direction, args.backend, args.ready_file,
-                         args.control, args.queue_num, args.stats_interval)
+                         args.control, args.queue_num, args.stats_interval, args.ipv6)
     return Shaper(options, RecordWriter(role="shaper", host=args.name)).serve()
 
 

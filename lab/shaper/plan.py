@@ -28,6 +28,12 @@ class Target:
     direction: str = "both"
     queue_num: int = DEFAULT_QUEUE
     iptables: str = "iptables"
+    ipv6: bool = False  # the namespace has IPv6 addresses: every rule goes to ip6tables too
+
+    @property
+    def tables(self) -> list[str]:
+        """The iptables programs the rules go to: IPv4's, and its IPv6 twin when asked."""
+        return [self.iptables] + ([self.iptables.replace("iptables", "ip6tables", 1)] if self.ipv6 else [])
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -74,9 +80,9 @@ class Plan:
 
 
 def plan(impairment: Impairment, backend: str, dev: str = "eth0", direction: str = "both",
-         queue_num: int = DEFAULT_QUEUE, iptables: str = "iptables") -> Plan:
+         queue_num: int = DEFAULT_QUEUE, iptables: str = "iptables", ipv6: bool = False) -> Plan:
     """The commands that put `impairment` on `dev` with `backend` (`netem` or `userspace`)."""
-    target = Target(dev, direction, queue_num, iptables)
+    target = Target(dev, direction, queue_num, iptables, ipv6)
     if backend == "netem":
         return Plan(_ingress_setup(target), netem_apply(impairment, target), _qdisc_teardown(target))
     if backend == "userspace":
@@ -134,9 +140,8 @@ def netem_apply(impairment: Impairment, target: Target) -> list[Command]:
 
 def userspace_apply(impairment: Impairment, target: Target) -> list[Command]:
     """Refill our chains (loss by `statistic`, the rest by NFQUEUE) and set tbf for rate."""
-    ipt = [target.iptables, "-w"]
     commands: list[Command] = []
-    for chain in _chains(target):
+    for ipt, chain in ((ipt, chain) for ipt in _programs(target) for chain in _chains(target)):
         commands.append(ipt + ["-F", chain])
         if impairment.duplicate:
             commands.append(ipt + ["-A", chain, "-m", "mark", "--mark", hex(DUP_MARK), "-j", "RETURN"])
@@ -172,19 +177,25 @@ def _hooks(target: Target) -> list[list[str]]:
     return hooks
 
 
+def _programs(target: Target) -> list[list[str]]:
+    return [[program, "-w"] for program in target.tables]
+
+
 def _chain_setup(target: Target) -> list[Command]:
-    ipt = [target.iptables, "-w"]
-    commands = [ipt + ["-N", chain] for chain in _chains(target)]
-    for hook in _hooks(target):
-        commands.append(ipt + ["-I", hook[0], "1", *hook[1:]])
+    commands = []
+    for ipt in _programs(target):
+        commands += [ipt + ["-N", chain] for chain in _chains(target)]
+        for hook in _hooks(target):
+            commands.append(ipt + ["-I", hook[0], "1", *hook[1:]])
     return commands
 
 
 def _chain_teardown(target: Target) -> list[Command]:
-    ipt = [target.iptables, "-w"]
-    commands = [ipt + ["-D", *hook] for hook in _hooks(target)]
-    for chain in _chains(target):
-        commands += [ipt + ["-F", chain], ipt + ["-X", chain]]
+    commands = []
+    for ipt in _programs(target):
+        commands += [ipt + ["-D", *hook] for hook in _hooks(target)]
+        for chain in _chains(target):
+            commands += [ipt + ["-F", chain], ipt + ["-X", chain]]
     return commands
 
 

@@ -35,6 +35,7 @@ class RunOptions:
     control_path: str = "/run/lab-shaper.sock"
     queue_num: int = 7
     stats_interval_s: float = 5.0
+    ipv6: bool = False
 
 
 class Shaper:
@@ -69,7 +70,7 @@ class Shaper:
 
     def _target(self, iptables: str) -> Target:
         o = self.options
-        return Target(o.dev, o.direction, o.queue_num, iptables)
+        return Target(o.dev, o.direction, o.queue_num, iptables, o.ipv6)
 
     def _describe(self, impairment: Impairment) -> dict[str, Any]:
         assert self.backend is not None

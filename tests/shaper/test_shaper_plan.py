@@ -174,3 +174,14 @@ def test_chain_listing_gives_packets_and_target_per_rule():
             "     17     1904 LAB-SHAPER-OUT  0    --  *      eth0    0.0.0.0/0            0.0.0.0/0\n"
             "      2      120 ACCEPT     6    --  *      *       0.0.0.0/0            0.0.0.0/0\n")
     assert parse_chain_listing(text) == [(17, "LAB-SHAPER-OUT"), (2, "ACCEPT")]
+
+
+def test_ipv6_namespaces_get_every_rule_in_ip6tables_too():
+    for iptables in ("iptables", "iptables-legacy"):
+        steps = plan(Impairment(loss=0.1, delay_ms=20), "userspace", iptables=iptables, ipv6=True)
+        every = steps.setup + steps.apply + steps.teardown
+        v4 = [c[1:] for c in every if c[0] == iptables]
+        v6 = [c[1:] for c in every if c[0] == iptables.replace("iptables", "ip6tables")]
+        assert v4 and v4 == v6
+    only_v4 = plan(Impairment(loss=0.1), "userspace")
+    assert not any("ip6tables" in c[0] for c in only_v4.setup + only_v4.apply + only_v4.teardown)
