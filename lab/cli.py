@@ -13,6 +13,8 @@ from lab.errors import EngineUnavailable, LabError, UsageError
 from lab.home import project_root, runs_dir, scenarios_dir
 from lab.records.options import OneLineParser, int_in
 
+ENGINE_HELP = ("docker (default): this host's engine with compose; swarm: a Docker Swarm ($LAB_SWARM_HOST, "
+               "else the `lab cluster`, else the current Docker context's)")
 EPILOG = "Exit status: 0 success, 1 failure (a client or expectation failed), 2 bad input, 130 interrupted."
 
 
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
     p = sub.add_parser("doctor", help="check Docker, Compose v2, images, disk; print fixes")
+    p.add_argument("--engine", choices=("docker", "swarm"), default="docker",
+                   help="also check the swarm a `--engine swarm` run would use")
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("build", help="build the images (the base offline when no registry answers)")
@@ -59,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", help="a name from `lab list`, or a path to a scenario file")
     p.add_argument("--clients", type=int_in(1, 500), help="number of clients, 1 to 500 (overrides the scenario)")
     p.add_argument("--keep", action="store_true", help="leave the containers up after the run (remove with `lab clean`)")
+    p.add_argument("--engine", choices=("docker", "swarm"), default="docker", help=ENGINE_HELP)
     p.add_argument("--out", type=Path, help="directory for run directories (default: runs/)")
     p.add_argument("--no-capture", action="store_true", help="do not record the lab network's packets (no wire view)")
     p.set_defaults(func=cmd_run)
@@ -103,7 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("clean", help="remove containers and networks left by crashed runs")
     p.add_argument("--all", action="store_true", help="also runs still in progress and plain-compose projects")
+    p.add_argument("--engine", choices=("docker", "swarm"), default="docker",
+                   help="swarm: the lab's stacks (services and networks) left on the swarm")
     p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser("cluster", help="a real Docker Swarm of Docker-in-Docker nodes on this machine")
+    p.add_argument("action", choices=["up", "down", "status", "load"],
+                   help="up: start the nodes and form the swarm; down: remove it all; status: the nodes; "
+                        "load: load the rebuilt node image into every node")
+    p.add_argument("--nodes", type=int_in(1, 9), default=3, help="number of nodes for `up`, 1 to 9 (default 3)")
+    p.add_argument("--name", help="the cluster's name (default: $LAB_CLUSTER, else lab-cluster)")
+    p.add_argument("--image", action="store_true", help="`down` also removes the cluster node image")
+    p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("render", help="write compose.yaml and scenarios/compose/*.yaml from the scenarios")
     p.add_argument("--check", action="store_true", help="only check that the committed files are up to date")
@@ -122,7 +138,7 @@ def console(stderr: bool = False):
 def cmd_doctor(args) -> int:
     from lab.console import doctor_in_console
 
-    return doctor_in_console()
+    return doctor_in_console(args.engine)
 
 
 def cmd_build(args) -> int:
@@ -157,7 +173,7 @@ def cmd_run(args) -> int:
     from lab.console import run_in_console
 
     return run_in_console(args.scenario, clients=args.clients, out_dir=args.out, keep=args.keep,
-                          no_capture=args.no_capture).exit_code
+                          no_capture=args.no_capture, engine=args.engine).exit_code
 
 
 def cmd_test(args) -> int:
@@ -245,15 +261,48 @@ def cmd_diff(args) -> int:
 
 def cmd_clean(args) -> int:
     from lab.cleanup import clean
+    from lab.console import open_engine
 
     out = console()
-    removed, kept = clean(include_live=args.all)
+    removed, kept = clean(open_engine(args.engine)[0] if args.engine != "docker" else None, include_live=args.all)
     for project, what in removed.items():
         out.print(f"removed {project}: " + ", ".join(what))
     for project in kept:
         out.print(f"kept {project}: its `lab run` is still going (use --all to remove it anyway)")
     if not removed:
         out.print("nothing to clean")
+    return 0
+
+
+def cmd_cluster(args) -> int:
+    from lab.compose import node_image
+    from lab.engine import DockerEngine
+    from lab.engine.swarm.cluster import Cluster
+    from lab.images import build_cluster_image, build_node
+
+    out = console()
+    say = lambda line: out.print(line, markup=False, highlight=False)  # noqa: E731
+    cluster = Cluster(args.name)
+    if args.action == "up":
+        engine = DockerEngine().require()
+        build_node(engine, project_root(), progress=None)
+        cluster.up(args.nodes, node_image=node_image(), progress=say,
+                   build=lambda: build_cluster_image(engine, project_root(), say))
+        args.action = "status"
+    elif args.action == "load":
+        cluster.load_image(node_image(), progress=say)
+        return 0
+    elif args.action == "down":
+        if not cluster.down(progress=say, image=args.image):
+            say(f"cluster {cluster.name}: nothing to remove")
+        return 0
+    from lab.report import cluster_table
+
+    nodes = cluster.status()
+    if not nodes:
+        say(f"cluster {cluster.name} is not up (`lab cluster up`)")
+        return 1
+    out.print(cluster_table(cluster.name, nodes))
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -17,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from lab.compose import node_image
 from lab.doctor import cannot_run_here, probe_impairments, run_checks, scenario_impairments
 from lab.engine import DockerEngine, Engine
 from lab.errors import EngineUnavailable, ScenarioError
@@ -82,14 +84,31 @@ def load_named(name: str, clients: int | None = None, no_capture: bool = False) 
 
 
 def run_in_console(name: str, *, clients: int | None = None, out_dir: Path | None = None,
-                   keep: bool = False, no_capture: bool = False) -> RunResult:
+                   keep: bool = False, no_capture: bool = False, engine: str = "docker") -> RunResult:
     """`lab run`: one scenario, its progress and its tables on the terminal."""
     scenario, path = load_named(name, clients, no_capture)
-    return run_and_show(scenario, path, DockerEngine().require(), out_dir, keep=keep)
+    chosen, ensure_image = open_engine(engine)
+    return run_and_show(scenario, path, chosen, out_dir, keep=keep, ensure_image=ensure_image)
+
+
+def open_engine(name: str) -> tuple[Engine, Callable[[], str]]:
+    """The engine called `name`, reachable, and the run's `ensure_image` for it."""
+    host, root = DockerEngine().require(), project_root()
+    if name == "docker":
+        return host, lambda: build_node(host, root, progress=None)
+    from lab.engine.swarm.engine import swarm_engine
+
+    swarm = swarm_engine()
+
+    def ensure_image() -> str:
+        image_id = build_node(host, root, progress=None)
+        swarm.ensure_image(node_image(), image_id, progress=lambda _m: None)
+        return image_id
+    return swarm, ensure_image
 
 
 def run_and_show(scenario: Scenario, path: Path, engine: Engine, out_dir: Path | None,
-                 keep: bool = False) -> RunResult:
+                 keep: bool = False, ensure_image: Callable[[], str] | None = None) -> RunResult:
     """Run one loaded scenario with live progress, then print its tables and verdict."""
     out = console()
     progress = ConsoleProgress(out)
@@ -97,7 +116,7 @@ def run_and_show(scenario: Scenario, path: Path, engine: Engine, out_dir: Path |
     try:
         result = run_scenario(
             scenario, engine, out_dir or runs_dir(), root, keep=keep, progress=progress, source=path,
-            ensure_image=lambda: build_node(engine, root, progress=None),
+            ensure_image=ensure_image or (lambda: build_node(engine, root, progress=None)),
         )
     finally:
         progress.stop()
@@ -291,11 +310,23 @@ def print_summary(out: Console, suite: SuiteResult, jobs: int, junit: Path | Non
         out.print(f"JUnit XML: {junit}")
 
 
-def doctor_in_console() -> int:
-    """`lab doctor`: one line per check, a fix under each failed one; 1 if a blocking check failed."""
+def doctor_in_console(engine: str = "docker") -> int:
+    """`lab doctor`: one line per check, a fix under each failed one; 1 if a blocking check failed.
+    With the swarm engine, the swarm's checks follow this host's."""
     out = console()
     failed = 0
-    for check in run_checks(DockerEngine(), project_root()):
+    host = DockerEngine()
+    checks = run_checks(host, project_root())
+    if engine == "swarm":
+        from lab.doctor import swarm_checks
+        from lab.errors import LabError
+
+        try:
+            host_image = host.image_id(node_image())
+        except LabError:
+            host_image = None
+        checks += swarm_checks(host_image)
+    for check in checks:
         mark = "[green]ok[/]  " if check.ok else ("[red]FAIL[/]" if check.blocking else "[yellow]warn[/]")
         out.print(f"{mark} {check.name:<16} {check.detail}")
         if not check.ok and check.fix:

@@ -159,3 +159,67 @@ def _routed_traffic(engine: DockerEngine, node_built: bool) -> HostCheck:
     left = f"; {len(rules)} run(s) still have rules (`lab clean` removes those of ended runs)" if rules else ""
     return HostCheck(name, True, f"{CHAIN} chain writable by a NET_ADMIN helper: routed scenarios can run{left}",
                      blocking=False)
+
+
+# ---- `lab doctor --engine swarm`: the swarm a `--engine swarm` run would use
+
+SWARM_PORTS = "2377/tcp (managers), 7946/tcp+udp (gossip) and 4789/udp (VXLAN) open between the nodes"
+
+
+def swarm_checks(host_image_id: str | None) -> list[HostCheck]:
+    """The swarm's lines of `lab doctor`; `host_image_id` is the node image built on this host."""
+    from lab.engine.swarm.engine import swarm_engine
+
+    checks = [HostCheck("docker cli", shutil.which("docker") is not None,
+                        "docker CLI present (deploys stacks)" if shutil.which("docker") else "docker CLI missing",
+                        "install the docker.io (or docker-ce-cli) package")]
+    try:
+        engine = swarm_engine()
+        versions = engine.versions()
+    except LabError as exc:
+        checks.append(HostCheck("swarm manager", False, str(exc),
+                                "`lab cluster up` for a swarm on this machine; for a real one, `docker context use "
+                                "CONTEXT` or LAB_SWARM_HOST=tcp://MANAGER:2376 (see docs/swarm.md)"))
+        return checks
+    checks.append(HostCheck("swarm manager", True, f"{engine.where}: Docker Engine {versions['engine']}"))
+    try:
+        nodes = engine.ready_nodes()
+    except LabError as exc:
+        nodes, detail = [], str(exc)
+    else:
+        detail = f"{len(nodes)} ready and active: {', '.join(nodes)}" if nodes else "no node is ready and active"
+    checks.append(HostCheck("swarm nodes", bool(nodes), detail, f"every node needs {SWARM_PORTS}"))
+    if len(nodes) == 1:
+        checks.append(HostCheck("spread", False, "one node: server and clients share it, nothing crosses the overlay",
+                                "join more nodes (`lab cluster up --nodes 3`)", blocking=False))
+    checks.append(_swarm_image_check(engine, host_image_id))
+    try:
+        mode = engine.endpoint_mode()
+        checks.append(HostCheck("endpoint mode", True, f"{mode} ({'IPVS present' if mode == 'vip' else 'DNS round robin'})",
+                                blocking=False))
+    except LabError as exc:
+        checks.append(HostCheck("endpoint mode", False, str(exc), blocking=False))
+    return checks
+
+
+def _swarm_image_check(engine, host_image_id: str | None) -> HostCheck:
+    ref = node_image()
+    if engine.node_urls:
+        fix = "`lab cluster load` (a `lab run --engine swarm` also loads it)"
+        stale = []
+        for hostname in sorted(engine.node_urls):
+            try:
+                have = engine.node(hostname).images.get(ref).id
+            except Exception:  # noqa: BLE001 - missing or unreachable: either way not usable
+                have = None
+            if have is None or have != host_image_id:
+                stale.append(hostname)
+        if stale:
+            return HostCheck("node image", True, f"{ref} missing or older on {', '.join(stale)}; a run loads it",
+                             fix, blocking=False)
+        return HostCheck("node image", True, f"{ref} on every node, same as this host's")
+    present = engine.image_id(ref)
+    return HostCheck("node image", present is not None,
+                     f"{ref} on the manager" if present else f"{ref} not on the manager",
+                     "put it on every node: push it to your registry (and set LAB_NODE_IMAGE to that name), or "
+                     "`docker save IMAGE | ssh NODE docker load` for each node")

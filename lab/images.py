@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lab.compose import node_image
 from lab.engine import Engine
+from lab.engine.swarm.cluster import cluster_image
 from lab.errors import EngineError, LabError
 
 BASE_IMAGE = "socketlab/base:bookworm"
@@ -78,8 +79,11 @@ def host_debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str | None:
     return None
 
 
-def build_offline_base(engine: Engine, ref: str, progress: BuildOutput = print, suite: str = "bookworm") -> str:
-    """mmdebstrap a minimal Debian with Python and the network tools, then `docker import` it.
+def build_offline_base(engine: Engine, ref: str, progress: BuildOutput = print, suite: str = "bookworm", *,
+                       packages: list[str] = BASE_PACKAGES, changes: list[str] = BASE_CHANGES,
+                       hooks: list[str] = ()) -> str:
+    """mmdebstrap a minimal Debian with Python and the network tools (or `packages`), then
+    `docker import` it with `changes`; `hooks` are extra mmdebstrap options (files copied in).
 
     Packages come through the host's own Debian mirror, so no mirror is named here.
     """
@@ -89,7 +93,7 @@ def build_offline_base(engine: Engine, ref: str, progress: BuildOutput = print, 
     with tempfile.TemporaryDirectory(prefix="lab-base-", ignore_cleanup_errors=True) as tmp:
         tarball = Path(tmp) / "base.tar"
         mirror = host_debian_mirror()
-        cmd = [tool, "--variant=apt", "--include=" + ",".join(BASE_PACKAGES), "--quiet", suite, str(tarball)]
+        cmd = [tool, "--variant=apt", "--include=" + ",".join(packages), "--quiet", *hooks, suite, str(tarball)]
         if mirror:
             cmd.append(mirror)
         if os.geteuid() != 0 and shutil.which("sudo"):
@@ -99,7 +103,7 @@ def build_offline_base(engine: Engine, ref: str, progress: BuildOutput = print, 
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-10:])
             raise EngineError(f"`{' '.join(cmd)}` failed with exit status {proc.returncode}:\n{tail}")
         progress(f"importing {tarball.stat().st_size // 2**20} MiB root filesystem as {ref}")
-        return engine.import_image(tarball, ref, BASE_CHANGES)
+        return engine.import_image(tarball, ref, list(changes))
 
 
 def build_node(engine: Engine, root: Path, progress: BuildOutput | None = print) -> str:
@@ -112,3 +116,30 @@ def build_node(engine: Engine, root: Path, progress: BuildOutput | None = print)
         raise EngineError(f"the build finished but {node_image()} is missing")
     engine.prune_untagged(NODE_LABEL)
     return image_id
+
+
+# ---- the cluster node image of `lab cluster` (lab/engine/swarm/cluster.py)
+
+# What a node needs: the Docker daemon, fuse-overlayfs for hosts whose own engine uses it, and
+# the tools dockerd runs (iptables for its networks, ip for the overlay's VXLAN devices).
+CLUSTER_PACKAGES = ["docker.io", "fuse-overlayfs", "iproute2", "iptables", "ca-certificates", "procps"]
+CLUSTER_ENTRYPOINT = "/usr/local/bin/lab-cluster-node"
+CLUSTER_CHANGES = [
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    f'ENTRYPOINT ["{CLUSTER_ENTRYPOINT}"]',
+    "LABEL io.socketlab.image=cluster-node",
+]
+
+
+def build_cluster_image(engine: Engine, root: Path, progress: BuildOutput = print) -> str:
+    """The cluster node image from Debian packages (mmdebstrap + `docker import`, about a minute),
+    with the entrypoint that starts the node's daemon copied in."""
+    entrypoint = root / "images" / "cluster-node" / "entrypoint.sh"
+    progress(f"building {cluster_image()} from Debian packages (mmdebstrap, about a minute)")
+    # Documentation, manuals and translations are a tenth of the node and nothing it needs.
+    hooks = [*(f"--dpkgopt=path-exclude=/usr/share/{part}/*" for part in ("doc", "man", "locale", "info")),
+             f"--customize-hook=copy-in {entrypoint} /usr/local/bin",
+             f'--customize-hook=mv "$1/usr/local/bin/entrypoint.sh" "$1{CLUSTER_ENTRYPOINT}"',
+             f'--customize-hook=chmod 755 "$1{CLUSTER_ENTRYPOINT}"']
+    return build_offline_base(engine, cluster_image(), progress, packages=CLUSTER_PACKAGES, changes=CLUSTER_CHANGES,
+                              hooks=hooks)

@@ -78,6 +78,17 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
     return table
 
 
+def cluster_table(name: str, nodes: list[Any]) -> Table:
+    """`lab cluster status`: one row per node (`lab.engine.swarm.cluster.Node`)."""
+    table = Table(title=f"cluster {name}")
+    for column in ("node", "container", "state", "address", "swarm", "role", "images"):
+        table.add_column(column)
+    for n in nodes:
+        table.add_row(n.hostname, n.container, n.status, n.ip or "-", n.swarm, n.role or "-",
+                      "-" if n.images is None else str(n.images))
+    return table
+
+
 def timeline_lines(events: list[Record]) -> Iterable[str]:
     """One readable line per record: time, who, proto, event and the fields that matter."""
     for r in events:

@@ -114,6 +114,7 @@ def run_scenario(
     """Run a scenario end to end; never leaves containers behind unless `keep`.
 
     `stop` ends the run like Ctrl-C does, from another thread (a suite's Ctrl-C, --fail-fast)."""
+    scenario = engine.scenario_for(scenario)
     progress = progress or QuietProgress()
     run_id = new_run_id(scenario.name)
     project = "lab-" + run_id.split("-", 2)[2].replace("_", "-")
@@ -331,7 +332,8 @@ def _finish(run: _Run) -> None:
         clients=result.clients,
         diagnoses=[d.as_dict() for d in result.diagnoses],
         expectations=[r.model_dump(mode="json") for r in result.expectations],
-        containers={c.name: {"service": c.service, "role": c.role, "ip": c.ip, "exit_code": c.exit_code}
+        containers={c.name: {"service": c.service, "role": c.role, "ip": c.ip, "exit_code": c.exit_code,
+                             **({"node": c.node} if c.node else {})}
                     for c in seen.values()},
         phases=result.phases.manifest(),
     )

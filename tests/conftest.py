@@ -47,6 +47,12 @@ def pytest_sessionfinish(session, exitstatus):
                  if p not in before and e.session == label}
     removed = {p: engine.remove_resources(e) for p, e in leftovers.items()}
     removed.update(_leftover_host_rules(engine, label))
+    # A `lab cluster` of this session (its nodes, their volumes, its network) is a leftover too;
+    # the swarm objects of its runs live inside its nodes and go with them.
+    from lab.engine.swarm.cluster import Cluster, clusters_of_session
+
+    removed.update({f"cluster {name}": Cluster(name).down(progress=lambda _m: None)
+                    for name in clusters_of_session(label)})
     if not removed:
         return
     text = "; ".join(f"{project}: {', '.join(what)}" for project, what in removed.items())

@@ -37,5 +37,9 @@ class DockerEngine(Containers, Images, LabelledResources):
     def versions(self) -> dict[str, str | None]:
         return {"engine": self.engine_version(), "compose": self.compose_version()}
 
+    def scenario_for(self, scenario):
+        """Docker with compose runs every scenario the model accepts, as it is."""
+        return scenario
+
     def project(self, name: str, file: Path) -> ComposeProject:
         return ComposeProject(name, file, self.compose_command)

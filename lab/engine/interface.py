@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass
@@ -30,6 +30,7 @@ class ContainerInfo:
     ip: str | None  # on the project's network, while attached
     id: str
     labels: dict[str, str] = field(default_factory=dict)
+    node: str | None = None  # the host it runs on, where an engine spans several (a swarm node)
 
 
 @dataclass
@@ -71,6 +72,12 @@ class Engine(Protocol):
     # ---- the engine itself
     def versions(self) -> dict[str, str | None]:
         """The engine's version and its tools' (`{"engine": ..., "compose": ...}`), for the manifest."""
+
+    def scenario_for(self, scenario: Any) -> Any:
+        """The scenario (a `lab.scenario.Scenario`; the engine reads it, never imports the model)
+        as this engine runs it, checked before a run starts: UsageError naming
+        what it cannot do and why (Docker runs everything; a swarm has no shared network
+        namespaces, and no host bridge to capture on)."""
 
     # ---- a run's project and its containers
     def project(self, name: str, file: Path) -> Project:

@@ -85,6 +85,10 @@ class FakeEngine:
     def versions(self) -> dict[str, str | None]:
         return {"engine": "fake", "compose": None}
 
+    def scenario_for(self, scenario):
+        self.call("scenario_for")
+        return scenario
+
     def project(self, name: str, file: Path) -> FakeProject:
         return FakeProject(name, file, self)
 

@@ -17,6 +17,7 @@ from fake_engine import FakeEngine, FakeProject
 
 import lab.run
 from lab.engine import ComposeProject, DockerEngine, Engine, Project
+from lab.engine.swarm.engine import SwarmEngine, SwarmStack
 from lab.errors import EngineError
 from lab.run import run_scenario
 from lab.scenario import Scenario
@@ -194,7 +195,8 @@ def test_ctrl_c_at_each_phase_keeps_the_records_and_tears_down(engine, tmp_path,
 
 
 @pytest.mark.parametrize("implementation, protocol", [
-    (DockerEngine, Engine), (FakeEngine, Engine), (ComposeProject, Project), (FakeProject, Project)])
+    (DockerEngine, Engine), (FakeEngine, Engine), (SwarmEngine, Engine),
+    (ComposeProject, Project), (FakeProject, Project), (SwarmStack, Project)])
 def test_implementations_have_every_method_of_their_protocol_with_its_parameters(implementation, protocol):
     for name, declared in vars(protocol).items():
         if name.startswith("_") or not callable(declared):

@@ -1,0 +1,179 @@
+"""The swarm engine on a real 3-node Docker Swarm: Docker-in-Docker nodes on this machine
+(`lab cluster`), one cluster for the whole module.
+
+This module takes about two minutes on a quiet 2-core machine, more than the usual Docker test,
+because the issue asks for a real multi-node swarm: the nodes start and form the swarm (~45 s),
+the node image is loaded into each, one `basic` run spans three nodes (~30 s), and teardown is
+checked. When the cluster node image is missing (a fresh machine) it is built first from Debian
+packages (about a minute more).
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import json
+import os
+import time
+import uuid
+
+import pytest
+
+from lab.compose import node_image as node_image_ref
+from lab.engine.swarm.cluster import CLUSTER_LABEL, Cluster
+from lab.engine.swarm.docker_api import connect
+from lab.images import build_cluster_image
+from lab.labels import MANAGED_LABEL, SESSION_LABEL
+
+from .conftest import ROOT, only_run_dir, run_lab, start_lab
+
+
+@pytest.fixture(scope="module")
+def cluster(engine, node_image):  # node_image: built on the host first
+    """A fresh 3-node cluster of this session's own, removed at the end, and checked removed."""
+    name = f"lab-cluster-{uuid.uuid4().hex[:6]}"
+    previous = os.environ.get("LAB_CLUSTER")
+    os.environ["LAB_CLUSTER"] = name
+    cluster = Cluster(name)
+    try:
+        cluster.up(3, node_image=node_image_ref(), progress=lambda _m: None,
+                   build=lambda: build_cluster_image(engine, ROOT, lambda _m: None))
+        yield cluster
+    finally:
+        cluster.down(progress=lambda _m: None)
+        selector = {"label": f"{CLUSTER_LABEL}={name}"}
+        assert not engine.client.containers.list(all=True, filters=selector)
+        assert not engine.client.volumes.list(filters=selector)
+        assert not engine.client.networks.list(filters=selector)
+        if previous is None:
+            os.environ.pop("LAB_CLUSTER", None)
+        else:
+            os.environ["LAB_CLUSTER"] = previous
+
+
+def test_the_cluster_is_a_three_node_swarm_with_the_node_image_on_every_node(cluster, engine, node_image):
+    nodes = cluster.status()
+    assert [(n.hostname, n.swarm, n.role) for n in nodes] == [
+        ("node1", "active", "manager"), ("node2", "active", "worker"), ("node3", "active", "worker")]
+    for node in nodes:
+        assert connect(node.url).images.get(node_image_ref()).id == node_image
+        # The nodes live on an internal network of the lab's own, labelled for this session.
+        container = engine.client.containers.get(node.container)
+        assert container.labels[SESSION_LABEL] == os.environ["LAB_SESSION"]
+    network = engine.client.networks.get(cluster.name)
+    assert network.attrs["Internal"] is True
+    assert engine.client.info()["Swarm"]["LocalNodeState"] == "inactive"  # the host's engine is untouched
+
+
+def test_basic_runs_across_three_nodes_and_both_views_agree_on_overlay_addresses(cluster, tmp_path):
+    proc = run_lab("run", "basic", "--engine", "swarm", "--out", str(tmp_path), timeout=240)
+    directory = only_run_dir(tmp_path)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert manifest["verdict"] == "passed", manifest.get("error")
+
+    nodes = {c["service"]: c["node"] for c in manifest["containers"].values()}
+    assert nodes["server"] == "node1"
+    assert {nodes["client1"], nodes["client2"], nodes["client3"]} == {"node2", "node3"}
+
+    overlay = ipaddress.ip_network(manifest["subnet"])
+    node_ips = {n.ip for n in cluster.nodes()}
+    rows = list(csv_rows(directory))
+    assert len(rows) == 6 and {r["flag"] for r in rows} == {"ok"}
+    for row in rows:
+        client_ip = row["client_ip"]
+        assert ipaddress.ip_address(client_ip) in overlay and client_ip not in node_ips
+        assert row["server_saw"].startswith(client_ip + ":")  # the server saw the overlay address
+    assert len(list((directory / "logs").iterdir())) == 4
+    assert "endpoint_mode: dnsrr" in (directory / "stack.yaml").read_text()
+
+    # Nothing of the run is left on the swarm: no service, no network with this session's label.
+    manager = connect(cluster.manager_url())
+    selector = {"label": f"{MANAGED_LABEL}=true"}
+    assert not manager.services.list(filters=selector)
+    assert not [n.name for n in manager.networks.list(filters=selector)]
+
+
+FAULTS_SCENARIO = """\
+description: on a swarm, client3's task is killed on its node, then the server service is restarted
+server:
+  proto: [tcp]
+clients:
+  count: 3
+  proto: [tcp]
+  message_count: 30
+  interval: 0.5
+  timeout: 3
+  reconnect_for: 30
+faults:
+  - {at: 1.5, action: kill, target: client3}
+  - {at: 3, action: restart, target: server}
+expect:
+  - {check: fault, action: kill, target: client3}
+  - {check: fault, action: restart, target: server}
+  - {check: reconnected_after_fault, after: restart, service: [client1, client2]}
+  - {check: clients_ok, service: [client1, client2], min: 2}
+  - {check: echoed_intact, service: [client1, client2]}
+"""
+
+
+def test_a_client_task_is_killed_and_the_server_service_restarted_and_the_others_reconnect(cluster, tmp_path):
+    scenario = tmp_path / "swarm-faults.yaml"
+    scenario.write_text(FAULTS_SCENARIO)
+    out = tmp_path / "runs"
+    proc = run_lab("run", str(scenario), "--engine", "swarm", "--out", str(out), timeout=240)
+    manifest = json.loads((only_run_dir(out) / "manifest.json").read_text())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert manifest["verdict"] == "passed", manifest.get("error")  # client3 was killed on purpose
+    assert [r["passed"] for r in manifest["expectations"]] == [True] * 5
+    assert manifest["clients"] == {"client1": 0, "client2": 0, "client3": 137}
+    # The restart replaced the server's task: two server containers, each with its own log.
+    servers = [c for c in manifest["containers"].values() if c["service"] == "server"]
+    assert len(servers) == 2 and {c["node"] for c in servers} == {"node1"}
+
+
+SLOW_SCENARIO = """\
+description: a long conversation on the swarm, to be killed
+clients:
+  count: 2
+  proto: [tcp]
+  message_count: 200
+  interval: 0.25
+timeout: 120
+"""
+
+
+def test_a_swarm_run_killed_with_sigkill_leaves_nothing_after_lab_clean(cluster, tmp_path):
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text(SLOW_SCENARIO)
+    manager = connect(cluster.manager_url())
+    selector = {"label": [f"{MANAGED_LABEL}=true", f"{SESSION_LABEL}={os.environ['LAB_SESSION']}"]}
+    lab = start_lab("run", str(scenario), "--engine", "swarm", "--out", str(tmp_path / "runs"))
+    try:
+        deadline = time.monotonic() + 120
+        while len(manager.services.list(filters=selector)) < 3:
+            assert lab.poll() is None and time.monotonic() < deadline, "the run's services never appeared"
+            time.sleep(0.5)
+    finally:
+        lab.kill()
+        lab.wait()
+    assert manager.services.list(filters=selector)  # left behind by the killed run
+    proc = run_lab("clean", "--engine", "swarm")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "removed lab-slow-" in proc.stdout and "service " in proc.stdout and "network " in proc.stdout
+    assert not manager.services.list(filters=selector)
+    assert not manager.networks.list(filters=selector)
+
+
+def test_what_swarm_cannot_do_is_refused_before_anything_starts(cluster, tmp_path):
+    proc = run_lab("run", "partition", "--engine", "swarm", "--out", str(tmp_path))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "the swarm engine cannot run scenario partition: fault disconnect of client2" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def csv_rows(directory):
+    with (directory / "clients.csv").open() as f:
+        yield from csv.DictReader(f)
+

@@ -1,0 +1,133 @@
+"""The swarm engine's pure parts: a run's compose file as a stack, placement, and what the engine
+refuses before a run starts (exit 2, naming what and why). The real swarm is in
+tests/docker/test_swarm.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fake_engine import FakeEngine
+
+from lab.compose import render
+from lab.engine.swarm.engine import SwarmEngine
+from lab.engine.swarm.stack import place, to_stack
+from lab.errors import EngineError, UsageError
+from lab.labels import ROLE_LABEL
+from lab.run import run_scenario
+from lab.scenario import Scenario, load_scenario
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def stack_of(name: str, nodes=("node1", "node2", "node3"), mode="dnsrr", clients: int | None = None):
+    scenario = load_scenario(SCENARIOS / f"{name}.yaml")
+    if clients:
+        scenario = scenario.with_clients(clients)
+    return to_stack(render(scenario, run_id="r1", owner="h:1"), nodes=list(nodes),
+                    endpoint_mode=mode)
+
+
+def test_basic_as_a_stack_puts_the_server_on_node1_and_spreads_the_clients_over_the_others():
+    stack = stack_of("basic", clients=4)
+    placed = {name: s["deploy"]["placement"]["constraints"] for name, s in stack["services"].items()}
+    assert placed == {"server": ["node.hostname == node1"], "client1": ["node.hostname == node2"],
+                      "client2": ["node.hostname == node3"], "client3": ["node.hostname == node2"],
+                      "client4": ["node.hostname == node3"]}
+
+
+def test_a_stack_keeps_commands_labels_and_hardening_and_drops_what_swarm_lacks():
+    compose = render(load_scenario(SCENARIOS / "basic.yaml"), run_id="r1", owner="h:1")
+    stack = to_stack(compose, nodes=["a"], endpoint_mode="vip")
+    assert "finished" not in stack["services"]
+    server, rendered = stack["services"]["server"], compose["services"]["server"]
+    assert server["command"] == rendered["command"]
+    assert server["image"] == rendered["image"]  # the run's node image, as rendered
+    assert server["cap_drop"] == ["ALL"] and server["read_only"] is True
+    assert server["volumes"] == [{"type": "tmpfs", "target": "/tmp"}]  # the short tmpfs form is ignored by stacks
+    assert server["deploy"]["labels"][ROLE_LABEL] == "server" and server["labels"] == rendered["labels"]
+    assert server["deploy"]["endpoint_mode"] == "vip"
+    assert server["deploy"]["restart_policy"] == {"condition": "none"}
+    assert server["deploy"]["resources"] == {"limits": {"memory": rendered["mem_limit"]}}
+    assert not {"depends_on", "build", "tmpfs", "mem_limit", "pids_limit"} & set(stack["services"]["client1"])
+    network = stack["networks"]["lab"]
+    assert network["driver"] == "overlay" and network["attachable"] and network["internal"]
+    assert "ipam" not in network
+
+
+def test_bind_mounts_of_this_host_do_not_reach_the_nodes_but_named_volumes_do():
+    compose = {"services": {"server": {"labels": {ROLE_LABEL: "server"}, "volumes": [
+        "./records:/records", "/abs:/x", {"type": "bind", "source": "/y", "target": "/y"}, "data:/data"]}}}
+    stack = to_stack(compose, nodes=["n"], endpoint_mode="dnsrr")
+    assert stack["services"]["server"]["volumes"] == ["data:/data"]
+
+
+def test_one_node_takes_everything_and_no_node_is_an_error():
+    services = {"server": {"labels": {ROLE_LABEL: "server"}}, "client1": {"labels": {ROLE_LABEL: "client"}}}
+    assert place(services, ["solo"]) == {"server": "solo", "client1": "solo"}
+    with pytest.raises(EngineError, match="no node"):
+        place(services, [])
+
+
+def test_no_capture_helper_on_a_swarm():
+    compose = render(load_scenario(SCENARIOS / "basic.yaml"), run_id="r1", owner="h:1")
+    assert "capture" in compose["services"]
+    assert "capture" not in to_stack(compose, nodes=["n"], endpoint_mode="dnsrr")["services"]
+
+
+def test_a_shaper_sidecar_cannot_become_a_stack():
+    with pytest.raises(EngineError, match="cannot share another service's network namespace"):
+        stack_of("high-latency")
+
+
+@pytest.mark.parametrize("name, named", [
+    ("high-latency", "impairments (server): the shaper sidecar shares its service's network namespace"),
+    ("partition", "fault disconnect of client2: a swarm task cannot leave an overlay network"),
+    ("lossy-restart", "fault impair of server: no shaper on swarm"),
+    ("client-crash", "fault kill of client3: needs the node's daemon, and only the manager is reachable"),
+    ("routed", "named networks and routers: the swarm engine runs single-network scenarios"),
+])
+def test_the_swarm_engine_refuses_what_swarm_cannot_do_naming_it_and_why(name, named):
+    engine = SwarmEngine("tcp://manager.invalid:2375")  # no connection is made to refuse
+    with pytest.raises(UsageError) as refused:
+        engine.scenario_for(load_scenario(SCENARIOS / f"{name}.yaml"))
+    assert refused.value.exit_code == 2
+    assert named in str(refused.value) and f"scenario {name}" in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["basic", "tcp-only", "udp-only", "iterative", "server-restart", "large-messages"])
+def test_the_swarm_engine_takes_scenarios_without_impairments_or_partitions_with_capture_off(name):
+    scenario = load_scenario(SCENARIOS / f"{name}.yaml")
+    assert scenario.capture
+    taken = SwarmEngine("tcp://manager.invalid:2375").scenario_for(scenario)
+    assert taken.capture is False and taken.model_dump(exclude={"capture"}) == scenario.model_dump(exclude={"capture"})
+
+
+def test_wire_expectations_are_refused_on_a_swarm():
+    scenario = Scenario.model_validate({"name": "w", "description": "d",
+                                        "expect": [{"check": "retransmissions", "max": 0}]})
+    with pytest.raises(UsageError, match="expectations retransmissions: they read the wire view"):
+        SwarmEngine("tcp://manager.invalid:2375").scenario_for(scenario)
+
+
+def test_a_refused_scenario_stops_before_the_run_directory_exists(tmp_path):
+    def refuse() -> None:
+        raise UsageError("cannot")
+
+    engine = FakeEngine(on={"scenario_for": refuse})
+    scenario = Scenario.model_validate({"name": "s", "description": "d"})
+    with pytest.raises(UsageError):
+        run_scenario(scenario, engine, tmp_path / "runs", tmp_path)
+    assert not (tmp_path / "runs").exists()
+    assert engine.calls == ["scenario_for"]
+
+
+def test_doctor_names_an_unreachable_swarm_manager_and_how_to_get_one(monkeypatch):
+    from lab.doctor import swarm_checks
+
+    monkeypatch.setenv("LAB_SWARM_HOST", "tcp://127.0.0.1:9")  # nothing listens on the discard port
+    checks = {c.name: c for c in swarm_checks(host_image_id=None)}
+    manager = checks["swarm manager"]
+    assert not manager.ok and manager.blocking
+    assert "cannot reach the Docker engine at tcp://127.0.0.1:9" in manager.detail
+    assert "lab cluster up" in manager.fix and "LAB_SWARM_HOST" in manager.fix
