@@ -164,7 +164,7 @@ def test_pass_rate_leaves_out_what_did_not_finish():
 def test_jobs_must_be_positive_and_default_scales_with_cpus(tmp_path):
     with pytest.raises(UsageError, match="-j must be at least 1"):
         suite(["basic"], FakeRuns({}), tmp_path, jobs=0)
-    assert default_jobs() >= 4
+    assert default_jobs() >= 2
 
 
 def test_a_scenario_that_shows_a_broken_program_passes_by_failing_as_described(tmp_path):
