@@ -31,10 +31,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lab.compose import render, to_yaml  # noqa: E402
+from lab.compose import barrier_clients, render, to_yaml  # noqa: E402
 from lab.engine import owner_token  # noqa: E402
 from lab.phases import control_directory, release_start  # noqa: E402
 from lab.scenario import load_scenario  # noqa: E402
+from lab.wire.service import CAPTURE_DIR  # noqa: E402
 
 LAB = [sys.executable, "-m", "lab"]
 
@@ -88,8 +89,10 @@ def lab_run(n: int, out: Path) -> dict:
 
 def compose(project: str, file: Path, *args: str) -> float:
     start = time.monotonic()
-    subprocess.run(["docker", "compose", "-p", project, "-f", str(file), *args], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=file.parent)
+    done = subprocess.run(["docker", "compose", "-p", project, "-f", str(file), *args],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=file.parent)
+    if done.returncode:
+        raise SystemExit(f"docker compose {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
     return time.monotonic() - start
 
 
@@ -98,10 +101,14 @@ def bare_compose(n: int, work: Path) -> dict:
     run_id = f"bench-{n}-{os.getpid()}"
     directory = work / run_id
     directory.mkdir()
-    control = control_directory(directory)
+    control = control_directory(directory, barrier_clients(scenario))
+    if scenario.capture:  # as lab run prepares it: the capture helper writes here through the group
+        (directory / CAPTURE_DIR).mkdir()
+        (directory / CAPTURE_DIR).chmod(0o775)
     release_start(control, lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # open from the start
     file = directory / "compose.yaml"
-    file.write_text(to_yaml(render(scenario, run_id=run_id, owner=owner_token(), control_dir=str(control))))
+    file.write_text(to_yaml(render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid(),
+                                   control_dir=str(control))))
     project = f"lab-{run_id}"
     before = load()
     start = time.monotonic()
@@ -145,7 +152,8 @@ def main() -> int:
                 results["rows"].append(row)
                 lab, bare = row["lab"], row["bare"]
                 print(f"N={n:<4} lab: {lab['verdict']} wall {lab['wall']:.1f} s, bring-up {lab.get('bring_up', 0):.1f} s "
-                      f"({lab.get('bring_up', 0) / (n + 1):.3f} s/container), conversation {lab.get('conversation', 0):.1f} s "
+                      f"({lab.get('bring_up', 0) / (lab.get('containers') or n + 1):.3f} s/container), "
+                      f"conversation {lab.get('conversation', 0):.1f} s "
                       f"(talked {lab.get('clients_talked') or 0:.1f} s), collection {lab.get('collection', 0):.1f} s, "
                       f"teardown {lab.get('teardown', 0):.1f} s, peak RSS {lab['rss_mib']} MiB, load {lab['load']:.1f}")
                 print(f"       bare: {bare['clients_ok']}/{n} ok, wall {bare['wall']:.1f} s, up {bare['bring_up']:.1f} s, "
