@@ -121,11 +121,12 @@ def _dpkt_only(path: Path) -> None:
 
 
 def _scapy(path: Path) -> None:
-    from scapy.utils import PcapReader
+    from scapy.all import IP, PcapReader  # scapy.all registers the layers, so frames are decoded
 
     with PcapReader(str(path)) as reader:
         for packet in reader:
-            _ = packet.summary
+            ip = packet[IP]
+            _ = (ip.src, ip.dst, ip.payload.sport, ip.payload.dport, bytes(ip.payload.payload))
 
 
 def bench_parse(args) -> None:

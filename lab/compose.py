@@ -12,7 +12,7 @@ Layout of a rendered project:
 - `<svc>-shaper`: only for a service with an impairment. It owns the network namespace, holds
   NET_ADMIN, applies the impairment, and the echo container joins it with
   `network_mode: service:<svc>-shaper`, so the echo programs never get NET_ADMIN.
-- `capture`: records the network's bridge into a pcap (lab/wire/service.py); the server starts
+- `capture`: records the network's bridge into a pcap (lab/wire/service.py); the clients start
   once it is recording.
 - `finished` (plain compose only): waits until every client has exited 0, so
   `up --exit-code-from finished finished` ends by itself with the clients' verdict.
@@ -122,7 +122,6 @@ def render(
     if scenario.publish:
         server["ports"] = list(scenario.publish)
     if scenario.capture:
-        server["depends_on"] = capture_dependency(plain=not run_id)
         bridge = t.bridge(t.host_networks("server")[0]) if t else bridge_name(run_id)
         services["capture"] = capture_service(node("capture", "capture"), bridge, group=capture_group, plain=not run_id)
     if scenario.server.program:
@@ -156,7 +155,9 @@ def render(
         client.update(
             command=command,
             environment={"LAB_NAME": name},
-            depends_on={svc: {"condition": "service_healthy"} for svc in ["server", *scenario.routers]},
+            # The clients start the traffic: once the capture records (it starts beside the server).
+            depends_on={**{svc: {"condition": "service_healthy"} for svc in ["server", *scenario.routers]},
+                        **(capture_dependency(plain=not run_id) if scenario.capture else {})},
             restart="no",
             **_hardening(pids=64 + 2 * spec.sessions),
         )

@@ -5,7 +5,7 @@ right after opening the interface, which a container with only NET_RAW cannot do
 `-Z root` it stays root (needing only SETGID for the no-op `initgroups`), and writing to its
 stdout means it never has to chown a file. The wrapper writes the file, so the file's group is
 the wrapper's (the run directory's owner can delete it), touches the ready file once tcpdump is
-listening (the lab starts the echo programs only after that), forwards SIGTERM so tcpdump ends
+listening (the lab starts the clients only after that), forwards SIGTERM so tcpdump ends
 its file cleanly, and turns tcpdump's closing counters into a `summary` record: a capture that
 lost packets in the kernel says so.
 """

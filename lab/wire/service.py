@@ -56,7 +56,7 @@ def capture_service(node: dict[str, Any], bridge: str, *, group: int = 0, plain:
         mem_limit="128m",
         pids_limit=16,
         healthcheck={"test": ["CMD", "test", "-f", READY_FILE], "interval": "500ms", "timeout": "2s", "retries": 60},
-        # Stopped last (the server depends on it), then it has time to write its counters.
+        # Stopped after the clients (they depend on it); time enough to write its counters.
         stop_grace_period="5s",
     )
     if plain:
@@ -65,8 +65,9 @@ def capture_service(node: dict[str, Any], bridge: str, *, group: int = 0, plain:
 
 
 def capture_dependency(plain: bool) -> dict[str, Any]:
-    """What the server's `depends_on` gets: start only once packets are being recorded.
-    Plain compose runs without the profile too, so there the dependency is optional."""
+    """What each client's `depends_on` gets: start only once packets are being recorded (the
+    helper starts beside the server, not before it, so it adds no step to the start). Plain
+    compose runs without the profile too, so there the dependency is optional."""
     condition: dict[str, Any] = {"condition": "service_healthy"}
     if plain:
         condition["required"] = False

@@ -56,13 +56,13 @@ def test_every_client_row_gets_its_wire_view(lossy_run):
         ("client1", "udp"), ("client2", "udp"), ("client3", "tcp"), ("client4", "tcp")]
     for row in rows:
         # The third view agrees with the other two on the address.
-        assert row["wire_client"] == row["server_saw"] == f"{row['client_ip']}:{row['client_port']}"
-        assert int(row["wire_packets_out"]) >= int(row["sent"]) and int(row["wire_bytes_out"]) > 0
-        assert "no-flow" not in row["wire_flag"] and "wire-only" not in row["wire_flag"]
+        assert row["wire_client"] == row["server_saw"] == f"{row['client_ip']}:{row['client_port']}", row
+        assert int(row["wire_packets_out"]) >= int(row["sent"]) and int(row["wire_bytes_out"]) > 0, row
+        assert "no-flow" not in row["wire_flag"] and "wire-only" not in row["wire_flag"], row
     for row in (r for r in rows if r["proto"] == "tcp"):
-        assert float(row["handshake_ms"]) > 0 and row["fin"] in ("client", "server", "both")
+        assert float(row["handshake_ms"]) > 0 and (row["fin"] or row["rst"]), row
     # 10% loss both ways at the server: TCP got through by retransmitting.
-    assert sum(int(r["retransmissions"]) for r in rows if r["proto"] == "tcp") > 0
+    assert sum(int(r["retransmissions"]) for r in rows if r["proto"] == "tcp") > 0, rows
 
 
 def test_each_lost_udp_round_trip_says_where(lossy_run):

@@ -255,3 +255,17 @@ def test_the_fixed_offset_shortcut_reads_what_dpkt_reads():
     slow = Capture()
     _add(slow, _from_ethernet, T0, framed)
     assert [(p.src, p.dst) for p in slow.packets] == [("10.0.0.3:1", "10.0.0.2:2")]
+
+
+def test_kernel_drops_reach_the_verdict_details(tmp_path):
+    from lab.wire.view import drop_details
+
+    events = udp_run(tmp_path)
+    events.append({"v": 1, "ts": iso(T0 + 9), "host": "capture", "role": "capture", "service": "capture",
+                   "proto": None, "event": "summary", "interface": "lab-1a2b3c", "captured": 5, "received": 9,
+                   "kernel_dropped": 4})
+    view = build_wire_view(tmp_path, events, join_views(events), capture_on=True)
+    assert (view["capture"]["interface"], view["capture"]["kernel_dropped"]) == ("lab-1a2b3c", 4)
+    assert drop_details(view) == ["capture: 4 packets dropped by the kernel, 0 by the interface: the wire view misses them"]
+    events[-1]["kernel_dropped"] = 0
+    assert drop_details(build_wire_view(tmp_path, events, join_views(events), capture_on=True)) == []

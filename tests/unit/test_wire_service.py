@@ -26,19 +26,22 @@ def test_the_network_bridge_gets_the_name_the_helper_records():
     assert len(bridge_name("20261125-085536-a-very-long-scenario-name-823b5d")) <= 15  # Linux's limit
 
 
-def test_the_server_starts_only_once_packets_are_recorded():
-    services = render(scenario(server={"impair": {"loss": 0.1}}), run_id="r-1a2b3c")["services"]
-    assert services["server"]["depends_on"]["capture"] == {"condition": "service_healthy"}
-    assert services["server"]["depends_on"]["server-shaper"] == {"condition": "service_healthy"}
+def test_the_clients_start_only_once_packets_are_recorded():
+    services = render(scenario(clients={"count": 2, "each": {"client2": {"impair": {"loss": 0.1}}}}),
+                      run_id="r-1a2b3c")["services"]
+    for name in ("client1", "client2"):
+        assert services[name]["depends_on"]["capture"] == {"condition": "service_healthy"}
+    assert services["client2"]["depends_on"]["client2-shaper"] == {"condition": "service_healthy"}
+    assert "capture" not in services["server"].get("depends_on", {})  # they start side by side
 
 
 def test_plain_compose_records_only_with_the_profile():
     services = render(scenario())["services"]
     assert services["capture"]["profiles"] == ["capture"]
-    assert services["server"]["depends_on"]["capture"] == {"condition": "service_healthy", "required": False}
+    assert services["client1"]["depends_on"]["capture"] == {"condition": "service_healthy", "required": False}
     assert services["capture"]["volumes"] == ["${LAB_CAPTURE_DIR:-./capture}:/capture"]
 
 
 def test_capture_false_renders_no_helper():
     services = render(scenario(capture=False), run_id="r-1a2b3c")["services"]
-    assert "capture" not in services and "depends_on" not in services["server"]
+    assert "capture" not in services and list(services["client1"]["depends_on"]) == ["server"]
