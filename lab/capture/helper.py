@@ -48,8 +48,11 @@ def build_parser() -> OneLineParser:
 
 def tcpdump_command(interface: str, buffer_kib: int) -> list[str]:
     # -n: no name lookups; -U: flush per packet, so a killed run keeps what was seen;
+    # --immediate-mode: each packet as it comes, not in the kernel's blocks of up to a second
+    # (packets still in an unfinished block when tcpdump stops are never written);
     # -Z root: stay root rather than switch to the tcpdump user (see the module docstring).
-    return ["tcpdump", "-i", interface, "-n", "-U", "-Z", "root", "-B", str(buffer_kib), "-w", "-"]
+    return ["tcpdump", "-i", interface, "-n", "-U", "--immediate-mode", "-Z", "root", "-B", str(buffer_kib),
+            "-w", "-"]
 
 
 def parse_counters(lines: list[str]) -> dict[str, int]:
