@@ -16,7 +16,7 @@ from .conftest import ROOT
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("plain_compose_turn")]
 
 
-def compose(project: str, *args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+def compose(project: str, *args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", "compose", "-p", project, "-f", str(ROOT / "compose.yaml"), "--profile", "capture",
                            *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
