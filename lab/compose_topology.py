@@ -71,18 +71,27 @@ class Topology:
         return any(n.ipv6 for n in self.networks.values())
 
     def gateways(self, host: str) -> list[str]:
-        """The router addresses a host's default routes go through: the first router on one of
-        its networks, per family; none when the host shares a network with every peer."""
+        """The router addresses a host's default routes go through, one per family; none when
+        nothing it talks to is behind a router. A client needs one when it reaches the server
+        through a router (not at a forwarded port, which is on its own network); the server
+        needs one back to the clients a router forwards without masquerading them. So, as on
+        the internet, nothing routes into a masqueraded network."""
         s = self.scenario
-        own = self.host_networks(host)
-        if all(net in own for net in s.networks) or host in s.routers:
-            return []
         vias: dict[Family, str] = {}
-        for net in own:
-            for rname, router in s.routers.items():
-                if net in router.networks:
-                    for fam, address in self.layout.addresses[rname][net].items():
-                        vias.setdefault(fam, address)
+
+        def via(router: str, network: str) -> None:
+            for fam, address in self.layout.addresses[router][network].items():
+                vias.setdefault(fam, address)
+
+        if host == "server":
+            for client in s.client_names():
+                route = self.route_to_server(client)
+                if route.router and route.network not in s.routers[route.router].masquerade:
+                    via(route.router, route.server_network)
+        elif host in s.client_names():
+            route = self.route_to_server(host)
+            if route.router and route.forwarded_port is None:
+                via(route.router, route.network)
         return list(vias.values())
 
 
