@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.expect.query import Record, normal_addr, select
-from lab.wire.flows import Flow, extract_flows, flow_summary
+from lab.wire.flows import C2S, S2C, Flow, extract_flows, flow_summary
 from lab.wire.join import Socket, claim_flows, client_sockets, match_messages, row_address, wire_row
 from lab.wire.pcap import read_capture
 from lab.wire.service import CAPTURE_DIR, PCAP_NAME, ROLE
@@ -120,10 +120,17 @@ def _annotate(conversations: list, sockets: list[Socket], flows: list[Flow], not
             if flag not in ("ok", "no-capture", "capture-damaged"):
                 flags.append({"kind": flag, "client": conv.client, "proto": conv.proto, "address": address,
                               "flow": flow.id if flow else None})
+    containers = {conv.client_ip: conv.client for conv in conversations if conv.client != "?"}
     for flow in flows:
         if id(flow) in claimed:
             continue
         host = flow.client.rsplit(":", 1)[0].strip("[]")
+        other = _not_a_conversation(flow, containers.get(host))
+        if other is not None:
+            # Flagged with who sent it (the flow left that container's namespace), but no row:
+            # the table is one row per socket a program talked on.
+            flags.append(other)
+            continue
         row = Conversation(client="?", client_ip=host, proto=flow.proto, session=None,
                            client_port=int(flow.client.rsplit(":", 1)[1]), server_saw=None, flag="wire-only")
         row.wire = wire_row(flow, None, notes)
@@ -131,6 +138,22 @@ def _annotate(conversations: list, sockets: list[Socket], flows: list[Flow], not
         flags.append({"kind": "wire-only", "client": None, "proto": flow.proto, "address": flow.client, "flow": flow.id,
                       "detail": "a flow no client or server record claims"})
     return flags
+
+
+def _not_a_conversation(flow: Flow, client: str | None) -> dict[str, Any] | None:
+    """An unclaimed flow that is not a conversation: a name lookup that Docker's DNS forwarded
+    from a container (port 53), or a client's connection attempt that carried no byte either way
+    (refused or unanswered, e.g. while the server restarts: the client logs the attempt, not the
+    socket). None for anything else, which stays a `wire-only` row."""
+    base = {"client": client, "proto": flow.proto, "address": flow.client, "flow": flow.id}
+    if flow.server.rsplit(":", 1)[1] == "53":
+        return {"kind": "resolver", **base,
+                "detail": "a name lookup forwarded by Docker's DNS from this container, not a conversation of the lab"}
+    if client is not None and flow.proto == "tcp" and not flow.payload_bytes(C2S) and not flow.payload_bytes(S2C):
+        how = "refused" if flow.rst[S2C] else "not answered"
+        return {"kind": "connect-attempt", **base,
+                "detail": f"a connection attempt from {client}'s container that carried no data ({how})"}
+    return None
 
 
 def _flow_json(flow: Flow, sockets: list[Socket]) -> dict[str, Any]:

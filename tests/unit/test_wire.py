@@ -269,3 +269,23 @@ def test_kernel_drops_reach_the_verdict_details(tmp_path):
     assert drop_details(view) == ["capture: 4 packets dropped by the kernel, 0 by the interface: the wire view misses them"]
     events[-1]["kernel_dropped"] = 0
     assert drop_details(build_wire_view(tmp_path, events, join_views(events), capture_on=True)) == []
+
+
+def test_a_name_lookup_and_a_refused_attempt_are_flagged_with_their_container_not_rows(tmp_path):
+    """While a server restarts, a client's resolver asks the host's DNS through Docker's and its
+    reconnects are refused: both leave its container, neither is a conversation of the lab."""
+    (tmp_path / "capture").mkdir()
+    lookup = (T0 + 5.0, frame(CLIENT, 45000, "10.255.255.53", 53, b"\x12\x34dns?"))
+    syn = (T0 + 5.1, frame(CLIENT, 40777, SERVER, 19200, proto="tcp", flags=dpkt.tcp.TH_SYN, seq=7))
+    rst = (T0 + 5.1001, frame(SERVER, 19200, CLIENT, 40777, proto="tcp", flags=dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK, ack=8))
+    stranger = (T0 + 6.0, frame("10.0.0.9", 40888, SERVER, 19200, proto="tcp", flags=dpkt.tcp.TH_SYN, seq=1))
+    write_pcap(tmp_path / "capture" / "lab.pcap", tcp_frames() + [lookup, syn, rst, stranger])
+    events = tcp_events()
+    rows = join_views(events)
+    view = build_wire_view(tmp_path, events, rows, capture_on=True)
+    assert [r.client for r in rows] == ["client1", "?"]  # only the stranger's attempt is a row
+    kinds = {f["kind"]: f for f in view["flags"]}
+    assert kinds["resolver"]["client"] == "client1" and kinds["resolver"]["address"] == f"{CLIENT}:45000"
+    assert kinds["connect-attempt"]["client"] == "client1" and "refused" in kinds["connect-attempt"]["detail"]
+    assert kinds["wire-only"]["address"] == "10.0.0.9:40888"
+    assert len(view["flows"]) == 4  # every flow is still in wire.json
