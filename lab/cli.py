@@ -1,4 +1,8 @@
-"""The `lab` command: parse arguments, call the library, render. No logic of its own."""
+"""The `lab` command: parse arguments, call the library, render. No logic of its own.
+
+Long only because it holds every command's argument parser: each command is a parser and one
+library call, and keeping them together keeps `lab --help` and the README in step.
+"""
 
 from __future__ import annotations
 

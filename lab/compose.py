@@ -16,6 +16,9 @@ Layout of a rendered project:
   once it is recording.
 - `finished` (plain compose only): waits until every client has exited 0, so
   `up --exit-code-from finished finished` ends by itself with the clients' verdict.
+
+Near 400 lines because every service above is drawn here, beside the sidecar placement they
+share (`_attach`); networks and routers have their own module (compose_topology.py).
 """
 
 from __future__ import annotations

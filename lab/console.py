@@ -4,6 +4,9 @@ arguments.
 
 `ConsoleProgress` is the terminal's `RunProgress` (lab/progress.py): a live bar on a terminal,
 plain lines in logs and CI. `SuiteConsole` is `lab test`'s: a live line per running scenario.
+
+Over 300 lines because it is every command's terminal side; each part is a small function
+or class of its own, and none of it holds logic the library does not.
 """
 
 from __future__ import annotations

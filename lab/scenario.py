@@ -3,6 +3,10 @@
 A scenario names a server, a set of clients, optional impairments and timed faults, and the
 expectations that must hold once the run is over. `load_scenario` turns a YAML file into a
 `Scenario` or raises `ScenarioError` naming the file, the field and what is allowed.
+
+About 400 lines: the checks that span fields (targets of faults, per-client overrides, UDP sizes)
+need the whole model in view. Parts with a life of their own live beside it: `topology.py`
+(networks, routers), `programs/spec.py` (a learner's program), `fault_actions.py`.
 """
 
 from __future__ import annotations

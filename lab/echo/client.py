@@ -3,6 +3,9 @@
 `python3 -m lab.echo client [options]`. Each protocol runs --sessions concurrent sessions
 (threads, each with its own socket and ephemeral port) and ends with one `summary` record.
 Exit 0 only if every summary is ok; 1 when a conversation failed; 2 for bad options.
+
+Longer than most modules: the option parser and the plan built from it stay beside the
+sessions that follow the plan, so one file says everything the client can be asked to do.
 """
 
 from __future__ import annotations
