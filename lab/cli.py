@@ -203,6 +203,7 @@ def cmd_logs(args) -> int:
     from lab.logs import filter_events, read_events
     from lab.report import timeline_lines
     from lab.run import find_run
+    from lab.streams import check_streams, problems
 
     directory = find_run(args.out or runs_dir(), args.run)
     events = read_events(directory / "events.jsonl") if (directory / "events.jsonl").exists() else []
@@ -211,6 +212,9 @@ def cmd_logs(args) -> int:
         if args.client not in clients:
             raise UsageError(f"run {directory.name} has no client {args.client!r}; its clients: "
                              f"{', '.join(clients) or 'none'}")
+    for problem in problems(check_streams(events).values()):
+        # Said before anything is shown, on stderr so `--json` output stays records only.
+        console(stderr=True).print(f"incomplete: {problem}", style="yellow", markup=False, highlight=False)
     events = filter_events(events, client=args.client, proto=args.proto)
     events = _with_wire(directory, events, args.client, args.proto)
     if args.json:
@@ -226,12 +230,16 @@ def cmd_logs(args) -> int:
 
 def _with_wire(directory: Path, events: list, client: str | None, proto: str | None) -> list:
     """The run's records with the wire's packets (and where lost round trips were lost) merged in."""
-    from lab.logs import merge_timeline
+    import heapq
+
     from lab.wire.records import timeline_records
     from lab.wire.view import read_wire_view
 
-    wire = timeline_records(read_wire_view(directory), client=client, proto=proto)
-    return merge_timeline([events, wire]) if wire else events
+    def ts(record):
+        return record.get("ts") or ""
+
+    wire = sorted(timeline_records(read_wire_view(directory), client=client, proto=proto), key=ts)
+    return list(heapq.merge(events, wire, key=ts)) if wire else events
 
 
 def _run_dir(out: Path | None, run: str | None) -> Path:
@@ -268,14 +276,18 @@ def cmd_clean(args) -> int:
     from lab.console import open_engine
 
     out = console()
-    removed, kept = clean(open_engine(args.engine)[0] if args.engine != "docker" else None, include_live=args.all)
-    for project, what in removed.items():
-        out.print(f"removed {project}: " + ", ".join(what))
-    for project in kept:
+    result = clean(open_engine(args.engine)[0] if args.engine != "docker" else None, include_live=args.all)
+    for line in result.salvaged:
+        out.print(line, markup=False, soft_wrap=True)
+    for project, what in result.removed.items():
+        out.print(f"removed {project}: " + ", ".join(what), markup=False, soft_wrap=True)
+    for project in result.kept:
         out.print(f"kept {project}: its `lab run` is still going (use --all to remove it anyway)")
-    if not removed:
+    for project, why in result.failed.items():
+        console(stderr=True).print(f"lab: could not clean {project}: {why}", markup=False, highlight=False, soft_wrap=True)
+    if not result.removed and not result.failed:
         out.print("nothing to clean")
-    return 0
+    return 1 if result.failed else 0
 
 
 def cmd_cluster(args) -> int:

@@ -24,6 +24,7 @@ share (`_attach`); networks and routers have their own module (compose_topology.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -35,6 +36,7 @@ from lab.labels import (
     NETWORK,
     OWNER_LABEL,
     ROLE_LABEL,
+    RUN_DIR_LABEL,
     RUN_LABEL,
     SCENARIO_LABEL,
     SERVICE_LABEL,
@@ -42,6 +44,7 @@ from lab.labels import (
     session_labels,
 )
 from lab.programs.spec import Program
+from lab.records.writer import RECORDS_VARIABLE
 from lab.scenario import ClientSpec, Impairment, Scenario
 from lab.wire.service import BRIDGE_OPTION, bridge_name, capture_dependency, capture_service
 
@@ -59,6 +62,9 @@ CONTROL_MOUNT = "/lab/control"
 START_FILE = f"{CONTROL_MOUNT}/go"
 # ... and each client writes its own ready file (control/ready/<client> on the host) once it waits.
 READY_MOUNT = "/lab/ready"
+# Where each program of a `lab run` appends its records: its own file of the run directory,
+# bind-mounted (lab/collect.py). Plain compose has no such file: records go to stdout only.
+RECORDS_TARGET = "/var/log/lab/records.jsonl"
 
 
 def node_image() -> str:
@@ -75,23 +81,28 @@ def render(
     capture_group: int = 0,
     subnets: dict[str, dict[str, str]] | None = None,
     control_dir: str | None = None,
+    run_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The compose mapping for a scenario.
 
     `build_context` (relative to the compose file) adds a `build:` so plain compose builds the
-    node image; `run_id` and `owner` go into labels so `lab clean` can find what a run left.
-    Without `run_id` the network gets the scenario's fixed subnet (plain compose). A scenario
-    with `networks:` gets them with the given `subnets` (or fixed ones): lab/compose_topology.py.
-    With the scenario's `capture` on, a `capture` helper records the network's bridge (in plain
-    compose under the `capture` profile; with `networks:`, the server's first network's bridge);
-    `capture_group` is the gid it writes the pcap with.
-    `control_dir` (an absolute host path) puts the clients behind the start barrier.
+    node image; `run_id`, `owner` and `run_dir` go into labels so `lab clean` can find what a run
+    left and salvage its records. Without `run_id` the network gets the scenario's fixed subnet
+    (plain compose). A scenario with `networks:` gets them with the given `subnets` (or fixed
+    ones): lab/compose_topology.py. With the scenario's `capture` on, a `capture` helper records
+    the network's bridge (in plain compose under the `capture` profile; with `networks:`, the
+    server's first network's bridge); `capture_group` is the gid it writes the pcap with.
+    `control_dir` (an absolute host path) puts the clients behind the start barrier. With
+    `run_dir`, each service's program also appends its records to
+    `<run_dir>/records/<service>.jsonl`, bind-mounted.
     """
     labels = {MANAGED_LABEL: "true", SCENARIO_LABEL: scenario.name}
     if run_id:
         labels[RUN_LABEL] = run_id
     if owner:
         labels[OWNER_LABEL] = owner
+    if run_dir is not None:
+        labels[RUN_DIR_LABEL] = str(run_dir)
     # Plain compose takes the session from the environment when it is set (the test suite).
     labels.update(session_labels() if run_id else {SESSION_LABEL: "${LAB_SESSION:-}"})
 
@@ -179,6 +190,10 @@ def render(
             **_hardening(pids=16),
         )
         services["finished"] = finished
+
+    if run_dir is not None:
+        for name, spec in services.items():
+            _records_to_file(spec, run_dir / "records" / f"{name}.jsonl")
 
     if t is not None:
         return {"services": services, "networks": topo.networks_mapping(t, labels)}
@@ -297,6 +312,11 @@ def _weight_of_many(scenario: Scenario) -> int:
     once the server would get 1/501 of it and its echoes would time out. Weighted as all the
     clients together (capped at the kernel's maximum), it keeps half the CPU when they contend."""
     return min(1024 * scenario.clients.count, 262144)
+
+
+def _records_to_file(spec: dict[str, Any], path: Path) -> None:
+    spec["environment"] = {**spec.get("environment", {}), RECORDS_VARIABLE: RECORDS_TARGET}
+    spec["volumes"] = [*spec.get("volumes", []), {"type": "bind", "source": str(path), "target": RECORDS_TARGET}]
 
 
 def _ready_when(path: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ MANAGED_LABEL = f"{LABEL_PREFIX}.managed"
 OWNER_LABEL = f"{LABEL_PREFIX}.owner"
 SESSION_LABEL = f"{LABEL_PREFIX}.session"
 SCENARIO_LABEL = f"{LABEL_PREFIX}.scenario"
+RUN_DIR_LABEL = f"{LABEL_PREFIX}.run-dir"  # where `lab clean` salvages an abandoned run's records
 
 
 def session_labels() -> dict[str, str]:

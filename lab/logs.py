@@ -1,7 +1,7 @@
-"""Parse what containers printed, normalise it into one timeline, join client and server views.
+"""A run's timeline of records: who printed them, joining client and server views, reading it back.
 
-Pure functions over text and records: no Docker here. The orchestrator hands in each
-container's raw output with what it knows of the container (name, service, role, IP).
+Pure functions over records: no Docker here. lab/collect.py builds the timeline (events.jsonl)
+from each container's output, tagging each record with its container's Origin.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import csv
 import datetime as _dt
 import io
 import json
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lab.errors import LabError
-from lab.expect import Record, client_address, normal_addr, percentile, port_of, select, server_peers, who
+from lab.expect import Record, client_address, normal_addr, percentile, port_of, who
 from lab.records.schema import format_addr
 
 CONVERSATION_COLUMNS = [
@@ -29,6 +30,10 @@ WIRE_COLUMNS = [
 ]
 
 
+# The events whose `text` is a message's content (docs/log-schema.md).
+MESSAGE_EVENTS = frozenset({"sent", "received", "reply"})
+
+
 @dataclass
 class Origin:
     """Where a container's output came from; added to each of its records."""
@@ -39,43 +44,6 @@ class Origin:
     ip: str | None = None
 
 
-def parse_output(raw: str, origin: Origin) -> list[Record]:
-    """Each line a record: JSON records as printed, anything else as an `output` record.
-
-    Nothing is dropped: a traceback or a stray print becomes `{"event": "output", "text": ...}`
-    with the time of the record before it, so it sorts where it appeared.
-    """
-    records: list[Record] = []
-    last_ts: str | None = None
-    for line in raw.splitlines():
-        if not line.strip():
-            continue
-        record: Record | None = None
-        if line.startswith("{"):
-            try:
-                parsed = json.loads(line)
-            except json.JSONDecodeError:
-                parsed = None
-            if isinstance(parsed, dict) and "event" in parsed and "ts" in parsed:
-                record = parsed
-        if record is None:
-            record = {"v": 1, "ts": last_ts, "host": origin.service, "role": origin.role, "proto": None,
-                      "event": "output", "text": line}
-        last_ts = record.get("ts") or last_ts
-        record["container"] = origin.container
-        record["service"] = origin.service
-        record.setdefault("role", origin.role)
-        if origin.ip:
-            record["ip"] = origin.ip
-        records.append(record)
-    # Output before the first record has no time yet: give it the first known one.
-    first_ts = next((r["ts"] for r in records if r.get("ts")), None)
-    for record in records:
-        if record.get("ts") is None:
-            record["ts"] = first_ts or "0000-00-00T00:00:00.000000Z"
-    return records
-
-
 def infer_ip(records: list[Record]) -> str | None:
     """A container's IP from its own records, for when Docker no longer reports it (exited)."""
     for record in records:
@@ -84,13 +52,6 @@ def infer_ip(records: list[Record]) -> str | None:
             if host not in ("0.0.0.0", "::", "127.0.0.1", "::1"):
                 return host
     return None
-
-
-def merge_timeline(groups: Iterable[list[Record]]) -> list[Record]:
-    """All records of all containers in time order (stable: a container's own order is kept)."""
-    merged = [r for group in groups for r in group]
-    merged.sort(key=lambda r: r.get("ts") or "")
-    return merged
 
 
 @dataclass
@@ -110,7 +71,7 @@ class Conversation:
     rtt_p95_ms: float | None = None
     server_conn: int | None = None
     flag: str = "ok"
-    rtts: list[float] = field(default_factory=list, repr=False)
+    rtts: array = field(default_factory=lambda: array("d"), repr=False)
     wire: dict[str, Any] = field(default_factory=dict, repr=False)  # WIRE_COLUMNS, once the wire view is joined
 
     @property
@@ -126,90 +87,104 @@ class Conversation:
         return data
 
 
-def join_views(events: list[Record]) -> list[Conversation]:
+def join_views(events: Iterable[Record]) -> list[Conversation]:
     """Join each client's own view (getsockname after connect / first sendto) with the server's
-    view (accept / recvfrom peer) on (proto, address).
+    view (accept / recvfrom peer) on (proto, address), in one pass over the time-ordered records.
 
     Flags: `ok` (both sides saw the same address), `client-only` (the server never logged that
     address), `server-only` (a peer no client of the run claims), `address-mismatch` (one
     client-only and one server-only view carried the same first message: the same conversation
     seen with different addresses), `nat` (the same, and the address the server saw is a
     masquerading router's, as its `applied` record declares: the translation is explained).
+
+    What it holds grows with the client sockets and peers, not with the messages: a few fields
+    per socket, and each echo's round-trip time (8 bytes) for the percentiles.
     """
-    conversations, client_first = _client_views(events)
-    server_only, server_first = _server_views(events, conversations)
-    _pair_mismatches(conversations, client_first, server_only, server_first, nat_addresses(events))
-    rows = list(conversations.values()) + list(server_only.values())
-    for conv in rows:
-        if conv.rtts:
-            conv.rtt_p50_ms = round(percentile(conv.rtts, 50), 3)
-            conv.rtt_p95_ms = round(percentile(conv.rtts, 95), 3)
-    rows.sort(key=lambda c: (c.client == "?", _natural(c.client), c.proto, c.session or 0, c.client_port or 0))
-    return rows
+    joiner = ViewJoiner()
+    for record in events:
+        joiner.add(record)
+    return joiner.rows()
 
 
 Key = tuple[str, str]  # (proto, normalised address)
 
 
-def _client_views(events: list[Record]) -> tuple[dict[Key, Conversation], dict[Key, Any]]:
-    """One conversation per client socket, with the messages sent from it (a reconnect starts a
-    new socket, so a new row); and each socket's first message text."""
-    conversations: dict[Key, Conversation] = {}
-    first_text: dict[Key, Any] = {}
-    current: dict[tuple[str, str, int], Key] = {}  # (client, proto, session) -> its socket now
-    seqs: dict[Key, set[int]] = {}
-    for record in select(events, "client"):
+class ViewJoiner:
+    """The state of `join_views` between records: one entry per client socket and server peer."""
+
+    def __init__(self) -> None:
+        self.conversations: dict[Key, Conversation] = {}
+        self.client_first: dict[Key, Any] = {}  # each client socket's first message (text, ts)
+        self.current: dict[tuple[str, str, int], Key] = {}  # (client, proto, session) -> its socket now
+        self.highest_seq: dict[Key, int] = {}
+        self.server_first: dict[Key, Any] = {}  # the first (text, ts) the server received from each peer
+        self.server_saw: dict[Key, Any] = {}  # each peer the server accepted / received from: its conn
+        self.nat: set[str] = set()  # the addresses of masquerading routers (their `applied` records)
+
+    def add(self, record: Record) -> None:
+        role = record.get("role")
+        if role == "netns" and record.get("event") == "applied" and "masquerade" in (record.get("nat") or []):
+            self.nat.update(str(a) for a in record.get("addresses") or [])
+        elif role == "client":
+            self._client(record)
+        elif role == "server" and record.get("peer"):
+            proto, event = record.get("proto"), record.get("event")
+            key = (proto, normal_addr(record["peer"]))
+            if event == "received":
+                self.server_first.setdefault(key, (record.get("text"), record.get("ts")))
+            if event == ("accepted" if proto == "tcp" else "received") and key not in self.server_saw:
+                self.server_saw[key] = record.get("conn")
+
+    def _client(self, record: Record) -> None:
         event, proto = record.get("event"), record.get("proto")
         socket_of = (who(record), str(proto), int(record.get("session") or 0))
         if event in ("connected", "bound") and record.get("local"):
             address = client_address(record)
-            key = current[socket_of] = (proto, address)
-            if key not in conversations:
-                conversations[key] = Conversation(
+            key = self.current[socket_of] = (proto, address)
+            if key not in self.conversations:
+                self.conversations[key] = Conversation(
                     client=who(record), client_ip=address.rsplit(":", 1)[0].strip("[]"), proto=proto,
                     session=record.get("session"), client_port=port_of(address), server_saw=None,
                     flag="client-only",
                 )
-                seqs[key] = set()
-            continue
-        key = current.get(socket_of)
+                self.highest_seq[key] = 0
+            return
+        key = self.current.get(socket_of)
         if key is None or record.get("seq") is None:
-            continue
-        conv = conversations[key]
+            return
+        conv = self.conversations[key]
         if event == "sent":
-            # A resend (UDP retry, TCP resend after a reconnect) is the same message again.
-            if record["seq"] not in seqs[key]:
-                seqs[key].add(record["seq"])
+            # A socket sends its messages in order; a resend (UDP retry, TCP resend after a
+            # reconnect) is a message it sent before, so not counted again.
+            if record["seq"] > self.highest_seq[key]:
+                self.highest_seq[key] = record["seq"]
                 conv.sent += 1
-            first_text.setdefault(key, (record.get("text"), record.get("ts")))
+            self.client_first.setdefault(key, (record.get("text"), record.get("ts")))
         elif event == "reply" and record.get("intact") is True:
             conv.echoed += 1
             conv.bytes += int(record.get("bytes") or 0)
             if record.get("rtt_ms") is not None:
                 conv.rtts.append(float(record["rtt_ms"]))
-    return conversations, first_text
 
-
-def _server_views(events: list[Record], conversations: dict[Key, Conversation]
-                  ) -> tuple[dict[Key, Conversation], dict[Key, Any]]:
-    """Mark the client conversations the server saw; return the peers no client claims, and the
-    first text the server received from each peer."""
-    first_text: dict[Key, Any] = {}
-    for record in select(events, "server", "received"):
-        if record.get("peer"):
-            first_text.setdefault((record.get("proto"), normal_addr(record["peer"])), (record.get("text"), record.get("ts")))
-    server_only: dict[Key, Conversation] = {}
-    for proto, peer, record in server_peers(events):
-        conv = conversations.get((proto, peer))
-        if conv is not None:
-            if conv.server_saw is None:
-                conv.server_saw, conv.server_conn, conv.flag = peer, record.get("conn"), "ok"
-        elif (proto, peer) not in server_only:
-            server_only[(proto, peer)] = Conversation(
-                client="?", client_ip=peer.rsplit(":", 1)[0].strip("[]"), proto=proto, session=None,
-                client_port=None, server_saw=peer, server_conn=record.get("conn"), flag="server-only",
-            )
-    return server_only, first_text
+    def rows(self) -> list[Conversation]:
+        server_only: dict[Key, Conversation] = {}
+        for (proto, peer), conn in self.server_saw.items():
+            conv = self.conversations.get((proto, peer))
+            if conv is not None:
+                conv.server_saw, conv.server_conn, conv.flag = peer, conn, "ok"
+            else:
+                server_only[(proto, peer)] = Conversation(
+                    client="?", client_ip=peer.rsplit(":", 1)[0].strip("[]"), proto=proto, session=None,
+                    client_port=None, server_saw=peer, server_conn=conn, flag="server-only",
+                )
+        _pair_mismatches(self.conversations, self.client_first, server_only, self.server_first, self.nat)
+        rows = list(self.conversations.values()) + list(server_only.values())
+        for conv in rows:
+            if conv.rtts:
+                conv.rtt_p50_ms = round(percentile(conv.rtts, 50), 3)
+                conv.rtt_p95_ms = round(percentile(conv.rtts, 95), 3)
+        rows.sort(key=lambda c: (c.client == "?", _natural(c.client), c.proto, c.session or 0, c.client_port or 0))
+        return rows
 
 
 def _pair_mismatches(conversations: dict[Key, Conversation], client_first: dict[Key, Any],
@@ -242,15 +217,6 @@ def _gap(sent: str | None, heard: str | None) -> float:
         return float("inf")
 
 
-def nat_addresses(events: list[Record]) -> set[str]:
-    """The addresses of every router whose `applied` record says it masquerades."""
-    found: set[str] = set()
-    for record in events:
-        if record.get("role") == "netns" and record.get("event") == "applied" and "masquerade" in (record.get("nat") or []):
-            found.update(str(a) for a in record.get("addresses") or [])
-    return found
-
-
 def _natural(name: str) -> tuple[str, int]:
     stem = name.rstrip("0123456789")
     digits = name[len(stem):]
@@ -266,18 +232,36 @@ def conversations_csv(rows: list[Conversation]) -> str:
     return buffer.getvalue()
 
 
+class EventFile:
+    """A run's events.jsonl, read again from disk each time it is iterated (memory stays flat);
+    a damaged line is an error naming the file and line, not a traceback. With `slim`, the
+    messages' text is left out (the bulk of a run's records, and no check reads it); the records
+    `then` come after the file's."""
+
+    def __init__(self, path, slim: bool = False, then: Iterable[Record] = ()) -> None:
+        self.path = path
+        self.slim = slim
+        self.then = then  # records to give after the file's (made by the lab itself, not collected)
+
+    def __iter__(self) -> Iterator[Record]:
+        with open(self.path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise LabError(f"{self.path}:{number}: not a JSON record ({exc.msg}); "
+                                   f"the raw output is in records/ and logs/") from None
+                if self.slim and record.get("event") in MESSAGE_EVENTS:
+                    record.pop("text", None)
+                yield record
+        yield from self.then
+
+
 def read_events(path) -> list[Record]:
-    """A run's events.jsonl; a damaged line is an error naming the file and line, not a traceback."""
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise LabError(f"{path}:{number}: not a JSON record ({exc.msg}); the raw output is in logs/") from None
-    return records
+    """A run's events.jsonl as a list."""
+    return list(EventFile(path))
 
 
 def filter_events(events: list[Record], client: str | None = None, proto: str | None = None) -> list[Record]:

@@ -16,13 +16,14 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab import __version__
+from lab.collect import add_records, collect_run, prepare_records
 from lab.compose import barrier_clients, node_image, render, start_deadline, to_yaml
 from lab.compose_topology import routed_bridges, run_subnets
 from lab.engine import ContainerInfo, Engine, Project, owner_token
@@ -31,13 +32,14 @@ from lab.expect import Record, evaluate
 from lab.faults import FaultTimeline, apply_fault
 from lab.hostrules import Mark, close_bridges, open_bridges
 from lab.html import write_report
-from lab.logs import Origin, conversations_csv, infer_ip, join_views, merge_timeline, parse_output
+from lab.logs import EventFile, conversations_csv, join_views
 from lab.phases import Phases, await_ready, control_directory, last_client_record, release_start
 from lab.programs.diagnose import clients_by_address, diagnose, diagnosis_records
 from lab.programs.views import derive_views
 from lab.progress import QuietProgress, RunProgress
 from lab.records.schema import utc_timestamp
 from lab.scenario import Scenario
+from lab.streams import StreamCheck, problems
 from lab.verdict import Verdict
 from lab.wire.records import check_records
 from lab.wire.service import CAPTURE_DIR
@@ -128,7 +130,8 @@ def run_scenario(
     subnets = run_subnets(scenario, engine)
     control = control_directory(directory, barrier_clients(scenario))
     compose = render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid(), subnets=subnets,
-                     control_dir=str(control.resolve()))
+                     control_dir=str(control.resolve()), run_dir=directory.resolve())
+    prepare_records(directory, compose["services"])
     compose_file.write_text(to_yaml(compose, f"# lab run {run_id}: rendered from {source or scenario.name}\n"))
     manifest: dict[str, Any] = {
         "run_id": run_id,
@@ -292,9 +295,9 @@ def _finish(run: _Run) -> None:
         except LabError as exc:
             errors.append(f"inspect: {exc}")
     with result.phases.timed("collection") as notes:
-        groups, images = _collect_logs(engine, seen, directory, errors)
-        notes["containers"] = len(groups)
-    groups.append(run.lab_records)
+        images = {c.name: engine_safe(lambda c=c: engine.image_of(c.id)) for c in seen.values()}
+        checks = collect_run(engine, seen.values(), directory, run.lab_records, errors)
+        notes["containers"] = len(checks)
     if run.brought_up and not run.keep:
         try:
             progress.message("removing containers and network")
@@ -308,20 +311,21 @@ def _finish(run: _Run) -> None:
         except (LabError, OSError) as exc:
             errors.append(f"host rules: {exc} (run `lab clean`)")
     with result.phases.timed("analysis"):
-        events = merge_timeline(groups)
+        events_path = directory / "events.jsonl"
         # Programs that print no records: their views come from the socket tables and their output.
-        events = merge_timeline([events, derive_views(events)])
+        add_records(events_path, derive_views(EventFile(events_path)))
+        events = EventFile(events_path)
         if manifest.get("released"):
             result.phases.note("conversation", clients_talked=last_client_record(events, manifest["released"]))
         result.conversations = join_views(events)
         wire = _wire_view(scenario, directory, events, result)
         result.diagnoses = diagnose(events, wire,
                                     clients_by_address=clients_by_address(result.conversations))
-        events = merge_timeline([events, diagnosis_records(result.diagnoses, utc_timestamp())])
-        write_text(directory / "events.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in events))
+        add_records(events_path, diagnosis_records(result.diagnoses, utc_timestamp()))
         write_text(directory / "clients.csv", conversations_csv(result.conversations))
         result.clients = {c.service: c.exit_code for c in seen.values() if c.role == "client"}
-        _judge(scenario, result, events + check_records(wire), errors)
+        # No expectation reads a message's text: leaving it out keeps what a check holds small.
+        _judge(scenario, result, EventFile(events_path, slim=True, then=check_records(wire)), errors, checks)
     manifest.update(
         ended=utc_timestamp(),
         verdict=result.verdict,
@@ -336,6 +340,7 @@ def _finish(run: _Run) -> None:
                              **({"node": c.node} if c.node else {})}
                     for c in seen.values()},
         phases=result.phases.manifest(),
+        streams={name: check.summary() for name, check in checks.items()},
     )
     write_json(directory / "manifest.json", manifest)
     try:
@@ -344,7 +349,7 @@ def _finish(run: _Run) -> None:
         progress.message(f"report not written: {exc}")
 
 
-def _wire_view(scenario: Scenario, directory: Path, events: list[Record], result: RunResult) -> dict[str, Any]:
+def _wire_view(scenario: Scenario, directory: Path, events: Iterable[Record], result: RunResult) -> dict[str, Any]:
     """The third view (lab/wire): wire.json, the wire columns of each row, capture drops as details."""
     view = build_wire_view(directory, events, result.conversations, scenario.capture)
     write_wire_view(directory, view)
@@ -352,43 +357,22 @@ def _wire_view(scenario: Scenario, directory: Path, events: list[Record], result
     return view
 
 
-def _collect_logs(engine: Engine, seen: dict[str, ContainerInfo], directory: Path,
-                  errors: list[str]) -> tuple[list[list[Record]], dict[str, str | None]]:
-    """Each container's raw output into logs/, and its records tagged with who printed them."""
-    groups = []
-    images: dict[str, str | None] = {}
-    for info in sorted(seen.values(), key=lambda c: c.name):
-        try:
-            raw = engine.container_logs(info.id).decode("utf-8", "replace")
-            images[info.name] = engine.image_of(info.id)
-        except LabError as exc:
-            errors.append(f"logs of {info.name}: {exc}")
-            continue
-        (directory / "logs" / f"{info.name}.log").write_text(raw, encoding="utf-8")
-        origin = Origin(container=info.name, service=info.service, role=info.role, ip=info.ip)
-        records = parse_output(raw, origin)
-        if origin.ip is None and info.role not in ("shaper", "capture"):
-            # An echo container behind a shaper or a socket watcher has no IP of its own in Docker's view.
-            owners = _by_service(seen)
-            owner = owners.get(f"{info.service}-shaper") or owners.get(f"{info.service}-sockets") or info
-            origin.ip = owner.ip or infer_ip(records)
-            info.ip = origin.ip
-            for record in records:
-                record.setdefault("ip", origin.ip)
-        groups.append(records)
-    return groups, images
-
-
-def _judge(scenario: Scenario, result: RunResult, events: list[Record], errors: list[str]) -> None:
-    """The final verdict: expectations count only for a run that finished; a teardown problem
-    turns a pass into an error (something may be left behind)."""
+def _judge(scenario: Scenario, result: RunResult, events: Iterable[Record], errors: list[str],
+           checks: dict[str, StreamCheck]) -> None:
+    """The final verdict: expectations count only for a run that finished; lost records fail
+    it (nothing measured on an incomplete record can be trusted); a teardown problem turns a pass
+    into an error (something may be left behind)."""
     if result.verdict in (Verdict.PASSED, Verdict.FAILED):
         result.expectations = evaluate(scenario.expect, events)
         if any(not r.passed for r in result.expectations):
             result.verdict = Verdict.FAILED
+    lost = problems(c for c in checks.values() if c.missing)
+    if lost and result.verdict == Verdict.PASSED:
+        result.verdict = Verdict.FAILED
     if errors and result.verdict == Verdict.PASSED:
         result.verdict = Verdict.ERROR
-    result.error = "; ".join(filter(None, [result.error, *errors])) or None
+    lost_text = "records lost: " + "; ".join(lost) if lost else None
+    result.error = "; ".join(filter(None, [result.error, lost_text, *errors])) or None
 
 
 def engine_safe(fn: Callable[[], Any]) -> Any:

@@ -4,6 +4,7 @@ network's facts, and the throwaway probe container of `lab doctor`."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from lab.engine.connection import DockerConnection, docker_module, sdk_call
@@ -51,6 +52,34 @@ class Containers(DockerConnection):
             return self.client.containers.get(container_id).logs(stdout=True, stderr=True)
         except docker.errors.NotFound:
             return b""
+
+    def container_output(self, container_id: str, stdout: bool = True, stderr: bool = True) -> Iterator[bytes]:
+        """What Docker's log store kept of a container's output, streamed line by line, each line
+        prefixed with Docker's timestamp (`docker logs --timestamps`)."""
+        docker = docker_module()
+        import requests
+
+        try:
+            chunks = self.client.api.logs(container_id, stdout=stdout, stderr=stderr, stream=True,
+                                          follow=False, timestamps=True)
+            yield from _whole_lines(chunks)
+        except docker.errors.NotFound:
+            return
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise EngineError(f"docker: container output: {exc}") from None
+
+    @sdk_call
+    def log_limits(self, container_id: str) -> str | None:
+        """How much of a container's output Docker's log store keeps (`max-size 10m x 3`), if capped."""
+        docker = docker_module()
+        try:
+            config = self.client.api.inspect_container(container_id)["HostConfig"].get("LogConfig") or {}
+        except docker.errors.NotFound:
+            return None
+        options = config.get("Config") or {}
+        if "max-size" not in options:
+            return None
+        return f"{config.get('Type')} log driver keeps max-size {options['max-size']} x {options.get('max-file', '1')}"
 
     @sdk_call
     def image_of(self, container_id: str) -> str | None:
@@ -166,3 +195,17 @@ def info_from_list(entry: dict[str, Any]) -> ContainerInfo:
         id=entry["Id"],
         labels=labels,
     )
+
+
+def _whole_lines(stream: Iterable[bytes]) -> Iterator[bytes]:
+    """Whole lines from chunks that may cut lines anywhere (Docker's log stream frames)."""
+    pending = b""
+    for chunk in stream:
+        pending += chunk
+        if b"\n" not in chunk:
+            continue
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line + b"\n"
+    if pending:
+        yield pending

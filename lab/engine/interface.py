@@ -12,7 +12,7 @@ operation fails (both `LabError`s), never its own library's exceptions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -43,6 +43,7 @@ class LabelledProject:
     owner: str | None = None  # `host:pid` of the `lab run` driving it; None for plain compose
     run: str | None = None
     session: str | None = None  # the test session that made it, if any
+    run_dir: str | None = None  # the run directory of a `lab run`
 
 
 @runtime_checkable
@@ -88,6 +89,13 @@ class Engine(Protocol):
 
     def container_logs(self, container_id: str) -> bytes:
         """Everything a container printed (stdout and stderr); empty once it is gone."""
+
+    def container_output(self, container_id: str, stdout: bool = True, stderr: bool = True) -> Iterator[bytes]:
+        """What the engine's log store kept of a container's output, line by line, each line
+        prefixed with its timestamp (`docker logs --timestamps`); nothing once it is gone."""
+
+    def log_limits(self, container_id: str) -> str | None:
+        """How much of a container's output the log store keeps (`... max-size 10m x 3`), if capped."""
 
     def image_of(self, container_id: str) -> str | None:
         """The id of the image a container runs, or None once it is gone."""

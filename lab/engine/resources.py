@@ -8,7 +8,7 @@ import os
 from lab.engine.connection import DockerConnection, docker_module, sdk_call
 from lab.engine.containers import PROJECT_LABEL, info_from_list
 from lab.engine.interface import LabelledProject
-from lab.labels import MANAGED_LABEL, OWNER_LABEL, RUN_LABEL, SESSION_LABEL
+from lab.labels import MANAGED_LABEL, OWNER_LABEL, RUN_DIR_LABEL, RUN_LABEL, SESSION_LABEL
 
 
 class LabelledResources(DockerConnection):
@@ -25,6 +25,7 @@ class LabelledResources(DockerConnection):
             entry.owner = entry.owner or labels.get(OWNER_LABEL)
             entry.session = entry.session or labels.get(SESSION_LABEL)
             entry.run = entry.run or labels.get(RUN_LABEL)
+            entry.run_dir = entry.run_dir or labels.get(RUN_DIR_LABEL)
             return entry
 
         for row in self.client.api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=true"}):
@@ -67,7 +68,17 @@ def owner_alive(owner: str | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(int(pid))
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited and only waits for its parent to reap it is dead too."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            # `pid (command) state ...`: the command may hold spaces and parentheses.
+            return fh.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def owner_token() -> str:

@@ -42,9 +42,11 @@ class ExpectationResult(BaseModel):
     value: float | None = None
 
 
-def listed(items: Sequence[str]) -> str:
+def listed(items: Sequence[str], total: int | None = None) -> str:
+    """The first items, and how many more (of `total`, when only the first few were kept)."""
+    total = len(items) if total is None else total
     shown = ", ".join(items[:MAX_LISTED])
-    return shown + (f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else "")
+    return shown + (f" (+{total - MAX_LISTED} more)" if total > MAX_LISTED else "")
 
 
 def pct(x: float) -> str:

@@ -103,7 +103,7 @@ class ReconnectedAfterFault(Scoped):
         faults = _faults(events, self.after, self.target)
         if not faults:
             return self._no_data(f"no {'/'.join(self.after)} fault on {self.target}")
-        records = q.select(events, "client", proto="tcp", services=self._services())
+        records = list(q.select(events, "client", proto="tcp", services=self._services()))
         failures: dict[str, list[str]] = {}
         for fault in faults:
             t = q.parse_ts(fault["ts"])

@@ -8,8 +8,6 @@ from pydantic import Field, model_validator
 
 from lab.expect import query as q
 from lab.expect.base import Bounded, FractionOrPercent, Millis, ProtoFilter, Scoped, listed, num, pct, range_text, within
-from lab.expect.metrics import lost
-from lab.expect.query import Message
 
 
 class EchoedIntact(Scoped):
@@ -24,15 +22,12 @@ class EchoedIntact(Scoped):
         return "all intact"
 
     def evaluate(self, events):
-        last: dict[tuple, Message] = {}
-        for msg in q.client_messages(events, self.proto, self._services()):
-            last[msg.key] = msg
-        if not last:
+        tally = q.message_tally(events, self.proto, self._services())
+        if not tally.messages:
             return self._no_data(f"no {self._scope()}client sent a message")
-        bad = [f"{c} {p} s{s} #{q}: " + ("no reply" if msg.reply is None else "mismatched")
-               for (c, p, s, q), msg in last.items() if not msg.intact]
-        good = len(last) - len(bad)
-        return self._result(not bad, f"{good}/{len(last)} intact", listed(bad), good / len(last))
+        good = tally.intact
+        return self._result(not tally.not_intact, f"{good}/{tally.messages} intact",
+                            listed(tally.describe_not_intact(), tally.not_intact), good / tally.messages)
 
 
 class Loss(Scoped, Bounded):
@@ -50,12 +45,11 @@ class Loss(Scoped, Bounded):
         return range_text(*self.bounds, pct)
 
     def evaluate(self, events):
-        msgs = q.client_messages(events, self.proto, self._services())
-        if not msgs:
+        tally = q.message_tally(events, self.proto, self._services())
+        if not tally.sends:
             return self._no_data(f"no {self._scope()}client sent a message")
-        missing = lost(msgs)
-        frac = len(missing) / len(msgs)
-        return self._result(within(frac, *self.bounds), f"{pct(frac)} ({len(missing)}/{len(msgs)} lost)",
+        frac = tally.unanswered / tally.sends
+        return self._result(within(frac, *self.bounds), f"{pct(frac)} ({tally.unanswered}/{tally.sends} lost)",
                             value=frac)
 
 

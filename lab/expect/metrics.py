@@ -11,12 +11,7 @@ from typing import Literal
 
 from lab.expect import query as q
 from lab.expect.base import Bounded, Number, Scoped, num, pct, range_text, within
-from lab.expect.query import Message, Record
-
-
-def lost(messages: Sequence[Message]) -> list[Message]:
-    """The sends that got no reply (round trip: lost either way counts)."""
-    return [msg for msg in messages if msg.reply is None]
+from lab.expect.query import Record
 
 
 def socket_owners(events: list[Record], proto: str | None,
@@ -65,13 +60,13 @@ def _unmatched(events, proto, services):
 
 def _count(role: str, event: str, clients_only: bool = True):
     def measure(events, proto, services):
-        return float(len(q.select(events, role, event, proto, services if clients_only else None)))
+        return float(sum(1 for _ in q.select(events, role, event, proto, services if clients_only else None)))
     return measure
 
 
 def _loss(events, proto, services):
-    msgs = q.client_messages(events, proto, services)
-    return len(lost(msgs)) / len(msgs) if msgs else None
+    tally = q.message_tally(events, proto, services)
+    return tally.unanswered / tally.sends if tally.sends else None
 
 
 def _some(value: float) -> float | None:
@@ -80,7 +75,7 @@ def _some(value: float) -> float | None:
 
 # name -> (what it is, unit, measure(events, proto, services) -> value or None when there is no data)
 METRICS = {
-    "messages": ("client sends", "", lambda e, p, s: _some(len(q.client_messages(e, p, s)))),
+    "messages": ("client sends", "", lambda e, p, s: _some(q.message_tally(e, p, s).sends)),
     "loss": ("fraction of sends without a reply", "%", _loss),
     "rtt_p50_ms": ("median round-trip time", " ms", _rtt(50)),
     "rtt_p95_ms": ("95th percentile round-trip time", " ms", _rtt(95)),

@@ -9,8 +9,9 @@ orchestrator's `service`, `container` and `ip` fields, and returns records or sm
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from lab.records.schema import parse_addr as split_addr  # the schema's own address format
@@ -59,9 +60,9 @@ def port_of(address: str) -> int:
 
 
 def select(records: Iterable[Record], role: str, event: str | None = None,
-           proto: str | None = None, services: Sequence[str] | None = None) -> list[Record]:
-    """Records of one role (and event, proto unless "any"/None, client service names)."""
-    out = []
+           proto: str | None = None, services: Sequence[str] | None = None) -> Iterator[Record]:
+    """Records of one role (and event, proto unless "any"/None, client service names), as they
+    come: a run's records are read as a stream, never all held at once."""
     for rec in records:
         if rec.get("role") != role:
             continue
@@ -71,8 +72,7 @@ def select(records: Iterable[Record], role: str, event: str | None = None,
             continue
         if services and who(rec) not in services:
             continue
-        out.append(rec)
-    return out
+        yield rec
 
 
 def reply_rtts(records: Iterable[Record], proto: str | None = None,
@@ -154,6 +154,77 @@ def client_messages(records: Iterable[Record], proto: str | None = None,
         elif key in latest and latest[key].reply is None:
             latest[key].reply = rec
     return out
+
+
+@dataclass
+class MessageTally:
+    """What the message checks need of every client send, counted as the records go by."""
+
+    sends: int = 0  # every send, resends included
+    unanswered: int = 0  # sends that no reply answered
+    messages: int = 0  # distinct messages (client, proto, session, seq), judged by their last send
+    intact: int = 0  # messages whose last send came back intact
+    not_intact: int = 0
+    # The first `kept` messages that did not come back intact, in the order they were first sent:
+    # (first send's number, "client proto sS #Q: no reply|mismatched").
+    first_not_intact: list[tuple[int, str]] = field(default_factory=list)
+
+    def describe_not_intact(self) -> list[str]:
+        return [text for _, text in sorted(self.first_not_intact)]
+
+
+def message_tally(records: Iterable[Record], proto: str | None = None,
+                  services: Sequence[str] | None = None, kept: int = 20) -> MessageTally:
+    """`client_messages`, counted instead of listed: holds one message per client session.
+
+    A session sends its messages in order and waits for each (a resend repeats the message in
+    flight), so once a session sends its next message the one before is final; a later echo of
+    an earlier message is a `duplicate` record, never a `reply`.
+    """
+    tally = MessageTally()
+    current: dict[tuple[str, str, int], list] = {}  # session -> [key, first send number, reply]
+
+    def close_send(reply: Record | None) -> None:
+        if reply is None:
+            tally.unanswered += 1
+
+    def close_message(key: tuple[str, str, int, int], first: int, reply: Record | None) -> None:
+        tally.messages += 1
+        if reply is not None and reply.get("intact") is True:
+            tally.intact += 1
+            return
+        tally.not_intact += 1
+        client, kind, session, seq = key
+        entry = (first, f"{client} {kind} s{session} #{seq}: " + ("no reply" if reply is None else "mismatched"))
+        if len(tally.first_not_intact) < kept:
+            heapq.heappush(tally.first_not_intact, (-entry[0], entry[1]))
+        elif -tally.first_not_intact[0][0] > first:
+            heapq.heapreplace(tally.first_not_intact, (-entry[0], entry[1]))
+
+    for rec in select(records, "client", proto=proto, services=services):
+        event = rec.get("event")
+        if event not in ("sent", "reply") or rec.get("seq") is None:
+            continue
+        key = (who(rec), str(rec.get("proto")), int(rec.get("session") or 0), int(rec["seq"]))
+        session = key[:3]
+        open_ = current.get(session)
+        if event == "sent":
+            tally.sends += 1
+            if open_ is not None and open_[0] == key:  # a resend: its last send is this one
+                close_send(open_[2])
+                open_[2] = None
+                continue
+            if open_ is not None:
+                close_send(open_[2])
+                close_message(*open_)
+            current[session] = [key, tally.sends, None]
+        elif open_ is not None and open_[0] == key and open_[2] is None:
+            open_[2] = {"intact": rec.get("intact")}
+    for open_ in current.values():
+        close_send(open_[2])
+        close_message(*open_)
+    tally.first_not_intact = [(-first, text) for first, text in tally.first_not_intact]
+    return tally
 
 
 def server_connection_spans(records: Iterable[Record]) -> list[tuple[str, str, str | None]]:

@@ -11,7 +11,7 @@ import base64
 import datetime as _dt
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # A message's text is logged whole up to this many bytes; beyond it the record carries the
 # first TEXT_LIMIT bytes and `truncated: true` (the byte count is always exact).

@@ -4,7 +4,11 @@ Every record is a single JSON object on one line, flushed as soon as it is writt
 reads well in `docker compose up` output and the orchestrator can parse it without loss.
 A writer builds each record (`build`) and hands the line to its sinks (`sinks`, stdout by
 default); both happen under one lock, so a program's records leave in the order they were
-stamped, whichever thread wrote them.
+stamped and numbered (`n`: 1, 2, 3 ... per program), whichever thread wrote them.
+
+Under `lab run`, `$LAB_RECORDS` names a file on the run's records mount: the writer appends
+every record to it as well, and everything the program writes to stderr (a traceback), a
+line at a time. The file is complete whatever Docker's log settings keep of stdout and stderr.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import IO, Any
 
 from lab.records.schema import SCHEMA_VERSION, utc_timestamp
 
+RECORDS_VARIABLE = "LAB_RECORDS"
+
 
 def default_host_name() -> str:
     """The name a program logs as: LAB_NAME from the environment, else the host name."""
@@ -30,19 +36,39 @@ def encode(record: dict[str, Any]) -> str:
 
 
 class RecordWriter:
-    """Writes records for one program (host, role); safe to share between threads."""
+    """Writes records for one program (host, role); safe to share between threads.
+
+    With no `stream` given, records go to stdout, and also to the file `$LAB_RECORDS` names.
+    """
 
     def __init__(self, role: str, host: str | None = None, stream: IO[str] | None = None) -> None:
         self.role = role
         self.host = host or default_host_name()
         self.sinks: list[IO[str]] = [stream if stream is not None else sys.stdout]
         self._lock = threading.Lock()
+        self._count = 0
+        self._file: IO[str] | None = None
+        path = os.environ.get(RECORDS_VARIABLE) if stream is None else None
+        if path:
+            self._open_records_file(path)
+
+    def _open_records_file(self, path: str) -> None:
+        try:
+            self._file = open(path, "a", encoding="utf-8", errors="replace")  # it lives as long as the program
+        except OSError as exc:
+            # stdout still has everything; the orchestrator falls back to Docker's copy of it.
+            self.emit(None, "error", reason="records-file", detail=f"{path}: {exc.strerror or exc}")
+            return
+        self.sinks.append(self._file)
+        sys.stderr = StderrTee(sys.stderr, self)
 
     def build(self, proto: str | None, event: str, fields: dict[str, Any]) -> dict[str, Any]:
         """The record for one event: the header every record carries, then the event's own
         fields (those given as None are left out). Called with the writer's lock held."""
+        self._count += 1
         record: dict[str, Any] = {
             "v": SCHEMA_VERSION,
+            "n": self._count,
             "ts": utc_timestamp(),
             "host": self.host,
             "role": self.role,
@@ -60,10 +86,50 @@ class RecordWriter:
             record = self.build(proto, event, fields)
             line = encode(record)
             for sink in self.sinks:
-                try:
-                    sink.write(line)
-                    sink.flush()
-                except (BrokenPipeError, ValueError):
-                    # The sink is gone (pipe closed, stream closed at exit): the program keeps serving.
-                    pass
+                _write(sink, line)
         return record
+
+    def copy_output(self, line: str) -> None:
+        """A line of the program's other output (stderr), into its records file, between records."""
+        if self._file is not None:
+            with self._lock:
+                _write(self._file, line)
+
+
+def _write(sink: IO[str], line: str) -> None:
+    try:
+        sink.write(line)
+        sink.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        # The sink is gone (pipe closed, stream closed at exit, disk full): the program keeps
+        # serving; a record that did not reach the file shows as a gap in `n`.
+        pass
+
+
+class StderrTee:
+    """stderr as it was, and each whole line of it into the records file as well."""
+
+    def __init__(self, stream: IO[str], writer: RecordWriter) -> None:
+        self.stream = stream
+        self.writer = writer
+        self.pending = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        written = self.stream.write(text)
+        with self._lock:
+            self.pending += text
+            *whole, self.pending = self.pending.split("\n")
+        for line in whole:
+            self.writer.copy_output(line + "\n")
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
+        with self._lock:
+            rest, self.pending = self.pending, ""
+        if rest:
+            self.writer.copy_output(rest + "\n")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)

@@ -46,7 +46,7 @@ def build_wire_view(directory: Path, events: list[Record], conversations: list, 
         capture.update(status="off", reason="capture turned off (scenario `capture: false` or --no-capture)", file=None)
     elif not pcap.is_file():
         capture.update(status="missing", reason=f"no {capture['file']}: the capture helper did not write one "
-                       "(its log is in logs/)", file=None)
+                       "(its records are in records/capture.jsonl)", file=None)
     else:
         started = time.perf_counter()
         try:

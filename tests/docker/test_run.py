@@ -56,10 +56,11 @@ def check_complete_basic_run(directory: Path) -> None:
     assert manifest["versions"]["engine"] and manifest["versions"]["compose"]
     assert manifest["started"] < manifest["ended"]
 
-    logs = sorted(p.name for p in (directory / "logs").iterdir())
-    assert len(logs) == 5 and any("-server-" in n for n in logs) and any("-capture-" in n for n in logs)
-    server_log = next((directory / "logs").glob("*-server-1.log")).read_text()
-    assert '"event":"summary"' in server_log  # collected after a clean stop, so nothing was cut
+    records = sorted(p.name for p in (directory / "records").iterdir())
+    assert records == ["capture.jsonl", "client1.jsonl", "client2.jsonl", "client3.jsonl", "server.jsonl"]
+    server_records = (directory / "records" / "server.jsonl").read_text()
+    assert '"event":"summary"' in server_records  # collected after a clean stop, so nothing was cut
+    assert all(s["complete"] and s["starts"] == 1 for s in manifest["streams"].values()), manifest["streams"]
 
     events = read_events(directory)
     assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
@@ -155,25 +156,39 @@ def test_ctrl_c_cleans_up_and_keeps_partial_logs(engine, node_image, tmp_path, m
         events = read_events(directory)
         assert any(e["event"] == "reply" and e["role"] == "client" for e in events)
         assert any(e["event"] == "accepted" and e["role"] == "server" for e in events)
-        assert len(list((directory / "logs").glob("*.log"))) == 4  # server, capture, client1, client2
+        assert all(s["complete"] for s in manifest["streams"].values()) and len(manifest["streams"]) == 4
         assert (directory / "clients.csv").read_text().count("\n") >= 3
 
 
-def test_lab_clean_removes_what_a_killed_run_left(engine, node_image, tmp_path):
+def test_lab_clean_salvages_and_removes_what_a_killed_run_left(engine, node_image, tmp_path):
     proc, directory = start_slow_run(tmp_path)
     run_id = directory.name
     try:
-        wait_for(lambda: len([c for c in run_resources(engine, run_id)[0] if c.status == "running"]) == 4, 60,
-                 "the run's containers")
-    finally:
+        wait_for(lambda: clients_talking(engine, run_id), 60, "a client's first echo")
         os.kill(proc.pid, signal.SIGKILL)  # a crash: no chance to clean up
+        # Not reaped yet: a zombie owner counts as dead.
+        wait_for(lambda: Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z", 10,
+                 "the killed run to become a zombie")
+        assert run_resources(engine, run_id)[0], "the kill should have left containers behind"
+        assert json.loads((directory / "manifest.json").read_text())["verdict"] == "running"
+        result = run_lab("clean")
+    finally:
+        proc.kill()
         proc.communicate(timeout=30)
-    assert run_resources(engine, run_id)[0], "the kill should have left containers behind"
-    result = run_lab("clean")
+    project = json.loads((directory / "manifest.json").read_text())["project"]
     assert result.returncode == 0, result.stderr
-    assert "removed lab-" in result.stdout and "network" in result.stdout
+    assert f"salvaged {run_id}" in result.stdout, result.stdout
+    assert f"removed {project}: " in result.stdout and f"network {project}_lab" in result.stdout
     containers, networks = run_resources(engine, run_id)
     assert containers == [] and networks == []
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["verdict"] == "abandoned" and manifest["ended"]
+    assert manifest["streams"] and all(s["missing"] == 0 for s in manifest["streams"].values()), manifest["streams"]
+    events = read_events(directory)
+    # Stopped before collecting: every program's summary is there, the server's too.
+    assert {e["service"] for e in events if e["event"] == "summary"} == {"server", "client1", "client2", "capture"}
+    assert any(e["event"] == "accepted" and e["role"] == "server" for e in events)
+    assert (directory / "clients.csv").read_text().count("\n") >= 3
 
 
 def test_bad_scenario_file_exits_2_before_touching_docker(engine, tmp_path):

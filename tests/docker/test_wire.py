@@ -45,7 +45,7 @@ def test_the_run_records_a_pcap_that_standard_tools_read(lossy_run):
     assert capture["kernel_dropped"] == 0, capture  # a drop would be in the verdict details
     manifest = json.loads((lossy_run / "manifest.json").read_text())
     assert manifest["details"] == []
-    capture_log = next((lossy_run / "logs").glob("*-capture-1.log")).read_text()
+    capture_log = (lossy_run / "records" / "capture.jsonl").read_text()
     assert '"event":"capturing"' in capture_log and '"event":"summary"' in capture_log
 
 

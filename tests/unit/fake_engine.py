@@ -105,6 +105,15 @@ class FakeEngine:
         self.call("container_logs")
         return self.outputs.get(self._by_id(container_id).service, "").encode()
 
+    def container_output(self, container_id: str, stdout: bool = True, stderr: bool = True):
+        self.call("container_output")
+        stamp = "2026-11-25T10:00:00.000000000Z"
+        for line in self.outputs.get(self._by_id(container_id).service, "").splitlines():
+            yield f"{stamp} {line}\n".encode()
+
+    def log_limits(self, container_id: str) -> str | None:
+        return None
+
     def image_of(self, container_id: str) -> str | None:
         return "sha256:fake"
 

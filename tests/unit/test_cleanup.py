@@ -33,7 +33,7 @@ def project(name: str, session: str | None = None, owner: str | None = None, run
 def test_a_test_session_cleans_only_what_it_made(monkeypatch):
     monkeypatch.setenv("LAB_SESSION", "mine")
     engine = Leftovers(project("lab-a", session="mine"), project("lab-b", session="theirs"), project("lab-c"))
-    removed, kept = clean(engine)
+    removed, kept, *_ = clean(engine)
     assert removed == {"lab-a": ["network lab-a_lab"]}
     assert set(engine.projects) == {"lab-b", "lab-c"}
 
@@ -41,13 +41,13 @@ def test_a_test_session_cleans_only_what_it_made(monkeypatch):
 def test_without_a_session_every_dead_run_goes_and_living_ones_stay(monkeypatch):
     monkeypatch.delenv("LAB_SESSION", raising=False)
     engine = Leftovers(project("lab-dead", owner="nohost:1"), project("plain", running=True), project("lab-c"))
-    removed, kept = clean(engine)
+    removed, kept, *_ = clean(engine)
     assert sorted(removed) == ["lab-c", "lab-dead"] and kept == ["plain"]
 
 
 def test_one_project_that_cannot_be_removed_does_not_stop_the_others(monkeypatch):
     monkeypatch.delenv("LAB_SESSION", raising=False)
     engine = Leftovers(project("broken"), project("lab-z"))
-    removed, _ = clean(engine)
-    assert removed == {"broken": ["not everything: docker: remove resources: network has active endpoints"],
-                       "lab-z": ["network lab-z_lab"]}
+    result = clean(engine)
+    assert result.failed == {"broken": "docker: remove resources: network has active endpoints"}
+    assert result.removed == {"lab-z": ["network lab-z_lab"]}

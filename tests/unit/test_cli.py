@@ -1,5 +1,6 @@
 """The CLI's contract for bad input (no Docker needed): exit 2 and a one-line message."""
 
+import json
 import subprocess
 import sys
 
@@ -92,3 +93,23 @@ def test_test_with_the_engine_down_reports_every_scenario_as_an_error(tmp_path):
     suites = list(junitparser.JUnitXml.fromfile(str(junit)))
     assert [s.name for s in suites] == ["basic", "udp-loss", "udp-only"]
     assert all("cannot reach the Docker engine" in c.result[0].message for s in suites for c in s)
+
+
+def write_run(runs, name: str, records: list[dict]) -> None:
+    directory = runs / name
+    directory.mkdir(parents=True)
+    (directory / "manifest.json").write_text(json.dumps({"run_id": name, "started": name, "verdict": "passed"}))
+    (directory / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_logs_says_which_stream_is_incomplete_and_which_cannot_be_told(tmp_path):
+    base = {"ts": "2026-11-25T08:00:00.000000Z", "role": "server", "proto": "tcp", "event": "received"}
+    write_run(tmp_path, "20261125-080000-basic-aaaaaa",
+              [{**base, "container": "lab-a-server-1", "n": n} for n in (1, 2, 6)]
+              + [{**base, "container": "lab-a-client1-1", "role": "client", "n": n} for n in (1, 2)])
+    write_run(tmp_path, "20261125-070000-basic-bbbbbb", [{**base, "v": 1, "container": "lab-b-server-1"}])
+    newer = lab("logs", "--out", str(tmp_path), "--json")
+    assert newer.returncode == 0 and len(newer.stdout.splitlines()) == 5
+    assert newer.stderr.strip() == "incomplete: lab-a-server-1 lost 3 record(s) (n 3-5)"
+    older = lab("logs", "20261125-070000", "--out", str(tmp_path))
+    assert "lab-b-server-1: 1 record(s) carry no sequence number (schema 1): completeness unknown" in older.stderr

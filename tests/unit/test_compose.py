@@ -2,8 +2,8 @@
 
 import yaml
 
-from lab.compose import render, to_yaml
-from lab.labels import MANAGED_LABEL, RUN_LABEL
+from lab.compose import RECORDS_TARGET, RECORDS_VARIABLE, render, to_yaml
+from lab.labels import MANAGED_LABEL, RUN_DIR_LABEL, RUN_LABEL
 from lab.scenario import Scenario
 
 
@@ -95,3 +95,18 @@ def test_runs_have_no_finished_service_plain_compose_does():
 def test_messages_survive_compose_interpolation_and_option_parsing():
     command = render(scenario(clients={"messages": ["costs $5 ${HOME}", "--help"]}))["services"]["client1"]["command"]
     assert "--message=costs $$5 $${HOME}" in command and "--message=--help" in command
+
+
+def test_each_program_of_a_run_appends_to_its_own_records_file_plain_compose_has_none(tmp_path):
+    impaired = scenario(server={"impair": {"delay_ms": 5}})
+    run = render(impaired, run_id="r1", run_dir=tmp_path)
+    assert sorted(run["services"]) == ["capture", "client1", "client2", "client3", "server", "server-shaper"]
+    for name, service in run["services"].items():
+        assert service["environment"][RECORDS_VARIABLE] == RECORDS_TARGET
+        assert service["environment"]["LAB_NAME"] == name
+        assert {"type": "bind", "source": str(tmp_path / "records" / f"{name}.jsonl"),
+                "target": RECORDS_TARGET} in service["volumes"]
+        assert service["labels"][RUN_DIR_LABEL] == str(tmp_path)
+    for service in render(impaired)["services"].values():
+        assert RECORDS_VARIABLE not in service.get("environment", {})
+        assert not any(isinstance(v, dict) and v.get("target") == RECORDS_TARGET for v in service.get("volumes", []))

@@ -293,3 +293,49 @@ def test_every_example_in_the_docs_is_valid():
     for block in blocks:
         data = yaml.safe_load(block)
         EXPECT_LIST.validate_python(data["expect"] if isinstance(data, dict) else data)
+
+
+@pytest.mark.parametrize("name", ["udp-lossy", "restart", "threaded-ok", "iterative-ok"])
+@pytest.mark.parametrize("proto", ["tcp", "udp", None])
+def test_the_message_tally_counts_what_client_messages_lists(name, proto):
+    from lab.expect.query import message_tally
+
+    msgs = client_messages(events(name), proto)
+    last = {m.key: m for m in msgs}
+    tally = message_tally(events(name), proto)
+    assert (tally.sends, tally.unanswered) == (len(msgs), sum(1 for m in msgs if m.reply is None))
+    assert (tally.messages, tally.intact) == (len(last), sum(1 for m in last.values() if m.intact))
+    assert tally.not_intact == len(tally.describe_not_intact()) == len(last) - tally.intact
+
+
+def test_the_message_tally_holds_one_message_per_session_not_every_record():
+    from lab.expect.query import message_tally
+
+    class Held(dict):
+        alive = 0
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            Held.alive += 1
+
+        def __del__(self):
+            Held.alive -= 1
+
+    most_alive = 0
+
+    def flood(messages: int):
+        nonlocal most_alive
+        for seq in range(1, messages + 1):
+            most_alive = max(most_alive, Held.alive)
+            for session in (0, 1):
+                base = {"role": "client", "service": "client1", "proto": "udp", "session": session, "seq": seq}
+                yield Held(base, event="sent")
+                if seq % 10:  # every tenth lost, resent once, then given up
+                    yield Held(base, event="reply", intact=True)
+                else:
+                    yield Held(base, event="sent", attempt=2)
+
+    tally = message_tally(flood(20_000))
+    assert (tally.sends, tally.unanswered, tally.messages, tally.intact) == (44_000, 8_000, 40_000, 36_000)
+    assert tally.describe_not_intact()[0] == "client1 udp s0 #10: no reply"
+    assert len(tally.first_not_intact) == 20 and most_alive <= 2

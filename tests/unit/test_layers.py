@@ -18,9 +18,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
      ("lab.records", "lab.echo", "lab.shaper", "lab.capture", "lab.learner", "lab.netns")),
     ("shared names", ("lab.errors", "lab.home", "lab.labels", "lab.verdict", "lab.progress", "lab.fault_actions")),
     ("model", ("lab.scenario", "lab.topology", "lab.programs.spec", "lab.expect")),
-    ("evidence", ("lab.logs", "lab.wire", "lab.programs", "lab.report", "lab.html")),
+    ("evidence", ("lab.logs", "lab.streams", "lab.wire", "lab.programs", "lab.report", "lab.html")),
     ("rendering and engines", ("lab.compose", "lab.compose_topology", "lab.rendering", "lab.engine", "lab.hostrules")),
-    ("run logic", ("lab.run", "lab.phases", "lab.faults", "lab.suite", "lab.junit", "lab.images", "lab.cleanup", "lab.doctor")),
+    ("run logic", ("lab.run", "lab.phases", "lab.collect", "lab.salvage", "lab.faults", "lab.suite", "lab.junit",
+                   "lab.images", "lab.cleanup", "lab.doctor")),
     ("terminal", ("lab.console",)),
     ("command line", ("lab.cli", "lab.__main__")),
 ]

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from lab.logs import Origin, conversations_csv, filter_events, infer_ip, join_views, merge_timeline, parse_output
+from lab.logs import conversations_csv, filter_events, infer_ip, join_views
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 
@@ -18,31 +18,9 @@ def rec(**fields):
     return base
 
 
-def test_parse_output_keeps_every_line_and_tags_the_container():
-    raw = "\n".join([
-        "starting up",
-        json.dumps(rec(role="client", proto="tcp", event="connected", local="10.77.0.11:40000", peer="10.77.0.2:19200")),
-        "Traceback (most recent call last):",
-        '{"half a json',
-        "",
-    ])
-    records = parse_output(raw, Origin(container="lab-x-client1-1", service="client1", role="client", ip="10.77.0.11"))
-    assert [r["event"] for r in records] == ["output", "connected", "output", "output"]
-    assert records[2]["text"] == "Traceback (most recent call last):"
-    assert all(r["container"] == "lab-x-client1-1" and r["service"] == "client1" and r["ip"] == "10.77.0.11" for r in records)
-    # Output before any record takes the first record's time, so it sorts where it appeared.
-    assert records[0]["ts"] == records[1]["ts"]
-
-
 def test_infer_ip_from_own_records_skips_wildcards():
     records = [rec(event="listening", local="0.0.0.0:19200"), rec(event="connected", local="10.77.0.5:4000")]
     assert infer_ip(records) == "10.77.0.5"
-
-
-def test_merge_timeline_is_time_ordered_and_stable():
-    a = [rec(ts="2026-11-25T08:00:01.000000Z", event="a1"), rec(ts="2026-11-25T08:00:03.000000Z", event="a2")]
-    b = [rec(ts="2026-11-25T08:00:02.000000Z", event="b1"), rec(ts="2026-11-25T08:00:03.000000Z", event="b2")]
-    assert [r["event"] for r in merge_timeline([a, b])] == ["a1", "b1", "a2", "b2"]
 
 
 def test_join_real_threaded_run_every_socket_matches():

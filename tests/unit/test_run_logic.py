@@ -91,7 +91,7 @@ def test_a_run_whose_clients_all_succeed_passes_with_everything_written(engine, 
     assert (result.directory / "events.jsonl").read_text().count("\n") == len(FIXTURE.read_text().splitlines())
     assert torn_down(engine)
     # Stopped before the logs are collected (so the summaries are in them), removed after.
-    assert engine.calls.index("stop") < engine.calls.index("container_logs") < engine.calls.index("remove")
+    assert engine.calls.index("stop") < engine.calls.index("container_output") < engine.calls.index("remove")
 
 
 def test_clients_still_running_at_the_timeout_give_a_timeout(engine, tmp_path):
@@ -175,7 +175,7 @@ def test_a_failed_deploy_is_an_error_and_removes_what_was_half_created(engine, t
     ("starting", "deploy", "interrupted"),
     ("running", "containers", "interrupted"),
     # Once the run is over, teardown is shielded: a Ctrl-C says "please wait" and cuts nothing short.
-    ("collecting", "container_logs", "passed"),
+    ("collecting", "container_output", "passed"),
     ("teardown", "remove", "passed"),
 ])
 def test_ctrl_c_at_each_phase_keeps_the_records_and_tears_down(engine, tmp_path, phase, method, verdict):
