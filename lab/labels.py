@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from lab.records.writer import RECORDS_VARIABLE as RECORDS_VARIABLE  # the env var naming a records file
+
 NETWORK = "lab"  # the network's key in a project; the engine's name for it adds the project
 LABEL_PREFIX = "io.socketlab"
 RUN_LABEL = f"{LABEL_PREFIX}.run"

@@ -19,10 +19,11 @@ cross the overlay between nodes.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import yaml
@@ -34,6 +35,8 @@ from lab.errors import EngineError, UsageError
 from lab.labels import MANAGED_LABEL, NETWORK, OWNER_LABEL, ROLE_LABEL, RUN_LABEL, SERVICE_LABEL, SESSION_LABEL
 
 STACK_LABEL = "com.docker.stack.namespace"
+# A record's time, at the front of its line (lab/records/writer.py), as `docker logs --timestamps` puts it.
+_RECORD_TS = re.compile(rb'\{"v":\d+,(?:"n":\d+,)?"ts":"([^"]+)"')
 # A task's state as the container states a run understands.
 TASK_STATES = {"running": "running", "complete": "exited", "failed": "exited", "shutdown": "exited",
                "rejected": "exited", "orphaned": "exited", "remove": "exited"}
@@ -204,6 +207,19 @@ class SwarmEngine:
                 except _not_found():
                     return b""
         return self._task_logs(container_id)
+
+    def container_output(self, container_id: str, stdout: bool = True, stderr: bool = True) -> Iterator[bytes]:
+        """A task's output line by line, each line with a time in front as `docker logs
+        --timestamps` has it: a record's own `ts`, else the time of the record before it."""
+        last = b"0000-00-00T00:00:00.000000000Z"
+        for line in self.container_logs(container_id).splitlines():
+            found = _RECORD_TS.match(line)
+            if found:
+                last = found.group(1)
+            yield last + b" " + line + b"\n"
+
+    def log_limits(self, container_id: str) -> str | None:
+        return None  # the nodes' log settings are theirs; a gap is still found and said
 
     def keep_logs(self, task_id: str) -> None:
         """Read a task's logs now, before its service is scaled away."""

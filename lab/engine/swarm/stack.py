@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from lab.errors import EngineError
-from lab.labels import NETWORK, ROLE_LABEL
+from lab.labels import NETWORK, RECORDS_VARIABLE, ROLE_LABEL
 
 HELPERS = ("finished", "capture")  # plain compose's end marker; the capture of a host's bridge
 DROPPED = ("build", "depends_on", "restart", "pids_limit", "mem_limit", "security_opt", "tmpfs", "volumes")
@@ -69,6 +69,10 @@ def to_stack(compose: dict[str, Any], *, nodes: list[str], endpoint_mode: str) -
         # Bind mounts name this host's paths (the run directory), which the nodes do not have;
         # the engine reads each task's output from its node instead.
         volumes = [v for v in service.get("volumes") or [] if not _is_bind(v)]
+        if RECORDS_VARIABLE in (out.get("environment") or {}):
+            # Its records file is one of those binds: the program writes stdout only, as under
+            # plain compose.
+            out["environment"] = {k: v for k, v in out["environment"].items() if k != RECORDS_VARIABLE}
         # A stack ignores the short `tmpfs:` form; the long volume form is honoured.
         tmpfs = service.get("tmpfs") or []
         volumes += [{"type": "tmpfs", "target": path} for path in ([tmpfs] if isinstance(tmpfs, str) else tmpfs)]
