@@ -164,7 +164,7 @@ def test_lab_clean_salvages_and_removes_what_a_killed_run_left(engine, node_imag
     proc, directory = start_slow_run(tmp_path)
     run_id = directory.name
     try:
-        wait_for(lambda: clients_talking(engine, run_id), 60, "a client's first echo")
+        wait_for(lambda: clients_talking(engine, run_id), 120, "a client's first echo")
         os.kill(proc.pid, signal.SIGKILL)  # a crash: no chance to clean up
         # Not reaped yet: a zombie owner counts as dead.
         wait_for(lambda: Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z", 10,
