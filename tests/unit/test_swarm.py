@@ -50,6 +50,7 @@ def test_a_stack_keeps_commands_labels_and_hardening_and_drops_what_swarm_lacks(
     assert server["deploy"]["restart_policy"] == {"condition": "none"}
     assert server["deploy"]["resources"] == {"limits": {"memory": rendered["mem_limit"]}}
     assert not {"depends_on", "build", "tmpfs", "mem_limit", "pids_limit"} & set(stack["services"]["client1"])
+    assert rendered["cpu_shares"] and "cpu_shares" not in server  # `docker stack deploy` refuses it
     network = stack["networks"]["lab"]
     assert network["driver"] == "overlay" and network["attachable"] and network["internal"]
     assert "ipam" not in network

@@ -10,7 +10,8 @@ services, commands, labels and hardening, and differs where swarm differs from c
 - `endpoint_mode` is `dnsrr` where the nodes' kernels have no IPVS (a VIP answers "no route to
   host" there) and `vip` where they do; the engine probes which;
 - what swarm has no field for is dropped (`depends_on`: clients retry their connect; `build`,
-  `restart`, `pids_limit`, `security_opt`), memory limits move under `deploy`, `tmpfs` becomes a
+  `restart`, `pids_limit`, `security_opt`, `cpu_shares`: `docker stack deploy` refuses it and
+  swarm has no CPU weight, only limits and reservations), memory limits move under `deploy`, `tmpfs` becomes a
   tmpfs volume (a stack ignores the short form), and bind mounts of this host's paths go (the
   nodes do not have them);
 - the `finished` helper of plain compose is not needed (the run polls the tasks), and there is no
@@ -29,7 +30,8 @@ from lab.errors import EngineError
 from lab.labels import NETWORK, RECORDS_VARIABLE, ROLE_LABEL
 
 HELPERS = ("finished", "capture")  # plain compose's end marker; the capture of a host's bridge
-DROPPED = ("build", "depends_on", "restart", "pids_limit", "mem_limit", "security_opt", "tmpfs", "volumes")
+DROPPED = ("build", "depends_on", "restart", "pids_limit", "mem_limit", "security_opt", "tmpfs", "volumes",
+           "cpu_shares")
 
 
 def place(services: dict[str, dict[str, Any]], nodes: list[str]) -> dict[str, str]:
