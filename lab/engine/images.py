@@ -59,12 +59,15 @@ class Images(DockerConnection):
             "build", service, on_line=on_line, capture=on_line is None, timeout=BUILD_TIMEOUT, env=env)
 
     def prune_untagged(self, label: str) -> int:
-        """Remove untagged images with this label (what rebuilds leave); returns how many."""
+        """Remove untagged images with this label (what rebuilds leave); returns how many.
+        Housekeeping only: a prune that fails or times out never fails the build that asked."""
+        import requests
+
         docker = docker_module()
         try:
             result = self.client.images.prune(filters={"dangling": True, "label": label})
-        except docker.errors.APIError:
-            return 0  # another prune is running: the next build tidies up
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            return 0  # another prune is running, or a busy daemon did not answer: the next build tidies up
         return len(result.get("ImagesDeleted") or [])
 
 
