@@ -128,9 +128,11 @@ def run_scenario(
         (directory / CAPTURE_DIR).mkdir()
         (directory / CAPTURE_DIR).chmod(0o775)
     subnets = run_subnets(scenario, engine)
-    control = control_directory(directory, barrier_clients(scenario))
+    # The start barrier lives in files of the run directory: only where the containers see them.
+    barrier = barrier_clients(scenario) if engine.shares_host_files else []
+    control = control_directory(directory, barrier)
     compose = render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid(), subnets=subnets,
-                     control_dir=str(control.resolve()), run_dir=directory.resolve())
+                     control_dir=str(control.resolve()) if barrier else None, run_dir=directory.resolve())
     prepare_records(directory, compose["services"])
     compose_file.write_text(to_yaml(compose, f"# lab run {run_id}: rendered from {source or scenario.name}\n"))
     manifest: dict[str, Any] = {
@@ -169,7 +171,7 @@ def run_scenario(
             run.project.deploy()
             notes["containers"] = len(compose["services"])
             # Every container is up; the clients may talk once each waits (lab/phases.py).
-            late = await_ready(control, barrier_clients(scenario), lambda: _exited_clients(run), start_deadline(scenario))
+            late = await_ready(control, barrier, lambda: _exited_clients(run), start_deadline(scenario))
             if late:
                 notes["not_ready"] = sorted(late)
                 progress.message(f"{len(late)} clients were not ready in time; starting without them")

@@ -15,6 +15,8 @@ from lab.errors import EngineUnavailable
 class DockerEngine(Containers, Images, LabelledResources):
     """Docker Engine + Compose v2 on this host."""
 
+    shares_host_files = True  # every container runs here: binds of the run directory reach them
+
     def __init__(self, compose_command: tuple[str, ...] = COMPOSE_COMMAND) -> None:
         super().__init__()
         self.compose_command = tuple(compose_command)

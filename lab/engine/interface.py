@@ -70,6 +70,11 @@ class Project(Protocol):
 class Engine(Protocol):
     """A container engine, as a run, `lab build` and `lab clean` use it."""
 
+    # Whether a bind mount of this host's run directory reaches the containers (one host: yes;
+    # a swarm's other nodes: no). The start barrier's files need it; without it the clients
+    # start when their containers do.
+    shares_host_files: bool
+
     # ---- the engine itself
     def versions(self) -> dict[str, str | None]:
         """The engine's version and its tools' (`{"engine": ..., "compose": ...}`), for the manifest."""

@@ -66,6 +66,8 @@ class FakeProject:
 class FakeEngine:
     """Satisfies `lab.engine.Engine` in memory."""
 
+    shares_host_files = True
+
     outputs: dict[str, str] = field(default_factory=dict)  # what each service printed
     ips: dict[str, str] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)  # a client's status when it ends (default 0)

@@ -252,3 +252,13 @@ def test_a_suite_engine_waits_for_its_turn_to_deploy_but_not_to_tear_down_or_loo
     turns.release()
     worker.join(5)
     assert not worker.is_alive() and "deploy" in engine.calls
+
+
+def test_clients_wait_at_the_start_barrier_only_where_the_engine_shares_the_run_directory(engine, tmp_path):
+    result, _ = run(engine, tmp_path / "shared")
+    assert "--start-file" in (result.directory / "compose.yaml").read_text()
+    engine.shares_host_files = False  # a swarm: the other nodes never see this host's files
+    result, manifest = run(engine, tmp_path / "apart")
+    compose = (result.directory / "compose.yaml").read_text()
+    assert "--start-file" not in compose and "/lab/ready" not in compose
+    assert result.verdict == manifest["verdict"] == "passed", result.error

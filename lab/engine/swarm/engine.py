@@ -51,6 +51,8 @@ ON_SERVICE = ("restart", "start")
 class SwarmEngine:
     """A Docker Swarm, through its manager's daemon and, where reachable, each node's."""
 
+    shares_host_files = False  # tasks run on other nodes: no bind of this host reaches them
+
     def __init__(self, manager_url: str | None, cluster=None, endpoint_mode: str | None = None,
                  where: str = "") -> None:
         self.manager_url = manager_url  # None: the environment's engine (DOCKER_HOST)
