@@ -141,9 +141,11 @@ def render(
     if scenario.server.program:
         server["command"] = _program_command(scenario.server.program)
         _mount_program(server, scenario.server.program, build_context, run_id)
+        # Each probe starts a Python: on a busy machine that alone can take seconds, so a long
+        # timeout (a probe that times out counts as a failed retry).
         server["healthcheck"] = {
             "test": ["CMD", "python3", "-m", "lab.learner", "ready", "--port", str(scenario.server.port)],
-            "interval": "500ms", "timeout": "2s", "retries": 60,
+            "interval": "1s", "timeout": "15s", "retries": 60,
         }
     _attach(services, server, "server", scenario.server.impair, node, aliases=["server"],
             watch=scenario.server.program is not None, topology=t)
