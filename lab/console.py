@@ -123,13 +123,14 @@ def run_and_show(scenario: Scenario, path: Path, engine: Engine, out_dir: Path |
         )
     finally:
         progress.stop()
-    out.print(Group(*result_lines(scenario.name, result)))
+    out.print(Group(*result_lines(scenario.name, result, outcome=scenario.outcome)))
     return result
 
 
-def result_lines(label: str, result: RunResult, seconds: float | None = None) -> list:
+def result_lines(label: str, result: RunResult, seconds: float | None = None, outcome: str = "passed") -> list:
     """A finished run as the terminal shows it: its tables, the clients that failed, its error,
-    its verdict line and where its report is."""
+    its verdict line and where its report is. `outcome` is what the scenario says a working lab
+    ends with: a scenario that shows a broken program says so next to its `failed`."""
     lines: list = [conversation_table(result.conversations, title=f"{label}: one row per client socket")]
     if result.expectations:
         lines.append(expectation_table(result.expectations))
@@ -143,7 +144,9 @@ def result_lines(label: str, result: RunResult, seconds: float | None = None) ->
     if result.phases.seconds:
         lines.append(Text(f"phases: {result.phases.summary()}"))
     took = f"  {label}  {seconds:.1f} s" if seconds is not None else ""
-    lines.append(Text.assemble((str(result.verdict), VERDICT_STYLE.get(result.verdict, "")),
+    as_expected = " (as this scenario expects: it shows a broken program)" if (
+        outcome != "passed" and result.as_expected(outcome)) else ""
+    lines.append(Text.assemble((str(result.verdict), VERDICT_STYLE.get(result.verdict, "")), as_expected,
                                f"{took}  run {result.run_id}  logs: {result.directory}"))
     if result.report:
         lines.append(Text(f"report: {result.report}"))
@@ -291,7 +294,8 @@ def outcome_block(outcome: Outcome) -> Group:
         style = "red" if outcome.error else "yellow"
         return Group(Text.assemble((f"{outcome.status:<11}", style),
                                    f" {outcome.planned.label}: {outcome.error or outcome.skipped}"))
-    return Group(Text(""), *result_lines(outcome.planned.label, outcome.result, outcome.seconds))
+    expected = outcome.planned.scenario.outcome if outcome.planned.scenario else "passed"
+    return Group(Text(""), *result_lines(outcome.planned.label, outcome.result, outcome.seconds, outcome=expected))
 
 
 def print_summary(out: Console, suite: SuiteResult, jobs: int, junit: Path | None) -> None:

@@ -21,3 +21,22 @@ def test_console_progress_prints_lines_off_a_terminal():
         "run 20261125-run -> /runs/20261125-run", "  starting lab-run", "  clients finished: 1/3"]
     progress.stop()
 
+
+
+def test_a_scenario_that_shows_a_broken_program_says_its_failure_was_expected(tmp_path):
+    from rich.console import Console
+
+    from lab.console import result_lines
+    from lab.expect import ExpectationResult
+    from lab.run import RunResult
+
+    found = ExpectationResult(name="the lab diagnoses loopback-listener", passed=True, measured="1", expected="1")
+    result = RunResult(run_id="r", directory=tmp_path, verdict="failed", expectations=[found])
+    console = Console(width=200, record=True)
+    for line in result_lines("tutorial-as-written", result, outcome="failed")[-1:]:
+        console.print(line)
+    assert "failed (as this scenario expects" in console.export_text()
+    console = Console(width=200, record=True)
+    for line in result_lines("basic", result)[-1:]:
+        console.print(line)
+    assert "as this scenario expects" not in console.export_text()
