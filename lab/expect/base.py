@@ -113,6 +113,25 @@ class Scoped(BaseExpectation):
         return self.service or None
 
 
+class PercentileOfMillis(BaseModel):
+    """A percentile of some times, bounded in milliseconds (`min_ms`, `max_ms`: at least one)."""
+
+    percentile: float = Field(50, ge=0, le=100)
+    min_ms: Millis | None = None
+    max_ms: Millis | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min_ms is None and self.max_ms is None:
+            raise ValueError("give at least one bound: 'min_ms' or 'max_ms'")
+        if self.min_ms is not None and self.max_ms is not None and self.min_ms > self.max_ms:
+            raise ValueError(f"'min_ms' ({self.min_ms}) is greater than 'max_ms' ({self.max_ms})")
+        return self
+
+    def expected(self) -> str:
+        return range_text(self.min_ms, self.max_ms, unit=" ms")
+
+
 class Bounded(BaseModel):
     """`min`/`max` bounds (at least one); `equals` where a kind has it is shorthand for both."""
 

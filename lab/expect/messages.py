@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
-
 from lab.expect import query as q
-from lab.expect.base import Bounded, FractionOrPercent, Millis, ProtoFilter, Scoped, listed, num, pct, range_text, within
+from lab.expect.base import (
+    Bounded,
+    FractionOrPercent,
+    PercentileOfMillis,
+    ProtoFilter,
+    Scoped,
+    listed,
+    num,
+    pct,
+    range_text,
+    within,
+)
 
 
 class EchoedIntact(Scoped):
@@ -53,27 +62,13 @@ class Loss(Scoped, Bounded):
                             value=frac)
 
 
-class Rtt(Scoped):
+class Rtt(PercentileOfMillis, Scoped):
     """A percentile of the clients' round-trip times, from their `reply` records."""
 
     check: Literal["rtt"]
-    percentile: float = Field(50, ge=0, le=100)
-    min_ms: Millis | None = None
-    max_ms: Millis | None = None
-
-    @model_validator(mode="after")
-    def _bounds(self):
-        if self.min_ms is None and self.max_ms is None:
-            raise ValueError("give at least one bound: 'min_ms' or 'max_ms'")
-        if self.min_ms is not None and self.max_ms is not None and self.min_ms > self.max_ms:
-            raise ValueError(f"'min_ms' ({self.min_ms}) is greater than 'max_ms' ({self.max_ms})")
-        return self
 
     def title(self) -> str:
         return f"{self._scope()}rtt p{num(self.percentile)} {self.expected()}{self._suffix()}"
-
-    def expected(self) -> str:
-        return range_text(self.min_ms, self.max_ms, unit=" ms")
 
     def evaluate(self, events):
         rtts = q.reply_rtts(events, self.proto, self._services())

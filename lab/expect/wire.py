@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
-
 from lab.expect import query as q
-from lab.expect.base import Bounded, Count, Millis, ProtoFilter, Scoped, num, range_text, within
+from lab.expect.base import Bounded, Count, PercentileOfMillis, ProtoFilter, Scoped, num, range_text, within
 
 WIRE = "wire"
 # Where a round trip can be lost, as seen from the capture point (docs/wire.md).
@@ -91,28 +89,14 @@ class LostWhere(Scoped, Bounded):
         return self._result(within(count, *self.bounds), f"{count} of {lost} lost ({len(sends)} sends)", value=count)
 
 
-class HandshakeMs(Scoped):
+class HandshakeMs(PercentileOfMillis, Scoped):
     """A percentile of the TCP handshakes' times on the wire (SYN to the handshake's last ACK)."""
 
     check: Literal["handshake_ms"]
     proto: ProtoFilter = "tcp"
-    percentile: float = Field(50, ge=0, le=100)
-    min_ms: Millis | None = None
-    max_ms: Millis | None = None
-
-    @model_validator(mode="after")
-    def _bounds(self):
-        if self.min_ms is None and self.max_ms is None:
-            raise ValueError("give at least one bound: 'min_ms' or 'max_ms'")
-        if self.min_ms is not None and self.max_ms is not None and self.min_ms > self.max_ms:
-            raise ValueError(f"'min_ms' ({self.min_ms}) is greater than 'max_ms' ({self.max_ms})")
-        return self
 
     def title(self) -> str:
         return f"TCP handshake p{num(self.percentile)} {self.expected()}{self._suffix()}"
-
-    def expected(self) -> str:
-        return range_text(self.min_ms, self.max_ms, unit=" ms")
 
     def evaluate(self, events):
         why = _no_capture(events)
