@@ -5,8 +5,9 @@
   of the lab's own (`lab-<run token>-<n>`), so host-level rules can name the run's bridges before
   anything starts (lab/hostrules.py);
 - each host's attachments, with a fixed address per network;
-- the routers: one service each (`role: router`), forwarding on through namespaced sysctls,
-  its NAT rules applied by `python3 -m lab.netns` with NET_ADMIN, nothing else;
+- the routers: one service each (`role: router`), its NAT rules applied by `python3 -m lab.netns`
+  with NET_ADMIN, nothing else, which turns IPv4 forwarding on only after them (IPv6 forwarding
+  comes from a namespaced sysctl: the kernel offers no other unprivileged switch);
 - the route helper `<svc>-net` of every host that needs a route through a router: it owns the
   host's network namespace, sets the routes, and the echo program (and its shaper, if any)
   joins it, so the echo program itself never gets NET_ADMIN;
@@ -135,11 +136,13 @@ def attachments(t: Topology, host: str, aliases: list[str]) -> dict[str, Any]:
 def router_service(t: Topology, name: str, base: dict[str, Any]) -> dict[str, Any]:
     """The router `name` as a compose service, built on `base` (image and labels)."""
     spec = dict(base)
-    sysctls = {"net.ipv4.ip_forward": "1"}
+    # Off until the program's rules are in force (lab/netns/forwarding.py says why).
+    sysctls = {"net.ipv4.ip_forward": "0"}
     if t.uses_ipv6():
         sysctls["net.ipv6.conf.all.forwarding"] = "1"
     spec.update(
-        command=["python3", "-m", "lab.netns", "--name", name, "--ready-file", NET_READY_FILE, *nat_args(t, name)],
+        command=["python3", "-m", "lab.netns", "--name", name, "--ready-file", NET_READY_FILE, "--forward",
+                 *nat_args(t, name)],
         environment={"LAB_NAME": name},
         sysctls=sysctls,
         **helper_hardening(["NET_ADMIN", "NET_RAW"]),
@@ -164,12 +167,21 @@ def route_helper(t: Topology, host: str, base: dict[str, Any], aliases: list[str
 
 
 def nat_args(t: Topology, router: str) -> list[str]:
-    """The router's NAT rules as `--nat`/`--nat6` options (iptables `-t nat -A` arguments)."""
+    """The router's rules as `--nat`/`--nat6` options (iptables `-t nat -A` arguments), each
+    masquerade after its guards (`--filter`/`--filter6`, filter-table `-A` arguments), so that
+    nothing from a masqueraded network ever leaves untranslated: a packet connection tracking
+    calls INVALID never passes the NAT table, and a restarted router was seen to track a flow
+    picked up mid-stream without NAT (a confirmed entry that is not SNAT'd). A new connection
+    is not confirmed yet when it is filtered, and is masqueraded after."""
     s = t.scenario
     spec = s.routers[router]
     args: list[str] = []
     for net in spec.masquerade:
         for fam, subnet in t.layout.subnets[net].items():
+            guard = "--filter" if fam == "ipv4" else "--filter6"
+            args += [guard, f"FORWARD -s {subnet} ! -d {subnet} -m conntrack --ctstate INVALID -j DROP"]
+            args += [guard, f"FORWARD -s {subnet} ! -d {subnet} -m conntrack --ctstatus CONFIRMED "
+                            f"! --ctstate SNAT -j DROP"]
             args += [_flag(fam), f"POSTROUTING -s {subnet} ! -d {subnet} -j MASQUERADE"]
     server_nets = t.host_networks("server")
     for forward in spec.forward:

@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+from lab.netns.forwarding import enable_ipv4_forwarding, switches
 from lab.records.options import OneLineParser
 from lab.records.writer import RecordWriter
 
@@ -27,31 +28,28 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--nat", action="append", default=[], metavar="RULE",
                         help="IPv4 NAT rule: `iptables -t nat -A` arguments; repeatable")
     parser.add_argument("--nat6", action="append", default=[], metavar="RULE", help="the same for ip6tables")
+    parser.add_argument("--filter", action="append", default=[], metavar="RULE",
+                        help="IPv4 filter rule: `iptables -A` arguments; repeatable")
+    parser.add_argument("--filter6", action="append", default=[], metavar="RULE", help="the same for ip6tables")
+    parser.add_argument("--forward", action="store_true",
+                        help="turn IPv4 forwarding on once the rules are in force (a router)")
     parser.add_argument("--ready-file", help="touched once everything is in force")
     parser.add_argument("--name", help="host name in records (default $LAB_NAME or the host name)")
     return parser
 
 
-def commands(routes: list[str], nat: list[str], nat6: list[str]) -> list[list[str]]:
-    """What to run, in order: the routes, then the NAT rules."""
+def commands(routes: list[str], nat: list[str], nat6: list[str],
+             filters: tuple[list[str], list[str]] = ([], [])) -> list[list[str]]:
+    """What to run, in order: the routes, the filter rules, then the NAT rules."""
     steps = []
     for via in routes:
         family = "-6" if ":" in via else "-4"
         steps.append(["ip", family, "route", "replace", "default", "via", via])
+    steps += [["iptables", "-w", "-A", *shlex.split(rule)] for rule in filters[0]]
+    steps += [["ip6tables", "-w", "-A", *shlex.split(rule)] for rule in filters[1]]
     steps += [["iptables", "-w", "-t", "nat", "-A", *shlex.split(rule)] for rule in nat]
     steps += [["ip6tables", "-w", "-t", "nat", "-A", *shlex.split(rule)] for rule in nat6]
     return steps
-
-
-def forwarding() -> dict[str, str]:
-    """The namespace's forwarding switches as the kernel reports them (set by compose sysctls)."""
-    found = {}
-    for name, path in (("ipv4", "/proc/sys/net/ipv4/ip_forward"), ("ipv6", "/proc/sys/net/ipv6/conf/all/forwarding")):
-        try:
-            found[name] = Path(path).read_text().strip()
-        except OSError:
-            pass
-    return found
 
 
 def addresses() -> list[str]:
@@ -83,14 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     applied = []
-    for command in commands(args.route, args.nat, args.nat6):
+    for command in commands(args.route, args.nat, args.nat6, (args.filter, args.filter6)):
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             writer.emit(None, "error", command=shlex.join(command), status=result.returncode,
                         error=(result.stderr or result.stdout).strip())
             return 1
         applied.append(shlex.join(command))
-    writer.emit(None, "applied", commands=applied, forwarding=forwarding(), addresses=addresses(),
+    if args.forward:
+        # Only now: a packet forwarded before the NAT rules would keep its flow untranslated.
+        try:
+            enable_ipv4_forwarding()
+        except OSError as exc:
+            writer.emit(None, "error", command="ipv4 forwarding on", status=exc.errno, error=str(exc))
+            return 1
+        applied.append("ipv4 forwarding on")
+    writer.emit(None, "applied", commands=applied, forwarding=switches(), addresses=addresses(),
                 nat=nat_kinds(args.nat + args.nat6) or None)
     if args.ready_file:
         Path(args.ready_file).touch()

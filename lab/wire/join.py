@@ -36,12 +36,13 @@ class Socket:
     opened: float
     flow: Flow | None = None
     sends: list[SendMatch] = field(default_factory=list)
+    seen_as: str | None = None  # the address a masquerading router gave it, when its flow carries that
 
     @property
     def out_dir(self) -> str:
         """The direction of this socket's requests in its flow (a flow seen from its middle may be
         oriented the other way round)."""
-        return C2S if self.flow is None or self.flow.client == self.address else S2C
+        return C2S if self.flow is None or self.flow.client in (self.address, self.seen_as) else S2C
 
     @property
     def in_dir(self) -> str:
@@ -122,19 +123,33 @@ def client_sockets(events: list[Record]) -> list[Socket]:
     return sockets
 
 
-def claim_flows(sockets: list[Socket], flows: list[Flow]) -> None:
+def claim_flows(sockets: list[Socket], flows: list[Flow],
+                translated: dict[tuple[str, str], str] | None = None) -> list[tuple[Socket, Flow]]:
     """Give each socket the flow with its address: the latest one that began by the time it opened
-    (a port reused later is another socket's)."""
+    (a port reused later is another socket's).
+
+    `translated`: a masqueraded socket's address as the server saw it, by (proto, address). Its
+    flow on the wire carries that address; a flow that also carries the socket's own address
+    beyond the router is packets the router forwarded without NAT. Those are returned, each with
+    its socket, so they are shown as such and not as a conversation of their own."""
     by_address: dict[tuple[str, str], list[Flow]] = defaultdict(list)
     for flow in flows:
         by_address[(flow.proto, flow.client)].append(flow)
         by_address[(flow.proto, flow.server)].append(flow)
+    leaks: list[tuple[Socket, Flow]] = []
     for sock in sockets:
-        candidates = by_address.get((sock.proto, sock.address), [])
+        own = by_address.get((sock.proto, sock.address), [])
+        seen_as = (translated or {}).get((sock.proto, sock.address))
+        outside = by_address.get((sock.proto, seen_as), []) if seen_as else []
+        candidates = outside or own
+        if outside:
+            sock.seen_as = seen_as
+            leaks += [(sock, flow) for flow in own]
         if not candidates:
             continue
         started = [f for f in candidates if f.packets and f.packets[0].ts <= sock.opened + 1.0]
         sock.flow = (started or candidates)[-1]
+    return leaks
 
 
 def match_messages(sock: Socket, known_until: float | None = None) -> None:

@@ -64,12 +64,15 @@ def build_wire_view(directory: Path, events: list[Record], conversations: list, 
         capture["parse_seconds"] = round(time.perf_counter() - started, 4)
 
     sockets = client_sockets(events)
-    if flows:
-        claim_flows(sockets, flows)
+    # A masqueraded socket's flow beyond the router carries the address the server saw.
+    translated = {(conv.proto, address): normal_addr(conv.server_saw) for conv in conversations
+                  if conv.flag == "nat" and conv.server_saw
+                  and (address := row_address(conv.client_ip, conv.client_port))}
+    leaks = claim_flows(sockets, flows, translated) if flows else []
     for sock in sockets:
         match_messages(sock, known_until if capture["status"] == "damaged" else None)
     notes = {"off": ["no-capture"], "missing": ["no-capture"], "damaged": ["capture-damaged"]}.get(capture["status"], [])
-    flags = _annotate(conversations, sockets, flows, notes, capture["status"] in ("ok", "damaged"))
+    flags = _annotate(conversations, sockets, flows, notes, capture["status"] in ("ok", "damaged"), leaks)
     return {
         "v": VERSION,
         "capture": capture,
@@ -92,12 +95,14 @@ def _helper_report(events: list[Record]) -> dict[str, Any]:
 
 
 def _annotate(conversations: list, sockets: list[Socket], flows: list[Flow], notes: list[str],
-              have_capture: bool) -> list[dict[str, Any]]:
-    """Wire columns on every row, a row for every unclaimed flow; the disagreements as a list."""
+              have_capture: bool, leaks: list[tuple[Socket, Flow]] = ()) -> list[dict[str, Any]]:
+    """Wire columns on every row, a row for every unclaimed flow; the disagreements as a list.
+    `leaks`: a masqueraded socket's packets seen beyond the router untranslated (claim_flows)."""
     from lab.logs import Conversation
 
     by_address = {(s.proto, s.address): s for s in sockets}
-    claimed = {id(s.flow) for s in sockets if s.flow is not None}
+    claimed = {id(s.flow) for s in sockets if s.flow is not None} | {id(flow) for _sock, flow in leaks}
+    leaked = {id(sock): flow for sock, flow in leaks}
     flows_by_address = {}
     for flow in flows:
         flows_by_address.setdefault((flow.proto, flow.client), flow)
@@ -116,8 +121,16 @@ def _annotate(conversations: list, sockets: list[Socket], flows: list[Flow], not
         conv.wire = wire_row(flow, sock, notes) if have_capture or flow else {"wire_flag": "+".join(notes)}
         if sock is None and flow is not None:
             conv.wire["wire_flag"] = conv.wire["wire_flag"].replace("wire-only", "").strip("+") or "ok"
+        if sock is not None and id(sock) in leaked:
+            conv.wire["wire_flag"] = "+".join(f for f in (conv.wire["wire_flag"], "untranslated") if f != "ok")
         for flag in conv.wire["wire_flag"].split("+"):
-            if flag not in ("ok", "no-capture", "capture-damaged"):
+            if flag == "untranslated":
+                leak = leaked[id(sock)]
+                packets = leak.count(C2S if leak.client == sock.address else S2C)
+                flags.append({"kind": flag, "client": conv.client, "proto": conv.proto, "address": address,
+                              "flow": leak.id, "detail": f"{packets} packet(s) of this socket crossed the wire "
+                              "with its own address: a router forwarded them without NAT"})
+            elif flag not in ("ok", "no-capture", "capture-damaged"):
                 flags.append({"kind": flag, "client": conv.client, "proto": conv.proto, "address": address,
                               "flow": flow.id if flow else None})
     containers = {conv.client_ip: conv.client for conv in conversations if conv.client != "?"}

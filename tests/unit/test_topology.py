@@ -43,7 +43,9 @@ def test_routed_clients_target_the_server_address_and_route_through_the_router(t
     s = scenario_of(tmp_path, ROUTED)
     services = render(s)["services"]
     gw = services["gw"]
-    assert gw["sysctls"] == {"net.ipv4.ip_forward": "1"}
+    # IPv4 forwarding is off until the router's program has its rules in (lab/netns/forwarding.py).
+    assert gw["sysctls"] == {"net.ipv4.ip_forward": "0"}
+    assert "--forward" in gw["command"]
     assert set(gw["networks"]) == {"left", "right", "dmz"}
     assert gw["networks"]["left"]["ipv4_address"] == "10.78.1.2"
     server_ip = services["server-net"]["networks"]["dmz"]["ipv4_address"]
@@ -135,7 +137,12 @@ clients: {count: 2, networks: [wan]}
     services = render(s)["services"]
     sub = fixed_subnets(s.networks)
     home = sub["home"]["ipv4"]
-    assert services["nat"]["command"][-2:] == ["--nat", f"POSTROUTING -s {home} ! -d {home} -j MASQUERADE"]
+    assert services["nat"]["command"][-6:] == [
+        # Behind the masquerade, nothing leaves untranslated: neither what conntrack cannot place
+        # nor a tracked flow without NAT.
+        "--filter", f"FORWARD -s {home} ! -d {home} -m conntrack --ctstate INVALID -j DROP",
+        "--filter", f"FORWARD -s {home} ! -d {home} -m conntrack --ctstatus CONFIRMED ! --ctstate SNAT -j DROP",
+        "--nat", f"POSTROUTING -s {home} ! -d {home} -j MASQUERADE"]
     door_wan = services["door"]["networks"]["wan"]["ipv4_address"]
     server = services["server-net"]["networks"]["office"]["ipv4_address"]
     assert services["door"]["command"][-1] == (f"PREROUTING -d {door_wan} -p tcp --dport 8080 "
@@ -215,3 +222,22 @@ def test_without_a_declared_nat_the_same_difference_is_an_address_mismatch():
 
     rows = join_views(_nat_events(second_port=61000, declared=False))
     assert {c.flag for c in rows} == {"address-mismatch"}
+
+
+def test_the_forwarding_request_is_an_rtnetlink_newlink_with_the_ipv4_conf():
+    import socket
+    import struct
+
+    from lab.netns.forwarding import acknowledgement, forwarding_request
+
+    msg = forwarding_request(7, sequence=3)
+    length, kind, flags, sequence, _pid = struct.unpack_from("=IHHII", msg)
+    assert (length, kind, flags, sequence) == (len(msg), 16, 0x5, 3)
+    family, _type, index = struct.unpack_from("=BxHi", msg, 16)
+    assert (family, index) == (socket.AF_UNSPEC, 7)
+    # IFLA_AF_SPEC { AF_INET { IFLA_INET_CONF { FORWARDING = 1 } } }, each header 4 bytes.
+    attrs = msg[32:]
+    assert [struct.unpack_from("=HH", attrs, at) for at in (0, 4, 8, 12)] == [(20, 26), (16, 2), (12, 1), (8, 1)]
+    assert struct.unpack_from("=I", attrs, 16) == (1,)
+    error = struct.pack("=IHHIIi", 36, 2, 0, 3, 0, -1)
+    assert acknowledgement(error) == 1 and acknowledgement(struct.pack("=IHHIIi", 36, 2, 0, 3, 0, 0)) == 0

@@ -289,3 +289,43 @@ def test_a_name_lookup_and_a_refused_attempt_are_flagged_with_their_container_no
     assert kinds["connect-attempt"]["client"] == "client1" and "refused" in kinds["connect-attempt"]["detail"]
     assert kinds["wire-only"]["address"] == "10.0.0.9:40888"
     assert len(view["flows"]) == 4  # every flow is still in wire.json
+
+
+def test_a_masqueraded_socket_claims_its_translated_flow_and_an_untranslated_packet_is_flagged(tmp_path):
+    """Captured beyond a NAT router: the conversation is the flow with the router's address; a
+    packet the router let through with the client's own address is that socket's, flagged
+    `untranslated`, not a conversation of its own."""
+    private, router = ("10.0.1.3", 50000), ("10.0.0.5", 50000)
+    s = (SERVER, 19200)
+    syn, ack, psh = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH | dpkt.tcp.TH_ACK
+    frames = [
+        (T0 + 1.000, frame(*router, *s, proto="tcp", flags=syn, seq=1000)),
+        (T0 + 1.001, frame(*s, *router, proto="tcp", flags=syn | ack, seq=5000, ack=1001)),
+        (T0 + 1.002, frame(*router, *s, proto="tcp", flags=ack, seq=1001, ack=5001)),
+        (T0 + 1.010, frame(*router, *s, b"hello", proto="tcp", flags=psh, seq=1001, ack=5001)),
+        (T0 + 1.011, frame(*s, *router, b"hello", proto="tcp", flags=psh, seq=5001, ack=1006)),
+        (T0 + 1.300, frame(*private, *s, b"world!", proto="tcp", flags=psh, seq=1006, ack=5006)),  # leaked
+        (T0 + 1.500, frame(*router, *s, b"world!", proto="tcp", flags=psh, seq=1006, ack=5006)),
+        (T0 + 1.501, frame(*s, *router, b"world!", proto="tcp", flags=psh, seq=5006, ack=1012)),
+    ]
+    (tmp_path / "capture").mkdir()
+    write_pcap(tmp_path / "capture" / "lab.pcap", frames)
+    events = [{"v": 2, "ts": iso(T0 + 0.5), "host": "nat", "role": "netns", "proto": None, "event": "applied",
+               "nat": ["masquerade"], "addresses": ["10.0.1.2", router[0]]},
+              rec(1.003, "client1", "tcp", "connected", local="10.0.1.3:50000", peer=f"{SERVER}:19200", session=0),
+              rec(1.004, "server", "tcp", "accepted", local=f"{SERVER}:19200", peer="10.0.0.5:50000", conn=1),
+              rec(1.0105, "server", "tcp", "received", local=f"{SERVER}:19200", peer="10.0.0.5:50000", conn=1,
+                  bytes=5, text="hello")]
+    for t, seq, text in ((1.009, 1, "hello"), (1.2999, 2, "world!")):
+        events.append(rec(t, "client1", "tcp", "sent", seq=seq, bytes=len(text), text=text, session=0))
+        events.append(rec(t + 0.21 if seq == 2 else t + 0.003, "client1", "tcp", "reply", seq=seq,
+                          bytes=len(text), intact=True, session=0))
+    events.sort(key=lambda r: r["ts"])
+    rows = join_views(events)
+    view = build_wire_view(tmp_path, events, rows, capture_on=True)
+    (row,) = rows
+    assert row.flag == "nat" and row.wire["wire_client"] == "10.0.0.5:50000"
+    assert row.wire["wire_flag"] == "untranslated"
+    (flag,) = view["flags"]
+    assert flag["kind"] == "untranslated" and flag["client"] == "client1" and flag["detail"].startswith("1 packet(s)")
+    assert all(m["where"] == "ok" for m in view["messages"])
