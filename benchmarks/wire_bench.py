@@ -1,6 +1,6 @@
 """The wire view's two costs: extracting flows from a capture, and capturing during a run.
 
-    python3 benchmarks/wire_bench.py parse [--packets 200000] [--rounds 5]
+    python3 benchmarks/wire_bench.py parse [--packets 200000] [--rounds 5] [--baseline REV]
     python3 benchmarks/wire_bench.py capture [--rounds 3] [--scenario FILE]
 
 `parse`: a capture like the lab's own (clients each with a TCP connection: handshake, messages
@@ -8,9 +8,11 @@ and their echoes with ACKs, FIN both ways; and a UDP socket: each message and it
 here with dpkt's writer, then read into packets and flows (lab.wire.pcap.read_capture and
 lab.wire.flows.extract_flows). Figures: packets per second of wall time and of this process's
 CPU time (the machine is shared: CPU time is what the extraction itself costs), the median of
-the rounds after a warm-up; also dpkt decoding every frame itself (no fixed-offset shortcut) and
-scapy's reader when it is installed, for the choice of library. Goal (issue 9): >= 200,000
-packets/s.
+the rounds after a warm-up, every reader measured in turn within each round so that all see the
+same load. Beside the current code: the same two modules as they were at git revision
+`--baseline` (default: before issue 9's second speed-up), with their ratio in the same run; dpkt
+decoding every frame itself (no fixed-offset shortcut) and scapy's reader when it is installed,
+for the choice of library. Goal (issue 9): >= 200,000 packets/s.
 
 `capture`: the same scenario with capture on and off (`--no-capture`), alternating, so both
 see the same load; per round the median of every client's rtt p50 and the run's wall time.
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import dpkt
@@ -38,6 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from lab.wire.flows import extract_flows  # noqa: E402
 from lab.wire.pcap import read_capture  # noqa: E402
+
+# The extraction before issue 9's second speed-up (whole-header struct reads, address pairs
+# remembered, flows routed per direction): the default baseline of `parse`.
+BASELINE = "e96589d"
 
 SCENARIO = """\
 description: wire benchmark, a steady conversation per client and protocol
@@ -106,6 +113,30 @@ def make_capture(path: Path, packets: int) -> int:
     return written
 
 
+def _modules_at(rev: str) -> tuple[types.ModuleType, types.ModuleType] | None:
+    """lab.wire.pcap and lab.wire.flows as git revision `rev` had them, loaded beside the
+    current ones (flows importing that revision's pcap); None when git cannot show them."""
+    sources = []
+    for name in ("pcap", "flows"):
+        shown = subprocess.run(["git", "show", f"{rev}:lab/wire/{name}.py"], cwd=ROOT, capture_output=True, text=True)
+        if shown.returncode != 0:
+            print(f"baseline {rev}: {shown.stderr.strip()}", file=sys.stderr)
+            return None
+        sources.append(shown.stdout)
+    loaded, current = [], sys.modules["lab.wire.pcap"]
+    try:
+        for name, source in zip(("pcap", "flows"), sources, strict=True):
+            module = types.ModuleType(f"wire_bench_{name}_at_{rev}")
+            sys.modules[module.__name__] = module  # dataclasses look their module up
+            exec(compile(source, f"{rev}:lab/wire/{name}.py", "exec"), module.__dict__)
+            loaded.append(module)
+            if name == "pcap":
+                sys.modules["lab.wire.pcap"] = module  # what that revision's flows imports
+    finally:
+        sys.modules["lab.wire.pcap"] = current
+    return loaded[0], loaded[1]
+
+
 def _timed(fn) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
@@ -134,27 +165,52 @@ def bench_parse(args) -> None:
         path = Path(tmp) / "bench.pcap"
         count = make_capture(path, args.packets)
         size = path.stat().st_size
-        rows = [("lab.wire: read_capture + extract_flows", lambda: extract_flows(read_capture(path).packets))]
-        rows.append(("dpkt decoding every frame (no shortcut), no flows", lambda: _dpkt_only(path)))
+        rows = [("lab.wire: read_capture + extract_flows", count, lambda: extract_flows(read_capture(path).packets))]
+        old = _modules_at(args.baseline)
+        if old is not None:
+            old_pcap, old_flows = old
+            rows.append((f"the same at {args.baseline} (baseline)", count,
+                         lambda: old_flows.extract_flows(old_pcap.read_capture(path).packets)))
+            new_flows = [_summary(f) for f in extract_flows(read_capture(path).packets)]
+            if new_flows != [_summary(f) for f in old_flows.extract_flows(old_pcap.read_capture(path).packets)]:
+                raise SystemExit(f"the flows differ from {args.baseline}'s: the comparison would mean nothing")
+        rows.append(("dpkt decoding every frame (no shortcut), no flows", count, lambda: _dpkt_only(path)))
         try:
             import scapy  # noqa: F401
 
-            rows.append(("scapy PcapReader, no flows (first 20,000 frames)", None))
+            # scapy is two orders of magnitude slower: a slice is enough
+            small = Path(tmp) / "small.pcap"
+            n = make_capture(small, 20_000)
+            rows.append(("scapy PcapReader, no flows (first 20,000 frames)", n, lambda: _scapy(small)))
         except ImportError:
             pass
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         print(f"capture: {count} packets, {size / 1e6:.1f} MB, {platform.machine()}, Python {platform.python_version()}, "
               f"dpkt {dpkt.__version__}, {when}")
-        print("\n| reader | packets/s (CPU) | packets/s (wall) |\n|---|---|---|")
-        for name, fn in rows:
-            n = count
-            if fn is None:  # scapy is two orders of magnitude slower: a slice is enough
-                small = Path(tmp) / "small.pcap"
-                n = make_capture(small, 20_000)
-                fn = lambda small=small: _scapy(small)  # noqa: E731
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name, _n, _fn in rows}
+        for _name, _n, fn in rows:
             fn()  # warm-up
-            walls, cpus = zip(*(_timed(fn) for _ in range(args.rounds)), strict=True)
-            print(f"| {name} | {n / statistics.median(cpus):,.0f} | {n / statistics.median(walls):,.0f} |")
+        for _ in range(args.rounds):  # in turn within each round: the same load for every reader
+            for name, _n, fn in rows:
+                times[name].append(_timed(fn))
+        print("\n| reader | packets/s (CPU) | packets/s (wall) |\n|---|---|---|")
+        rates = {}
+        for name, n, _fn in rows:
+            walls, cpus = zip(*times[name], strict=True)
+            rates[name] = n / statistics.median(cpus)
+            print(f"| {name} | {rates[name]:,.0f} | {n / statistics.median(walls):,.0f} |")
+        if old is not None:
+            now, before = times[rows[0][0]], times[rows[1][0]]
+            ratios = sorted(b[1] / a[1] for a, b in zip(now, before, strict=True))
+            print(f"\ncurrent/baseline, CPU time per round: median {statistics.median(ratios):.2f}x "
+                  f"(rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x)")
+
+
+def _summary(flow) -> tuple:
+    """A flow's every figure and packet, comparable across the two revisions' classes."""
+    packets = [(p.ts, p.dir, p.flags, p.seq, p.ack, p.len, p.retrans, p.payload) for p in flow.packets]
+    return (flow.proto, flow.client, flow.server, flow.syn_ts, flow.synack_ts, flow.ack_ts,
+            flow.retransmissions, flow.fin, flow.rst, packets)
 
 
 def _one_run(scenario: Path, out: Path, capture: bool) -> tuple[float, float]:
@@ -200,6 +256,7 @@ def main() -> None:
     p = sub.add_parser("parse")
     p.add_argument("--packets", type=int, default=200_000)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--baseline", default=BASELINE, help=f"a git revision to compare with (default {BASELINE})")
     p.set_defaults(func=bench_parse)
     p = sub.add_parser("capture")
     p.add_argument("--rounds", type=int, default=3)

@@ -13,7 +13,7 @@ from typing import Any
 
 from dpkt.tcp import TH_ACK, TH_FIN, TH_PUSH, TH_RST, TH_SYN, TH_URG
 
-from lab.wire.pcap import TCP, Packet
+from lab.wire.pcap import TCP, Packet, no_collection
 
 C2S, S2C = "c2s", "s2c"
 _FLAG_LETTERS = ((TH_SYN, "S"), (TH_FIN, "F"), (TH_RST, "R"), (TH_PUSH, "P"), (TH_ACK, "A"), (TH_URG, "U"))
@@ -21,6 +21,9 @@ _SEQ_SPACE = 1 << 32
 
 
 _LETTERS = ["".join(letter for bit, letter in _FLAG_LETTERS if flags & bit) for flags in range(256)]
+# Sequence space a segment takes beyond its bytes: one for SYN and one for FIN.
+_SPAN = [(1 if flags & TH_SYN else 0) + (1 if flags & TH_FIN else 0) for flags in range(256)]
+_OPENS_OR_CLOSES = TH_SYN | TH_FIN | TH_RST
 
 
 def flag_letters(flags: int) -> str:
@@ -54,9 +57,9 @@ class Flow:
     retransmissions: dict[str, int] = field(default_factory=lambda: {C2S: 0, S2C: 0})
     fin: dict[str, float | None] = field(default_factory=lambda: {C2S: None, S2C: None})
     rst: dict[str, float | None] = field(default_factory=lambda: {C2S: None, S2C: None})
-    # TCP bookkeeping: each side's initial sequence number and the end of what it has sent.
-    _isn: dict[str, int] = field(default_factory=dict, repr=False)
-    _sent_end: dict[str, int] = field(default_factory=dict, repr=False)
+    # TCP bookkeeping per side: [initial sequence number (None until seen), end of what it
+    # has sent (-1 before anything)].
+    _sides: dict[str, list] = field(default_factory=lambda: {C2S: [None, -1], S2C: [None, -1]}, repr=False)
 
     @property
     def id(self) -> str:
@@ -79,35 +82,38 @@ class Flow:
         return round((self.ack_ts - self.syn_ts) * 1000.0, 3)
 
     def add(self, packet: Packet) -> None:
-        direction = C2S if packet.src == self.client else S2C
+        self._add(packet, *self._route(packet.src))
+
+    def _route(self, src: str) -> tuple[str, list, list]:
+        """The direction of a packet from `src`, and its sender's and receiver's TCP state."""
+        direction, other = (C2S, S2C) if src == self.client else (S2C, C2S)
+        return direction, self._sides[direction], self._sides[other]
+
+    def _add(self, packet: Packet, direction: str, mine: list, theirs: list) -> None:
         if packet.proto != TCP:
             self.packets.append(WirePacket(packet.ts, direction, "", 0, 0, len(packet.payload), False, packet.payload))
             return
-        self.packets.append(self._tcp(packet, direction))
-
-    def _tcp(self, packet: Packet, direction: str) -> WirePacket:
         flags = packet.flags
-        other = S2C if direction == C2S else C2S
-        isn = self._isn
-        if direction not in isn:
+        isn = mine[0]
+        if isn is None:
             # Without its SYN (capture started late), the first byte seen counts as byte 1.
-            isn[direction] = packet.seq if flags & TH_SYN else (packet.seq - 1) % _SEQ_SPACE
-        seq = (packet.seq - isn[direction]) % _SEQ_SPACE
-        ack = (packet.ack - isn[other]) % _SEQ_SPACE if (flags & TH_ACK and other in isn) else 0
+            isn = mine[0] = packet.seq if flags & TH_SYN else (packet.seq - 1) % _SEQ_SPACE
+        seq = (packet.seq - isn) % _SEQ_SPACE
+        ack = (packet.ack - theirs[0]) % _SEQ_SPACE if (flags & TH_ACK and theirs[0] is not None) else 0
         length = len(packet.payload)
-        # Sequence space this segment occupies: its bytes, plus one for SYN and one for FIN.
-        end = seq + length + (1 if flags & TH_SYN else 0) + (1 if flags & TH_FIN else 0)
+        end = seq + length + _SPAN[flags & 0xFF]  # the sequence space this segment occupies
         retrans = False
         if end > seq:
-            sent_end = self._sent_end.get(direction, -1)
-            if end <= sent_end:
+            if end <= mine[1]:
                 retrans = True
                 self.retransmissions[direction] += 1
             else:
-                self._sent_end[direction] = end
-        if not flags & (TH_SYN | TH_FIN | TH_RST) and (self.ack_ts is not None or self.synack_ts is None):
+                mine[1] = end
+        if not flags & _OPENS_OR_CLOSES and (self.ack_ts is not None or self.synack_ts is None):
             # The common case: a segment after the handshake that opens or closes nothing.
-            return WirePacket(packet.ts, direction, _LETTERS[flags & 0xFF], seq, ack, length, retrans, packet.payload)
+            self.packets.append(WirePacket(packet.ts, direction, _LETTERS[flags & 0xFF], seq, ack, length, retrans,
+                                           packet.payload))
+            return
         if flags & TH_SYN and not flags & TH_ACK and self.syn_ts is None:
             self.syn_ts = packet.ts
         elif flags & TH_SYN and flags & TH_ACK and self.synack_ts is None:
@@ -119,28 +125,46 @@ class Flow:
             self.fin[direction] = packet.ts
         if flags & TH_RST and self.rst[direction] is None:
             self.rst[direction] = packet.ts
-        return WirePacket(packet.ts, direction, flag_letters(flags), seq, ack, length, retrans, packet.payload)
+        self.packets.append(WirePacket(packet.ts, direction, _LETTERS[flags & 0xFF], seq, ack, length, retrans,
+                                       packet.payload))
 
 
 def extract_flows(packets: list[Packet]) -> list[Flow]:
     """Every packet into its flow; flows in the order they began."""
     flows: list[Flow] = []
-    current: dict[tuple[str, str, str], Flow] = {}
-    for packet in packets:
-        a, b = (packet.src, packet.dst) if packet.src <= packet.dst else (packet.dst, packet.src)
-        key = (packet.proto, a, b)
-        flow = current.get(key)
-        opening = packet.proto == TCP and packet.flags & TH_SYN and not packet.flags & TH_ACK
-        if flow is not None and opening and flow.ended:
-            flow = None  # the port was reused for a new connection
-        if flow is None:
-            client, server = packet.src, packet.dst
-            if packet.proto == TCP and packet.flags & TH_SYN and packet.flags & TH_ACK:
-                client, server = packet.dst, packet.src  # its SYN was missed: the SYN-ACK's target opened it
-            flow = current[key] = Flow(packet.proto, client, server)
-            flows.append(flow)
-        flow.add(packet)
+    current: dict[tuple[str, str, str], Flow] = {}  # (proto, lower address, higher) -> its flow now
+    # (proto, src, dst) -> (flow, direction, sender's state, receiver's state), for both
+    # directions of every current flow: one lookup per packet instead of ordering its addresses.
+    routes: dict[tuple[str, str, str], tuple] = {}
+    with no_collection():
+        for packet in packets:
+            route = routes.get((packet.proto, packet.src, packet.dst))
+            if route is None or (packet.flags & (TH_SYN | TH_ACK) == TH_SYN and packet.proto == TCP and route[0].ended):
+                route = _begin(packet, flows, current, routes)
+            flow, direction, mine, theirs = route
+            flow._add(packet, direction, mine, theirs)
     return flows
+
+
+def _begin(packet: Packet, flows: list[Flow], current: dict, routes: dict) -> tuple:
+    """The flow a packet belongs to when it is not routed yet: the one on its 5-tuple, or a new
+    one (none yet, or the port was reused for a new connection after the last one ended)."""
+    a, b = (packet.src, packet.dst) if packet.src <= packet.dst else (packet.dst, packet.src)
+    key = (packet.proto, a, b)
+    flow = current.get(key)
+    opening = packet.proto == TCP and packet.flags & TH_SYN and not packet.flags & TH_ACK
+    if flow is not None and opening and flow.ended:
+        flow = None  # the port was reused for a new connection
+    if flow is None:
+        client, server = packet.src, packet.dst
+        if packet.proto == TCP and packet.flags & TH_SYN and packet.flags & TH_ACK:
+            client, server = packet.dst, packet.src  # its SYN was missed: the SYN-ACK's target opened it
+        flow = current[key] = Flow(packet.proto, client, server)
+        flows.append(flow)
+        # The server's way first: when both ends are one address, every packet is the client's.
+        routes[(flow.proto, server, client)] = (flow, *flow._route(server))
+        routes[(flow.proto, client, server)] = (flow, *flow._route(client))
+    return routes[(packet.proto, packet.src, packet.dst)]
 
 
 def flow_summary(flow: Flow) -> dict[str, Any]:
