@@ -24,6 +24,7 @@ _LETTERS = ["".join(letter for bit, letter in _FLAG_LETTERS if flags & bit) for 
 # Sequence space a segment takes beyond its bytes: one for SYN and one for FIN.
 _SPAN = [(1 if flags & TH_SYN else 0) + (1 if flags & TH_FIN else 0) for flags in range(256)]
 _OPENS_OR_CLOSES = TH_SYN | TH_FIN | TH_RST
+_SYN_OR_ACK = TH_SYN | TH_ACK
 
 
 def flag_letters(flags: int) -> str:
@@ -90,17 +91,17 @@ class Flow:
         return direction, self._sides[direction], self._sides[other]
 
     def _add(self, packet: Packet, direction: str, mine: list, theirs: list) -> None:
+        ts, payload, length = packet.ts, packet.payload, len(packet.payload)
         if packet.proto != TCP:
-            self.packets.append(WirePacket(packet.ts, direction, "", 0, 0, len(packet.payload), False, packet.payload))
+            self.packets.append(WirePacket(ts, direction, "", 0, 0, length, False, payload))
             return
-        flags = packet.flags
+        flags, seq = packet.flags, packet.seq
         isn = mine[0]
         if isn is None:
             # Without its SYN (capture started late), the first byte seen counts as byte 1.
-            isn = mine[0] = packet.seq if flags & TH_SYN else (packet.seq - 1) % _SEQ_SPACE
-        seq = (packet.seq - isn) % _SEQ_SPACE
+            isn = mine[0] = seq if flags & TH_SYN else (seq - 1) % _SEQ_SPACE
+        seq = (seq - isn) % _SEQ_SPACE
         ack = (packet.ack - theirs[0]) % _SEQ_SPACE if (flags & TH_ACK and theirs[0] is not None) else 0
-        length = len(packet.payload)
         end = seq + length + _SPAN[flags & 0xFF]  # the sequence space this segment occupies
         retrans = False
         if end > seq:
@@ -111,22 +112,20 @@ class Flow:
                 mine[1] = end
         if not flags & _OPENS_OR_CLOSES and (self.ack_ts is not None or self.synack_ts is None):
             # The common case: a segment after the handshake that opens or closes nothing.
-            self.packets.append(WirePacket(packet.ts, direction, _LETTERS[flags & 0xFF], seq, ack, length, retrans,
-                                           packet.payload))
+            self.packets.append(WirePacket(ts, direction, _LETTERS[flags & 0xFF], seq, ack, length, retrans, payload))
             return
         if flags & TH_SYN and not flags & TH_ACK and self.syn_ts is None:
-            self.syn_ts = packet.ts
+            self.syn_ts = ts
         elif flags & TH_SYN and flags & TH_ACK and self.synack_ts is None:
-            self.synack_ts = packet.ts
+            self.synack_ts = ts
         elif (direction == C2S and flags & TH_ACK and self.synack_ts is not None and self.ack_ts is None
               and not flags & TH_SYN):
-            self.ack_ts = packet.ts
+            self.ack_ts = ts
         if flags & TH_FIN and self.fin[direction] is None:
-            self.fin[direction] = packet.ts
+            self.fin[direction] = ts
         if flags & TH_RST and self.rst[direction] is None:
-            self.rst[direction] = packet.ts
-        self.packets.append(WirePacket(packet.ts, direction, _LETTERS[flags & 0xFF], seq, ack, length, retrans,
-                                       packet.payload))
+            self.rst[direction] = ts
+        self.packets.append(WirePacket(ts, direction, _LETTERS[flags & 0xFF], seq, ack, length, retrans, payload))
 
 
 def extract_flows(packets: list[Packet]) -> list[Flow]:
@@ -139,7 +138,7 @@ def extract_flows(packets: list[Packet]) -> list[Flow]:
     with no_collection():
         for packet in packets:
             route = routes.get((packet.proto, packet.src, packet.dst))
-            if route is None or (packet.flags & (TH_SYN | TH_ACK) == TH_SYN and packet.proto == TCP and route[0].ended):
+            if route is None or (packet.flags & _SYN_OR_ACK == TH_SYN and packet.proto == TCP and route[0].ended):
                 route = _begin(packet, flows, current, routes)
             flow, direction, mine, theirs = route
             flow._add(packet, direction, mine, theirs)

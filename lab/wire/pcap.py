@@ -175,49 +175,52 @@ def _from_raw_ip(frame: bytes):
     return None
 
 
-# The plain frame's fields up to the transport header, each at its fixed offset: EtherType,
-# IPv4 version and header length, total length, flags and fragment offset, protocol.
+# The plain frame's fields, each at its fixed offset: EtherType, IPv4 version and header
+# length, total length, flags and fragment offset, protocol; for TCP also (after the addresses
+# and ports) seq, ack, data offset and flags, read in the same call when the frame is that long.
 _IPV4 = struct.Struct("!12xHBxH2xHxB")
-_TCP_FIXED = struct.Struct("!38xIIBB")  # after the ports: seq, ack, data offset, flags
+_IPV4_TCP = struct.Struct("!12xHBxH2xHxB14xIIBB")
 _MF_AND_OFFSET = 0xBFFF  # every bit of the fragment field but DF: a fragment or a reserved bit
+_PORTS = struct.Struct("!HH")
 _pairs: dict[bytes, tuple[str, str]] = {}
 
 
 def _pair(addresses: bytes) -> tuple[str, str]:
     """(`ip:port`, `ip:port`) of a frame's 12 bytes of IPv4 source, destination and ports,
-    remembered: a capture repeats the same few conversations."""
-    names = _pairs.get(addresses)
-    if names is None:
-        if len(_pairs) > 100_000:
-            _pairs.clear()
-        sport, dport = _PORTS.unpack_from(addresses, 8)
-        names = _pairs[addresses] = (f"{socket.inet_ntoa(addresses[:4])}:{sport}",
-                                     f"{socket.inet_ntoa(addresses[4:8])}:{dport}")
+    remembered in _pairs: a capture repeats the same few conversations."""
+    if len(_pairs) > 100_000:
+        _pairs.clear()
+    sport, dport = _PORTS.unpack_from(addresses, 8)
+    names = _pairs[addresses] = (f"{socket.inet_ntoa(addresses[:4])}:{sport}",
+                                 f"{socket.inet_ntoa(addresses[4:8])}:{dport}")
     return names
-
-
-_PORTS = struct.Struct("!HH")
 
 
 def _plain(append, ts: float, frame: bytes) -> bool:
     """The plain case at fixed offsets: Ethernet, IPv4 with a 20-byte header, not a fragment,
     TCP or UDP, all headers present. False when the frame is anything else (dpkt decodes it)."""
-    if len(frame) < 42:
+    if len(frame) >= 54:
+        kind, version, total, fragment, proto, seq, ack, offset, flags = _IPV4_TCP.unpack_from(frame)
+    elif len(frame) >= 42:
+        kind, version, total, fragment, proto = _IPV4.unpack_from(frame)
+        if proto == 6:
+            return False  # too short for a TCP header
+    else:
         return False
-    kind, version, total, fragment, proto = _IPV4.unpack_from(frame)
     if kind != 0x0800 or version != 0x45 or fragment & _MF_AND_OFFSET:
         return False
     end = 14 + total
-    if proto == 6 and len(frame) >= 54:
-        seq, ack, offset, flags = _TCP_FIXED.unpack_from(frame)
+    if proto == 6:
         start = 34 + (offset >> 4) * 4
         if start < 54 or start > end:
             return False
-        src, dst = _pair(frame[26:38])
+        addresses = frame[26:38]
+        src, dst = _pairs.get(addresses) or _pair(addresses)
         append(Packet(ts, TCP, src, dst, frame[start:end], flags, seq, ack))
         return True
     if proto == 17:
-        src, dst = _pair(frame[26:38])
+        addresses = frame[26:38]
+        src, dst = _pairs.get(addresses) or _pair(addresses)
         append(Packet(ts, UDP, src, dst, frame[42:end]))
         return True
     return False
