@@ -35,6 +35,7 @@ from lab.labels import (
     MANAGED_LABEL,
     NETWORK,
     OWNER_LABEL,
+    PLACEMENT_LABEL,
     ROLE_LABEL,
     RUN_DIR_LABEL,
     RUN_LABEL,
@@ -135,6 +136,9 @@ def render(
     )
     if scenario.publish:
         server["ports"] = list(scenario.publish)
+    placement = scenario.placement
+    if placement is not None and placement.server is not None:
+        server["labels"][PLACEMENT_LABEL] = placement.server  # for an engine with nodes; compose ignores it
     if scenario.capture:
         bridge = t.bridge(t.host_networks("server")[0]) if t else bridge_name(run_id)
         services["capture"] = capture_service(node("capture", "capture"), bridge, group=capture_group, plain=not run_id)
@@ -155,6 +159,8 @@ def render(
     for name in scenario.client_names():
         spec = scenario.client(name)
         client = node(name, "client")
+        if placement is not None and placement.node_of_client(name):
+            client["labels"][PLACEMENT_LABEL] = placement.node_of_client(name)
         target = t.server_target(name) if t else ("server", scenario.server.port)
         command = ["python3", "-m", "lab.echo", "client", *client_args(scenario, spec, *target)]
         if spec.program:

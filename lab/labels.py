@@ -21,6 +21,9 @@ OWNER_LABEL = f"{LABEL_PREFIX}.owner"
 SESSION_LABEL = f"{LABEL_PREFIX}.session"
 SCENARIO_LABEL = f"{LABEL_PREFIX}.scenario"
 RUN_DIR_LABEL = f"{LABEL_PREFIX}.run-dir"  # where `lab clean` salvages an abandoned run's records
+# The node a scenario places a service on (lab/placement.py), or PLACE_ANYWHERE; absent: the default.
+PLACEMENT_LABEL = f"{LABEL_PREFIX}.placement"
+PLACE_ANYWHERE = "any"
 
 
 def session_labels() -> dict[str, str]:

@@ -150,6 +150,8 @@ def run_scenario(
     }
     write_json(directory / "manifest.json", manifest)
     progress.started(run_id, directory, scenario.clients.count)
+    if scenario.placement is not None and not engine.places_on_nodes:
+        progress.message("placement: ignored: this engine runs every container on one host (--engine swarm places them)")
 
     result = RunResult(run_id=run_id, directory=directory, verdict=Verdict.ERROR)
     run = _Run(scenario, engine, engine.project(project, compose_file), directory, manifest, result, progress, keep)

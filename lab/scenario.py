@@ -33,6 +33,7 @@ from lab.errors import ScenarioError
 from lab.expect import Expectation
 from lab.fault_actions import FaultAction
 from lab.home import project_root
+from lab.placement import Placement
 from lab.programs.spec import Program, resolve_program_paths
 from lab.records.options import UDP_PAYLOAD_MAX
 from lab.shaper import impairment as shaper
@@ -239,6 +240,7 @@ class Scenario(Model):
     outcome: Literal["passed", "failed"] = "passed"
     networks: dict[str, NetworkDef] | None = Field(default=None, description="named networks (lab/topology.py)")
     routers: dict[str, RouterSpec] = {}
+    placement: Placement | None = Field(default=None, description="which node each host runs on (lab/placement.py)")
 
     @field_validator("publish")
     @classmethod
@@ -302,6 +304,15 @@ class Scenario(Model):
                         f"faults.{i}.impair.direction: {fault.target}'s shaper runs with direction "
                         f"{declared.direction}; a fault changes the values, not the direction"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _placed_clients_exist(self) -> Scenario:
+        if self.placement is not None and isinstance(self.placement.clients, dict):
+            for key in self.placement.clients:
+                if key not in self.client_names():
+                    raise ValueError(f"placement.clients.{key}: no such client; clients are "
+                                     f"{', '.join(self.client_names())}")
         return self
 
     def client_names(self) -> list[str]:

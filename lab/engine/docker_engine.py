@@ -16,6 +16,7 @@ class DockerEngine(Containers, Images, LabelledResources):
     """Docker Engine + Compose v2 on this host."""
 
     shares_host_files = True  # every container runs here: binds of the run directory reach them
+    places_on_nodes = False  # one host: a scenario's `placement:` has nothing to choose from
 
     def __init__(self, compose_command: tuple[str, ...] = COMPOSE_COMMAND) -> None:
         super().__init__()

@@ -74,6 +74,9 @@ class Engine(Protocol):
     # a swarm's other nodes: no). The start barrier's files need it; without it the clients
     # start when their containers do.
     shares_host_files: bool
+    # Whether it runs containers on several nodes and honours a scenario's `placement:` (a swarm);
+    # one host ignores it, and the run says so.
+    places_on_nodes: bool
 
     # ---- the engine itself
     def versions(self) -> dict[str, str | None]:

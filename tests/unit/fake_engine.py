@@ -67,6 +67,7 @@ class FakeEngine:
     """Satisfies `lab.engine.Engine` in memory."""
 
     shares_host_files = True
+    places_on_nodes = False
 
     outputs: dict[str, str] = field(default_factory=dict)  # what each service printed
     ips: dict[str, str] = field(default_factory=dict)

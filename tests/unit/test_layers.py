@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("in-container programs and the record format",
      ("lab.records", "lab.echo", "lab.shaper", "lab.capture", "lab.learner", "lab.netns")),
     ("shared names", ("lab.errors", "lab.home", "lab.labels", "lab.verdict", "lab.progress", "lab.fault_actions")),
-    ("model", ("lab.scenario", "lab.topology", "lab.programs.spec", "lab.expect")),
+    ("model", ("lab.scenario", "lab.placement", "lab.topology", "lab.programs.spec", "lab.expect")),
     ("evidence", ("lab.logs", "lab.streams", "lab.wire", "lab.programs", "lab.report", "lab.html")),
     ("rendering and engines", ("lab.compose", "lab.compose_topology", "lab.rendering", "lab.engine", "lab.hostrules")),
     ("run logic", ("lab.run", "lab.phases", "lab.collect", "lab.salvage", "lab.faults", "lab.suite", "lab.junit",

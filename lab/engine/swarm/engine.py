@@ -52,6 +52,7 @@ class SwarmEngine:
     """A Docker Swarm, through its manager's daemon and, where reachable, each node's."""
 
     shares_host_files = False  # tasks run on other nodes: no bind of this host reaches them
+    places_on_nodes = True  # a scenario's `placement:` chooses each task's node
 
     def __init__(self, manager_url: str | None, cluster=None, endpoint_mode: str | None = None,
                  where: str = "") -> None:
@@ -119,9 +120,20 @@ class SwarmEngine:
                             "overlay; a router's helper shares its host's network namespace, which swarm cannot)")
         if scenario.publish:
             problems.append("publish: host ports are not part of the swarm engine")
+        problems += self._missing_nodes(scenario.placement)
         if problems:
             raise UsageError("the swarm engine cannot run scenario " + scenario.name + ": " + "; ".join(problems))
         return scenario.model_copy(update={"capture": False})
+
+    def _missing_nodes(self, placement) -> list[str]:
+        """What a scenario's `placement:` names that the swarm has no ready, active node of (asks
+        the manager only when the scenario names a node)."""
+        named = placement.named_nodes() if placement is not None else {}
+        if not named:
+            return []
+        nodes = self.ready_nodes()
+        return [f"{field}: the swarm has no ready, active node {node!r} (its nodes: {', '.join(nodes) or 'none'})"
+                for field, node in named.items() if node not in nodes]
 
     def cli(self, *args: str, timeout: float = 120) -> str:
         """The docker CLI against the swarm's manager (stacks are a CLI feature); its own output

@@ -5,8 +5,8 @@ services, commands, labels and hardening, and differs where swarm differs from c
 
 - the network is an attachable overlay, `internal` (no egress), labelled like the project;
 - each echo service is one task (`replicas: 1`, never restarted by swarm: a client that exits is
-  done), placed on a node by hostname: the server on the first node, clients spread over the
-  others (`placement`);
+  done), placed on a node by hostname: where the scenario's `placement:` says, else the server
+  on the first node and the clients spread over the others (`place`);
 - `endpoint_mode` is `dnsrr` where the nodes' kernels have no IPVS (a VIP answers "no route to
   host" there) and `vip` where they do; the engine probes which;
 - what swarm has no field for is dropped (`depends_on`: clients retry their connect; `build`,
@@ -27,26 +27,40 @@ from typing import Any
 import yaml
 
 from lab.errors import EngineError
-from lab.labels import NETWORK, RECORDS_VARIABLE, ROLE_LABEL
+from lab.labels import NETWORK, PLACE_ANYWHERE, PLACEMENT_LABEL, RECORDS_VARIABLE, ROLE_LABEL
 
 HELPERS = ("finished", "capture")  # plain compose's end marker; the capture of a host's bridge
 DROPPED = ("build", "depends_on", "restart", "pids_limit", "mem_limit", "security_opt", "tmpfs", "volumes",
            "cpu_shares")
 
 
-def place(services: dict[str, dict[str, Any]], nodes: list[str]) -> dict[str, str]:
-    """Service -> node hostname: the server (and anything not a client) on the first node,
-    clients round-robin over the other nodes (over the only node when there is one)."""
+def place(services: dict[str, dict[str, Any]], nodes: list[str]) -> dict[str, str | None]:
+    """Service -> node hostname, or None where the swarm chooses (a scenario's `placement: {server:
+    any}`). What a scenario places (its `PLACEMENT_LABEL`) goes where it says; the rest by default:
+    the server (and anything not a client) on the first node, unplaced clients round-robin over
+    the nodes other than the server's (over every node when there is no other, or the server may
+    go anywhere). A node the swarm does not offer is an error naming the ones it does."""
     if not nodes:
         raise EngineError("the swarm has no node that is ready and active")
-    spread = nodes[1:] or nodes
-    placement, turn = {}, 0
-    for name, service in services.items():
-        if (service.get("labels") or {}).get(ROLE_LABEL) == "client":
+
+    def declared(name: str) -> str | None:
+        node = (services[name].get("labels") or {}).get(PLACEMENT_LABEL)
+        if node is not None and node != PLACE_ANYWHERE and node not in nodes:
+            raise EngineError(f"service {name} is placed on node {node}, which the swarm does not have ready "
+                              f"and active; its nodes: {', '.join(nodes)}")
+        return node
+
+    clients = [name for name, s in services.items() if (s.get("labels") or {}).get(ROLE_LABEL) == "client"]
+    server = declared("server") if "server" in services else None
+    home = None if server == PLACE_ANYWHERE else (server or nodes[0])
+    placement: dict[str, str | None] = {name: home for name in services if name not in clients}
+    spread = [n for n in nodes if n != home] or nodes
+    turn = 0
+    for name in clients:
+        placement[name] = declared(name)
+        if placement[name] is None:
             placement[name] = spread[turn % len(spread)]
             turn += 1
-        else:
-            placement[name] = nodes[0]
     return placement
 
 
@@ -65,9 +79,10 @@ def to_stack(compose: dict[str, Any], *, nodes: list[str], endpoint_mode: str) -
             "replicas": 1,
             "endpoint_mode": endpoint_mode,
             "restart_policy": {"condition": "none"},
-            "placement": {"constraints": [f"node.hostname == {placement[name]}"]},
             "labels": labels,  # on the service too: the engine finds a run's services by them
         }
+        if placement[name] is not None:
+            deploy["placement"] = {"constraints": [f"node.hostname == {placement[name]}"]}
         # Bind mounts name this host's paths (the run directory), which the nodes do not have;
         # the engine reads each task's output from its node instead.
         volumes = [v for v in service.get("volumes") or [] if not _is_bind(v)]
