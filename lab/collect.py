@@ -61,6 +61,8 @@ class Normaliser:
         fields = {"container": origin.container, "service": origin.service}
         if origin.ip:
             fields["ip"] = origin.ip
+        if origin.node:
+            fields["node"] = origin.node
         self._last_ts: bytes | None = None
         self._suffix = b"," + json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[1:].encode()
 
@@ -127,6 +129,8 @@ class Normaliser:
         record.setdefault("role", self.origin.role)
         if self.origin.ip:
             record["ip"] = self.origin.ip
+        if self.origin.node:
+            record["node"] = self.origin.node
         text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
         # The merge key is the first 27 bytes: a record's `ts` has exactly that many.
         key = str(record["ts"]).encode()[:27].ljust(27, b"0")
@@ -233,7 +237,7 @@ def collect_run(engine: Engine, containers: Iterable[ContainerInfo], directory: 
             # program behind its socket watcher.
             owner = by_service.get(f"{info.service}-shaper") or by_service.get(f"{info.service}-sockets")
             info.ip = (owner.ip if owner else None) or _infer_ip(own_file, engine, info.id, has_file)
-        origin = Origin(container=info.name, service=info.service, role=info.role, ip=info.ip)
+        origin = Origin(container=info.name, service=info.service, role=info.role, ip=info.ip, node=info.node)
         timeline = timeline_dir / f"{info.name}.tl"
         try:
             # Its own records file has all of its output; only without one is Docker's copy read

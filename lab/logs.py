@@ -24,6 +24,8 @@ CONVERSATION_COLUMNS = [
     "sent", "echoed", "bytes", "rtt_p50_ms", "rtt_p95_ms", "server_conn", "flag",
 ]
 # The third view, from the run's capture (lab/wire, docs/wire.md).
+# Where the run spans nodes (a swarm): the node of each end, next to its address.
+NODE_COLUMNS = {"client_node": "client_ip", "server_node": "server_saw"}  # column -> the one it follows
 WIRE_COLUMNS = [
     "wire_client", "wire_server", "wire_packets_out", "wire_packets_in", "wire_bytes_out", "wire_bytes_in",
     "handshake_ms", "retransmissions", "fin", "rst", "lost_where", "wire_flag",
@@ -42,6 +44,7 @@ class Origin:
     service: str
     role: str
     ip: str | None = None
+    node: str | None = None  # the engine's node it ran on, where there are several (a swarm)
 
 
 def infer_ip(records: list[Record]) -> str | None:
@@ -71,6 +74,8 @@ class Conversation:
     rtt_p95_ms: float | None = None
     server_conn: int | None = None
     flag: str = "ok"
+    client_node: str | None = None  # the node each end ran on, where the run spans nodes
+    server_node: str | None = None
     rtts: array = field(default_factory=lambda: array("d"), repr=False)
     wire: dict[str, Any] = field(default_factory=dict, repr=False)  # WIRE_COLUMNS, once the wire view is joined
 
@@ -79,12 +84,30 @@ class Conversation:
         """The client's own view as `ip:port` (`[ip]:port` for IPv6), when its port is known."""
         return format_addr((self.client_ip, self.client_port)) if self.client_port else None
 
-    def row(self) -> dict[str, Any]:
+    def row(self, nodes: bool = False) -> dict[str, Any]:
+        """The row's columns (`conversation_columns(nodes)`): the node columns only with `nodes`."""
         data = asdict(self)
         data.pop("rtts")
         wire = data.pop("wire")
         data.update({column: wire.get(column) for column in WIRE_COLUMNS})
+        if not nodes:
+            for column in NODE_COLUMNS:
+                data.pop(column)
         return data
+
+
+def has_nodes(rows: Iterable[Conversation]) -> bool:
+    """Whether a run's rows name nodes (a multi-node engine); a one-host run's never do."""
+    return any(c.client_node or c.server_node for c in rows)
+
+
+def conversation_columns(nodes: bool = False) -> list[str]:
+    """clients.csv's columns; with `nodes`, each end's node follows its address."""
+    columns = []
+    for column in CONVERSATION_COLUMNS:
+        columns.append(column)
+        columns += [node for node, after in NODE_COLUMNS.items() if nodes and after == column]
+    return columns + WIRE_COLUMNS
 
 
 def join_views(events: Iterable[Record]) -> list[Conversation]:
@@ -119,6 +142,7 @@ class ViewJoiner:
         self.highest_seq: dict[Key, int] = {}
         self.server_first: dict[Key, Any] = {}  # the first (text, ts) the server received from each peer
         self.server_saw: dict[Key, Any] = {}  # each peer the server accepted / received from: its conn
+        self.server_node: dict[Key, str | None] = {}  # the node of the server that first saw each peer
         self.nat: set[str] = set()  # the addresses of masquerading routers (their `applied` records)
 
     def add(self, record: Record) -> None:
@@ -134,6 +158,7 @@ class ViewJoiner:
                 self.server_first.setdefault(key, (record.get("text"), record.get("ts")))
             if event == ("accepted" if proto == "tcp" else "received") and key not in self.server_saw:
                 self.server_saw[key] = record.get("conn")
+                self.server_node[key] = record.get("node")
 
     def _client(self, record: Record) -> None:
         event, proto = record.get("event"), record.get("proto")
@@ -145,7 +170,7 @@ class ViewJoiner:
                 self.conversations[key] = Conversation(
                     client=who(record), client_ip=address.rsplit(":", 1)[0].strip("[]"), proto=proto,
                     session=record.get("session"), client_port=port_of(address), server_saw=None,
-                    flag="client-only",
+                    flag="client-only", client_node=record.get("node"),
                 )
                 self.highest_seq[key] = 0
             return
@@ -170,12 +195,13 @@ class ViewJoiner:
         server_only: dict[Key, Conversation] = {}
         for (proto, peer), conn in self.server_saw.items():
             conv = self.conversations.get((proto, peer))
+            node = self.server_node.get((proto, peer))
             if conv is not None:
-                conv.server_saw, conv.server_conn, conv.flag = peer, conn, "ok"
+                conv.server_saw, conv.server_conn, conv.flag, conv.server_node = peer, conn, "ok", node
             else:
                 server_only[(proto, peer)] = Conversation(
                     client="?", client_ip=peer.rsplit(":", 1)[0].strip("[]"), proto=proto, session=None,
-                    client_port=None, server_saw=peer, server_conn=conn, flag="server-only",
+                    client_port=None, server_saw=peer, server_conn=conn, flag="server-only", server_node=node,
                 )
         _pair_mismatches(self.conversations, self.client_first, server_only, self.server_first, self.nat)
         rows = list(self.conversations.values()) + list(server_only.values())
@@ -204,7 +230,7 @@ def _pair_mismatches(conversations: dict[Key, Conversation], client_first: dict[
             continue
         skey = min(candidates, key=lambda k: (port_of(k[1]) != conv.client_port, _gap(sent, server_first[k][1])))
         other = server_only.pop(skey)
-        conv.server_saw, conv.server_conn = other.server_saw, other.server_conn
+        conv.server_saw, conv.server_conn, conv.server_node = other.server_saw, other.server_conn, other.server_node
         conv.flag = "nat" if other.client_ip in nat else "address-mismatch"
 
 
@@ -224,11 +250,13 @@ def _natural(name: str) -> tuple[str, int]:
 
 
 def conversations_csv(rows: list[Conversation]) -> str:
+    """clients.csv: one line per row; the node columns only when the run has nodes."""
+    nodes = has_nodes(rows)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CONVERSATION_COLUMNS + WIRE_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=conversation_columns(nodes), lineterminator="\n")
     writer.writeheader()
     for conv in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in conv.row().items()})
+        writer.writerow({k: ("" if v is None else v) for k, v in conv.row(nodes).items()})
     return buffer.getvalue()
 
 

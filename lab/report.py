@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lab.expect import Record, who
-from lab.logs import Conversation
+from lab.logs import Conversation, has_nodes
 from lab.verdict import Verdict
 
 FLAG_STYLE = {"ok": "green", "nat": "cyan", "client-only": "yellow", "server-only": "yellow", "address-mismatch": "red"}
@@ -19,10 +19,14 @@ VERDICT_STYLE = {Verdict.PASSED: "green", Verdict.FAILED: "red", Verdict.TIMEOUT
 
 
 def conversation_table(rows: list[Conversation], title: str = "Conversations") -> Table:
+    """One row per client socket. Where the run spans nodes (a swarm), a `nodes` column says which
+    node each end ran on; a one-host run's table has no such column."""
+    nodes = has_nodes(rows)
     table = Table(title=title, title_justify="left")
     for name, justify in [
         ("client", "left"), ("proto", "left"), ("client's own view\n(getsockname)", "left"),
-        ("server saw\n(accept/recvfrom)", "left"), ("sent", "right"), ("echoed", "right"), ("bytes", "right"),
+        ("server saw\n(accept/recvfrom)", "left"), *([("nodes\nclient → server", "left")] if nodes else []),
+        ("sent", "right"), ("echoed", "right"), ("bytes", "right"),
         ("rtt p50\nms", "right"), ("rtt p95\nms", "right"), ("flag", "left"),
     ]:
         table.add_column(name, justify=justify)
@@ -35,6 +39,7 @@ def conversation_table(rows: list[Conversation], title: str = "Conversations") -
             # escaped: an IPv6 `[addr]:port` is not console markup
             escape(c.own_address or "-"),
             escape(c.server_saw or "-"),
+            *([node_pair(c)] if nodes else []),
             str(c.sent),
             f"[{echoed_style}]{c.echoed}[/]" if echoed_style else str(c.echoed),
             str(c.bytes),
@@ -43,6 +48,11 @@ def conversation_table(rows: list[Conversation], title: str = "Conversations") -
             f"[{FLAG_STYLE.get(c.flag, 'yellow')}]{c.flag}[/]",  # a flag without a colour of its own: yellow
         )
     return table
+
+
+def node_pair(c: Conversation) -> str:
+    """`node2 → node1`: the client's node, then the server's (`-` where a side is unknown)."""
+    return f"{escape(c.client_node or '-')} → {escape(c.server_node or '-')}"
 
 
 def expectation_table(results: Iterable[Any]) -> Table:

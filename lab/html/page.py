@@ -16,6 +16,7 @@ from lab.html.ladder import ladder
 from lab.html.rundata import AT_SERVER, TO_CLIENT, TO_SERVER, RunData, Socket, load_run, loss_by_direction
 from lab.html.topology import topology
 from lab.html.wire import attach_wire
+from lab.logs import has_nodes
 
 REPORT_FILE = "report.html"
 PAGE_ROWS = 50  # table rows per page; the clients' ladders page by the same count
@@ -101,6 +102,7 @@ def render_report(run: RunData) -> str:
         "duration": _duration(manifest),
         "topology": topology(manifest, run.events, run.wire_summary, run.wire_note),
         "rows": [_row(s) for s in run.sockets],
+        "has_nodes": has_nodes(s.conversation for s in run.sockets),
         "clients": clients,
         "chart": rtt_chart(run.sockets, run.faults),
         "loss_rows": loss_rows,
@@ -131,6 +133,7 @@ def _row(sock: Socket) -> dict[str, Any]:
         "client": c.client + (f" #{c.session}" if c.session else ""),
         "proto": c.proto,
         "client_view": sock.address or "–",
+        "nodes": f"{c.client_node or '–'} → {c.server_node or '–'}",
         "server_view": (c.server_saw or "–") + (f" conn {c.server_conn}" if c.server_conn is not None else ""),
         "wire_view": wire.get("summary") or "",
         "wire_flag": wire.get("flag"),

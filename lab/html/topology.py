@@ -1,5 +1,7 @@
 """The run's topology as geometry for the SVG template: the lab network as a bar, the server
 above it, the clients below, a shaper box wherever traffic is impaired, and the capture point.
+Where the run spans nodes (a swarm), the clients are ordered by node and each node's hosts sit
+in a frame that names it.
 
 Read from the manifest (the resolved compose config and the containers' addresses) and the
 shapers' own `applied` records, so the drawing shows what ran, not what was asked for.
@@ -27,7 +29,7 @@ class Box:
     h: float
     title: str
     lines: list[str]
-    kind: str  # server | client | shaper | more | capture
+    kind: str  # server | client | shaper | more | capture | node (a frame around one node's hosts)
 
 
 @dataclass
@@ -47,6 +49,7 @@ def topology(manifest: dict[str, Any], events: list[Record], capture: dict[str, 
     config = _config(manifest)
     services = _services(manifest, config)
     ips = {c.get("service"): c.get("ip") for c in (manifest.get("containers") or {}).values()}
+    nodes = {c.get("service"): c.get("node") for c in (manifest.get("containers") or {}).values() if c.get("node")}
     shaping = {r.get("service"): r for r in events if r.get("role") == "shaper" and r.get("event") == "applied"}
     top = Topology()
     networks = list((config.get("networks") or {}).keys())
@@ -54,6 +57,8 @@ def topology(manifest: dict[str, Any], events: list[Record], capture: dict[str, 
                                            "internal (no route out)"]))
     servers = [s for s, role in services.items() if role == "server"] or ["server"]
     clients = [s for s, role in services.items() if role == "client"]
+    if nodes:
+        clients.sort(key=lambda name: (nodes.get(name) or "~", _natural(name)))  # unknown last
     model = manifest.get("scenario_model") or {}
     server_model = model.get("server") or {}
     protos = "/".join(server_model.get("proto") or ["tcp", "udp"])
@@ -61,12 +66,17 @@ def topology(manifest: dict[str, Any], events: list[Record], capture: dict[str, 
         w, x = 230, WIDTH / 2 - 115 + index * 250
         lines = [f"{ips.get(name) or '?'}:{server_model.get('port', 19200)} {protos}",
                  f"{server_model.get('mode', 'async')} server"]
+        if name in nodes:
+            top.boxes.append(_frame(nodes[name], x, x + w, 20, 62))
         top.boxes.append(Box(x, 20, w, 62, name, lines, "server"))
         _attach(top, name, x + w / 2, 82, BAR_Y, shaping)
     shown = clients if len(clients) <= MAX_CLIENTS else clients[:MAX_CLIENTS - 1]
     slots = len(shown) + (len(clients) > len(shown))
     gap = (WIDTH - 40) / max(slots, 1)
     w = min(150, gap - 12)
+    for node, first, last in _runs([nodes.get(name) for name in shown]):
+        x_first, x_last = (20 + gap * i + (gap - w) / 2 for i in (first, last))
+        top.boxes.append(_frame(node, x_first, x_last + w, 250, 50))
     for index, name in enumerate(shown):
         x = 20 + gap * index + (gap - w) / 2
         top.boxes.append(Box(x, 250, w, 50, name, [ips.get(name) or "?"], "client"))
@@ -84,6 +94,22 @@ def topology(manifest: dict[str, Any], events: list[Record], capture: dict[str, 
         top.capture = Box(28, BAR_Y - 66, 240, 50, "capture", lines, "capture")
     top.capture_note = capture_note
     return top
+
+
+def _frame(node: str, left: float, right: float, y: float, h: float) -> Box:
+    """A frame around the boxes from `left` to `right` (drawn behind them), named after their node."""
+    return Box(left - 6, y - 17, right - left + 12, h + 23, node, [], "node")
+
+
+def _runs(nodes: list[str | None]) -> list[tuple[str, int, int]]:
+    """(node, first index, last index) of each run of equal, known nodes in order."""
+    runs: list[tuple[str, int, int]] = []
+    for index, node in enumerate(nodes):
+        if node and runs and runs[-1][0] == node and runs[-1][2] == index - 1:
+            runs[-1] = (node, runs[-1][1], index)
+        elif node:
+            runs.append((node, index, index))
+    return runs
 
 
 def _attach(top: Topology, service: str, x: float, y_from: float, y_to: float, shaping: dict[str, Record]) -> None:
