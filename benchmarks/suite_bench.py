@@ -37,6 +37,8 @@ def lab_test(out: Path, jobs: int | None, names: list[str]) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "LAB_HOME": str(ROOT)})
     wall = time.monotonic() - began
     runs = {}
+    if not junit.is_file():
+        sys.exit(f"lab test wrote no JUnit file (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     root = ET.parse(junit).getroot()
     for case in root.iter("testcase"):
         outcome = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")

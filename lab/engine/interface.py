@@ -46,6 +46,19 @@ class LabelledProject:
     run_dir: str | None = None  # the run directory of a `lab run`
 
 
+def labelled_entry(projects: dict[str, LabelledProject], key: str, labels: dict[str, str]) -> LabelledProject:
+    """Project `key`'s entry in `projects` (made when new), with what one resource's labels say of
+    its owner, test session, run and run directory: the first resource that says it wins."""
+    from lab.labels import OWNER_LABEL, RUN_DIR_LABEL, RUN_LABEL, SESSION_LABEL
+
+    entry = projects.setdefault(key, LabelledProject(key))
+    entry.owner = entry.owner or labels.get(OWNER_LABEL)
+    entry.session = entry.session or labels.get(SESSION_LABEL)
+    entry.run = entry.run or labels.get(RUN_LABEL)
+    entry.run_dir = entry.run_dir or labels.get(RUN_DIR_LABEL)
+    return entry
+
+
 @runtime_checkable
 class Project(Protocol):
     """One run's containers and network, brought up and down as a whole."""

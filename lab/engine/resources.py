@@ -7,8 +7,8 @@ import os
 
 from lab.engine.connection import DockerConnection, docker_module, sdk_call
 from lab.engine.containers import PROJECT_LABEL, info_from_list
-from lab.engine.interface import LabelledProject
-from lab.labels import MANAGED_LABEL, OWNER_LABEL, RUN_DIR_LABEL, RUN_LABEL, SESSION_LABEL
+from lab.engine.interface import LabelledProject, labelled_entry
+from lab.labels import MANAGED_LABEL
 
 
 class LabelledResources(DockerConnection):
@@ -20,13 +20,7 @@ class LabelledResources(DockerConnection):
         projects: dict[str, LabelledProject] = {}
 
         def entry_for(labels: dict[str, str], name: str) -> LabelledProject:
-            key = labels.get(PROJECT_LABEL) or name
-            entry = projects.setdefault(key, LabelledProject(key))
-            entry.owner = entry.owner or labels.get(OWNER_LABEL)
-            entry.session = entry.session or labels.get(SESSION_LABEL)
-            entry.run = entry.run or labels.get(RUN_LABEL)
-            entry.run_dir = entry.run_dir or labels.get(RUN_DIR_LABEL)
-            return entry
+            return labelled_entry(projects, labels.get(PROJECT_LABEL) or name, labels)
 
         for row in self.client.api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=true"}):
             info = info_from_list(row)

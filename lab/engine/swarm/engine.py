@@ -29,10 +29,11 @@ from pathlib import Path
 import yaml
 
 from lab.engine import ContainerInfo, LabelledProject
+from lab.engine.interface import labelled_entry
 from lab.engine.swarm.docker_api import connect, docker_errors, sdk_errors
 from lab.engine.swarm.stack import to_stack, to_yaml
 from lab.errors import EngineError, UsageError
-from lab.labels import MANAGED_LABEL, NETWORK, OWNER_LABEL, ROLE_LABEL, RUN_LABEL, SERVICE_LABEL, SESSION_LABEL
+from lab.labels import MANAGED_LABEL, NETWORK, ROLE_LABEL, SERVICE_LABEL
 
 STACK_LABEL = "com.docker.stack.namespace"
 # A record's time, at the front of its line (lab/records/writer.py), as `docker logs --timestamps` puts it.
@@ -394,12 +395,7 @@ class SwarmEngine:
         selector = {"label": f"{MANAGED_LABEL}=true"}
 
         def entry_for(labels: dict[str, str], name: str) -> LabelledProject:
-            key = labels.get(STACK_LABEL) or name
-            entry = projects.setdefault(key, LabelledProject(key))
-            entry.owner = entry.owner or labels.get(OWNER_LABEL)
-            entry.session = entry.session or labels.get(SESSION_LABEL)
-            entry.run = entry.run or labels.get(RUN_LABEL)
-            return entry
+            return labelled_entry(projects, labels.get(STACK_LABEL) or name, labels)
 
         for service in self.manager.api.services(filters=selector):
             labels = service["Spec"].get("Labels") or {}
