@@ -161,7 +161,7 @@ def render(
         client = node(name, "client")
         if placement is not None and placement.node_of_client(name):
             client["labels"][PLACEMENT_LABEL] = placement.node_of_client(name)
-        target = t.server_target(name) if t else ("server", scenario.server.port)
+        target = t.server_target(name) if t else (["server"], scenario.server.port)
         command = ["python3", "-m", "lab.echo", "client", *client_args(scenario, spec, *target)]
         if spec.program:
             command = _program_command(spec.program)
@@ -370,9 +370,12 @@ def start_deadline(scenario: Scenario) -> float:
     return 120 + 2 * containers
 
 
-def client_args(scenario: Scenario, spec: ClientSpec, server: str = "server", port: int | None = None) -> list[str]:
+def client_args(scenario: Scenario, spec: ClientSpec, servers: list[str] | None = None,
+                port: int | None = None) -> list[str]:
+    """The echo client's options; `servers` are the addresses it talks to in turn (a dual-stack
+    client names the server's IPv4 and IPv6 address)."""
     args = [
-        "--server", server,
+        "--server", ",".join(servers or ["server"]),
         "--port", str(port or scenario.server.port),
         "--proto", ",".join(spec.proto),
         "--interval", f"{spec.interval:g}",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.scenario import Scenario
-from lab.topology import Family, Layout, ServerRoute, choose_subnets, fixed_subnets, plan_layout, server_route
+from lab.topology import Family, Layout, ServerRoute, choose_subnets, fixed_subnets, plan_layout, server_routes
 from lab.wire.service import bridge_name
 
 NET_READY_FILE = "/tmp/net-ready"
@@ -48,19 +48,25 @@ class Topology:
             return s.routers[host].networks
         return s.client(host).networks or first
 
-    def route_to_server(self, client: str) -> ServerRoute:
+    def routes_to_server(self, client: str) -> list[ServerRoute]:
+        """One way to the server per family the client talks over (one when it names none)."""
         s = self.scenario
-        route = server_route(client, self.host_networks(client), self.host_networks("server"), s.networks,
-                             s.routers, s.client(client).family, s.server.port)
-        assert isinstance(route, ServerRoute), route  # the model's check refused the scenario otherwise
-        return route
+        routes = server_routes(client, self.host_networks(client), self.host_networks("server"), s.networks,
+                               s.routers, s.client(client).family, s.server.port)
+        assert not isinstance(routes, str), routes  # the model's check refused the scenario otherwise
+        return routes
 
-    def server_target(self, client: str) -> tuple[str, int]:
-        """The address and port a client sends to."""
-        route = self.route_to_server(client)
-        if route.forwarded_port is not None:
-            return self.layout.address(route.router, route.network, route.family), route.forwarded_port
-        return self.layout.address("server", route.server_network, route.family), self.scenario.server.port
+    def server_target(self, client: str) -> tuple[list[str], int]:
+        """The addresses a client sends to (one per family, in the scenario's order) and the
+        port, the same for each (the model refuses a client whose families differ in port)."""
+        addresses, port = [], self.scenario.server.port
+        for route in self.routes_to_server(client):
+            if route.forwarded_port is not None:
+                addresses.append(self.layout.address(route.router, route.network, route.family))
+                port = route.forwarded_port
+            else:
+                addresses.append(self.layout.address("server", route.server_network, route.family))
+        return addresses, port
 
     def bridge(self, network: str) -> str:
         return f"{self.token}-{list(self.networks).index(network)}"
@@ -86,13 +92,13 @@ class Topology:
 
         if host == "server":
             for client in s.client_names():
-                route = self.route_to_server(client)
-                if route.router and route.network not in s.routers[route.router].masquerade:
-                    via(route.router, route.server_network)
+                for route in self.routes_to_server(client):
+                    if route.router and route.network not in s.routers[route.router].masquerade:
+                        via(route.router, route.server_network)
         elif host in s.client_names():
-            route = self.route_to_server(host)
-            if route.router and route.forwarded_port is None:
-                via(route.router, route.network)
+            for route in self.routes_to_server(host):
+                if route.router and route.forwarded_port is None:
+                    via(route.router, route.network)
         return list(vias.values())
 
 

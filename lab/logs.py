@@ -138,7 +138,7 @@ class ViewJoiner:
     def __init__(self) -> None:
         self.conversations: dict[Key, Conversation] = {}
         self.client_first: dict[Key, Any] = {}  # each client socket's first message (text, ts)
-        self.current: dict[tuple[str, str, int], Key] = {}  # (client, proto, session) -> its socket now
+        self.current: dict[tuple[str, str, int, str], Key] = {}  # (client, proto, session, family) -> its socket now
         self.highest_seq: dict[Key, int] = {}
         self.server_first: dict[Key, Any] = {}  # the first (text, ts) the server received from each peer
         self.server_saw: dict[Key, Any] = {}  # each peer the server accepted / received from: its conn
@@ -162,7 +162,9 @@ class ViewJoiner:
 
     def _client(self, record: Record) -> None:
         event, proto = record.get("event"), record.get("proto")
-        socket_of = (who(record), str(proto), int(record.get("session") or 0))
+        # A dual-stack client runs session 0 once per family: the server address it talks to
+        # (`peer`, on every record of a socket) tells the two sockets apart.
+        socket_of = (who(record), str(proto), int(record.get("session") or 0), _family(record.get("peer")))
         if event in ("connected", "bound") and record.get("local"):
             address = client_address(record)
             key = self.current[socket_of] = (proto, address)
@@ -232,6 +234,11 @@ def _pair_mismatches(conversations: dict[Key, Conversation], client_first: dict[
         other = server_only.pop(skey)
         conv.server_saw, conv.server_conn, conv.server_node = other.server_saw, other.server_conn, other.server_node
         conv.flag = "nat" if other.client_ip in nat else "address-mismatch"
+
+
+def _family(peer: str | None) -> str:
+    """`ipv6` for a bracketed peer (`[fd5c::3]:19200`), else `ipv4` (also when unknown)."""
+    return "ipv6" if peer and str(peer).startswith("[") else "ipv4"
 
 
 def _gap(sent: str | None, heard: str | None) -> float:

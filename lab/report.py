@@ -119,7 +119,7 @@ def timeline_lines(events: list[Record]) -> Iterable[str]:
                 if r.get(key) is not None and not (key == "session" and r[key] == 0):
                     parts.append(f"{key}={r[key]}")
             if r.get("event") == "summary":
-                for key in ("sent", "echoed", "lost", "mismatched", "rtt_p50_ms", "rtt_p95_ms", "connections",
+                for key in ("family", "sent", "echoed", "lost", "mismatched", "rtt_p50_ms", "rtt_p95_ms", "connections",
                             "datagrams", "ok"):
                     if r.get(key) is not None:
                         parts.append(f"{key}={r[key]}")

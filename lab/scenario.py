@@ -20,6 +20,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -56,6 +57,23 @@ def _distinct_protos(value: list[str]) -> list[str]:
 
 
 Protos = Annotated[list[Proto], AfterValidator(_distinct_protos)]
+
+
+def _one_family_or_many(value: object) -> object:
+    """`family: ipv6` is the one-family list `[ipv6]`."""
+    return [value] if isinstance(value, str) else value
+
+
+def _distinct_families(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("at least one of ipv4, ipv6")
+    if len(set(value)) != len(value):
+        raise ValueError("each family once")
+    return value
+
+
+# ipv4, ipv6, or both as a list: a dual-stack client talks to the server over each in turn.
+Families = Annotated[list[Family], BeforeValidator(_one_family_or_many), AfterValidator(_distinct_families)]
 
 
 class Model(BaseModel):
@@ -137,7 +155,8 @@ class ClientSpec(Model):
     impair: Impairment | None = None
     program: Program | None = None  # a learner's own client instead of the echo client
     networks: list[str] | None = Field(default=None, description="names from `networks:`; default the first")
-    family: Family | None = Field(default=None, description="ipv4 or ipv6 toward the server; default ipv4 where both")
+    family: Families | None = Field(
+        default=None, description="ipv4, ipv6 or [ipv4, ipv6] (each in turn) toward the server; default ipv4 where both")
     source_port: Annotated[int, Field(ge=1024, le=65535)] | None = Field(
         default=None, description="bind to this source port (two clients behind one NAT may share it)")
 
@@ -151,6 +170,9 @@ class ClientSpec(Model):
             self._fits_a_datagram()
         if self.source_port is not None and self.sessions != 1:
             raise field_error("source_port", "one source port serves one session: leave sessions at 1")
+        if self.program is not None and self.family and len(self.family) > 1:
+            raise field_error("family", "a learner's program talks to the one address its args name: "
+                                        "give one family (ipv4 or ipv6), or use the lab's echo client")
         return self
 
     def _fits_a_datagram(self) -> None:

@@ -112,7 +112,7 @@ class RouterSpec(_Model):
 
 def check_topology(networks: dict[str, NetworkDef] | None, routers: dict[str, RouterSpec],
                    hosts: dict[str, list[str] | None], server_networks: list[str] | None,
-                   families: dict[str, Family | None], port: int) -> None:
+                   families: dict[str, list[Family] | None], port: int) -> None:
     """Every name a host or router uses exists, every client can reach the server, and each
     host's addresses fit its networks. Raises ValueError naming the field."""
     if networks is None:
@@ -145,9 +145,14 @@ def check_topology(networks: dict[str, NetworkDef] | None, routers: dict[str, Ro
             raise ValueError(f"{where}.networks: one or more networks, each once")
     server_nets = _server_nets(server_networks, networks)
     for host, nets in hosts.items():
-        route = server_route(host, nets or [next(iter(networks))], server_nets, networks, routers, families.get(host), port)
-        if isinstance(route, str):
-            raise ValueError(f"clients.each.{host}: {route}")
+        routes = server_routes(host, nets or [next(iter(networks))], server_nets, networks, routers,
+                               families.get(host), port)
+        if isinstance(routes, str):
+            raise ValueError(f"clients.each.{host}: {routes}")
+        ports = {f"{r.family} at port {r.forwarded_port or port}" for r in routes}
+        if len({r.forwarded_port for r in routes}) > 1:
+            raise ValueError(f"clients.each.{host}.family: the server is at different ports over each family "
+                             f"({', '.join(sorted(ports))}); a client talks to one port: give one family")
 
 
 def _server_nets(server_networks: list[str] | None, networks: dict[str, NetworkDef]) -> list[str]:
@@ -168,6 +173,19 @@ class ServerRoute:
     @property
     def nat(self) -> bool:
         return self.forwarded_port is not None
+
+
+def server_routes(host: str, nets: list[str], server_nets: list[str], networks: dict[str, NetworkDef],
+                  routers: dict[str, RouterSpec], families: list[Family] | None, port: int) -> list[ServerRoute] | str:
+    """The way to the server over each of a client's families (one way, in the default family,
+    when it names none), or a sentence saying why one of them has none."""
+    routes = []
+    for family in families or [None]:
+        route = server_route(host, nets, server_nets, networks, routers, family, port)
+        if isinstance(route, str):
+            return route
+        routes.append(route)
+    return routes
 
 
 def server_route(host: str, nets: list[str], server_nets: list[str], networks: dict[str, NetworkDef],

@@ -2,6 +2,8 @@
 
 `python3 -m lab.echo client [options]`. Each protocol runs --sessions concurrent sessions
 (threads, each with its own socket and ephemeral port) and ends with one `summary` record.
+`--server A,B` talks to each address in turn (a dual-stack client: the server's IPv4 and IPv6
+address), every protocol to each, so one summary per address and protocol.
 Exit 0 only if every summary is ok; 1 when a conversation failed; 2 for bad options.
 
 Longer than most modules: the option parser and the plan built from it stay beside the
@@ -21,7 +23,7 @@ import traceback
 from collections.abc import Callable
 
 from lab.echo.barrier import BarrierTimeout, mark_ready, wait_for_start
-from lab.echo.client_core import ClientPlan, SessionTally, StopFlag, prime_resolution
+from lab.echo.client_core import ClientPlan, SessionTally, StopFlag, family_of, prime_resolution
 from lab.echo.client_tcp import run_tcp_session
 from lab.echo.client_udp import run_udp_session
 from lab.records.options import DEFAULT_PORT, UDP_PAYLOAD_MAX, OneLineParser, exit_status
@@ -74,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python3 -m lab.echo client", add_help=True,
                 description="Send messages to the echo server, wait for each echo, check it, log it all as "
                             "JSON lines (docs/log-schema.md). Exit 0 ok, 1 conversation failed, 2 bad options.")
-    p.add_argument("--server", default="127.0.0.1", help="server name or IPv4/IPv6 address (default 127.0.0.1)")
+    p.add_argument("--server", default="127.0.0.1",
+                   help="server name or IPv4/IPv6 address; several, comma-separated, are talked to in turn "
+                        "(default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})")
     p.add_argument("--proto", default="tcp,udp", help="tcp, udp or tcp,udp (default: TCP then UDP)")
     p.add_argument("--message", action="append", default=[], metavar="TEXT",
@@ -126,7 +130,9 @@ def plan_from_args(args: argparse.Namespace) -> ClientPlan:
     protos = tuple(dict.fromkeys(part.strip().lower() for part in args.proto.split(",") if part.strip()))
     _check(bool(protos) and all(proto in RUNNERS for proto in protos),
            f"--proto: expected tcp, udp or tcp,udp, got {args.proto!r}")
-    _check(args.server.strip() != "", "--server: empty host")
+    servers = tuple(part.strip() for part in args.server.split(","))
+    _check(all(servers), f"--server: an empty host in {args.server!r}")
+    _check(len(set(servers)) == len(servers), f"--server: each address once, got {args.server!r}")
     _check(1 <= args.port <= 65535, f"--port: {args.port} is not in 1..65535")
     texts = list(args.message)
     if args.messages is not None:
@@ -163,7 +169,7 @@ def plan_from_args(args: argparse.Namespace) -> ClientPlan:
                         (args.start_deadline, "--start-deadline"), (args.start_delay, "--start-delay")):
         _check(value == value and value != float("inf"), f"{name}: must be a finite number")
     return ClientPlan(
-        server=args.server.strip(), port=args.port, protos=protos, messages=tuple(messages),
+        server=servers[0], servers=servers, port=args.port, protos=protos, messages=tuple(messages),
         interval=args.interval, timeout=args.timeout, retries=args.retries, max_loss=args.max_loss,
         sessions=args.sessions, connect_timeout=args.connect_timeout,
         reconnect=args.reconnect or args.reconnect_for is not None,
@@ -237,16 +243,19 @@ def run_proto(plan: ClientPlan, proto: str, writer: RecordWriter, stop: StopFlag
 
 
 def run(plan: ClientPlan, writer: RecordWriter, stop: StopFlag) -> int:
-    """TCP then UDP (as asked); one summary per protocol, including ones never started."""
+    """Each server address in turn, TCP then UDP (as asked) to each; one summary per address and
+    protocol, including ones never started. A summary names its `server` (and its `family`
+    for an address literal), so two families' conversations never read as one."""
     all_ok = True
-    for proto in plan.protos:
-        if stop.is_set():
-            tallies: list[SessionTally] = []
-        else:
-            tallies = run_proto(plan, proto, writer, stop)
-        fields = summarize(plan, proto, tallies, stop.is_set())
-        writer.emit(proto, "summary", **fields)
-        all_ok = all_ok and fields["ok"]
+    for target in plan.targets():
+        for proto in plan.protos:
+            if stop.is_set():
+                tallies: list[SessionTally] = []
+            else:
+                tallies = run_proto(target, proto, writer, stop)
+            fields = summarize(target, proto, tallies, stop.is_set())
+            writer.emit(proto, "summary", server=target.server, family=family_of(target.server), **fields)
+            all_ok = all_ok and fields["ok"]
     return 0 if all_ok else 1
 
 
@@ -255,7 +264,8 @@ def _started(args: argparse.Namespace, plan: ClientPlan, writer: RecordWriter, s
     opened (a stop meanwhile is True: the sessions then report the interruption themselves)."""
     if args.start_file:
         kinds = {"tcp": socket.SOCK_STREAM, "udp": socket.SOCK_DGRAM}
-        prime_resolution(plan.server, plan.port, [kinds[proto] for proto in plan.protos])
+        for target in plan.targets():
+            prime_resolution(target.server, plan.port, [kinds[proto] for proto in plan.protos])
         try:
             if args.ready_file:
                 mark_ready(args.ready_file)

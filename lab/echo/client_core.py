@@ -7,13 +7,14 @@ the client promptly even while a session is blocked on a slow server.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import select
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from lab.records.schema import format_addr, text_fields
@@ -41,6 +42,21 @@ class ClientPlan:
     reconnect: bool
     reconnect_for: float
     source_port: int = 0  # 0: the OS picks an ephemeral port
+    # Every address the client talks to, in turn (`--server A,B`: a dual-stack client gives the
+    # server's IPv4 and IPv6 address); `server` is the one the sessions of the moment use.
+    servers: tuple[str, ...] = ()
+
+    def targets(self) -> list[ClientPlan]:
+        """One plan per server address, each run through every protocol."""
+        return [replace(self, server=server) for server in self.servers or (self.server,)]
+
+
+def family_of(server: str) -> str | None:
+    """`ipv4` or `ipv6` for an address literal; None for a name (it resolves to either)."""
+    try:
+        return f"ipv{ipaddress.ip_address(server.strip('[]')).version}"
+    except ValueError:
+        return None
 
 
 def bind_source_port(sock: socket.socket, family: int, port: int) -> None:

@@ -22,7 +22,8 @@ def _faults(events: list[Record], actions: Sequence[str], target: str | None) ->
 
 
 class ClientsOk(Scoped):
-    """Every client printed a summary for each protocol it ran, and every summary is ok."""
+    """Every client printed a summary for each protocol it ran, and every summary is ok (a
+    dual-stack client prints one per protocol and server address: each must be ok)."""
 
     check: Literal["clients_ok"]
     min: Count = Field(1, description="At least this many clients")
@@ -35,23 +36,26 @@ class ClientsOk(Scoped):
 
     def evaluate(self, events):
         ran: dict[str, set[str]] = {}
-        summaries: dict[tuple[str, str], Record] = {}
+        summaries: dict[tuple[str, str], list[Record]] = {}
         for rec in q.select(events, "client", proto=self.proto, services=self._services()):
             ran.setdefault(q.who(rec), set())
             if rec.get("proto"):
                 ran[q.who(rec)].add(rec["proto"])
             if rec.get("event") == "summary" and rec.get("proto"):
-                summaries[(q.who(rec), rec["proto"])] = rec
+                summaries.setdefault((q.who(rec), rec["proto"]), []).append(rec)
         if not ran:
             return self._no_data(f"no {self._scope()}client record")
         bad = []
         for client, protos in sorted(ran.items()):
             for proto in sorted(protos) or ["any"]:
-                summary = summaries.get((client, proto))
-                if summary is None:
+                found = summaries.get((client, proto))
+                if not found:
                     bad.append(f"{client} {proto}: no summary")
-                elif summary.get("ok") is not True:
-                    bad.append(f"{client} {proto}: {summary.get('reason') or 'not ok'}")
+                several = len(found or []) > 1
+                for summary in found or []:
+                    if summary.get("ok") is not True:
+                        to = f" {summary.get('family') or summary.get('server')}" if several else ""
+                        bad.append(f"{client} {proto}{to}: {summary.get('reason') or 'not ok'}")
         failed = {b.split(" ", 1)[0] for b in bad}
         good = len(ran) - len(failed)
         return self._result(not bad and len(ran) >= self.min, f"{good}/{len(ran)} clients ok", listed(bad),

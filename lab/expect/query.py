@@ -55,6 +55,11 @@ def normal_addr(text: str, own_ip: str | None = None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def family_of(address: str) -> str:
+    """`ipv6` or `ipv4` for a normalised address (an IPv4-mapped peer is already plain IPv4)."""
+    return "ipv6" if address.startswith("[") else "ipv4"
+
+
 def port_of(address: str) -> int:
     return split_addr(address)[1]
 

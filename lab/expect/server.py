@@ -68,21 +68,26 @@ class DistinctPeers(Bounded, BaseExpectation):
 
     check: Literal["distinct_peers"]
     proto: ProtoFilter = "any"
+    family: Literal["ipv4", "ipv6", "any"] = Field(
+        "any", description="count only IPv4 peers (IPv4-mapped ones included) or only IPv6 ones")
     min: Count | None = None
     max: Count | None = None
     equals: Count | None = None
 
     def title(self) -> str:
         scope = "" if self.proto == "any" else f"{self.proto} "
+        scope += "" if self.family == "any" else f"{self.family} "
         return f"server saw {self.expected()} distinct {scope}peers"
 
     def expected(self) -> str:
         return range_text(*self.bounds)
 
     def evaluate(self, events):
-        peers = distinct_peers(events, self.proto)
+        peers = {(p, addr) for p, addr in distinct_peers(events, self.proto)
+                 if self.family == "any" or q.family_of(addr) == self.family}
         if not peers:
-            return self._no_data("the server accepted or received nothing")
+            scope = "" if self.family == "any" else f" over {self.family}"
+            return self._no_data(f"the server accepted or received nothing{scope}")
         return self._result(within(len(peers), *self.bounds), f"{len(peers)} peers", value=float(len(peers)))
 
 

@@ -36,6 +36,7 @@ def test_client_help_lists_its_options():
     ["client", "--message", ""], ["client", "--size", "70000"], ["client", "--interval", "nan"],
     ["client", "--reconnect-for", "-1"], ["client", "--unknown"], ["client", "--size", "10", "--message", "x"],
     ["client", "--source-port", "40000", "--sessions", "2"], ["client", "--source-port", "70000"],
+    ["client", "--server", "10.0.0.1,"], ["client", "--server", "::1,::1"],
 ])
 def test_bad_options_exit_2_with_one_line(args):
     result = run_module(*args)

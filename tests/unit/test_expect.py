@@ -339,3 +339,38 @@ def test_the_message_tally_holds_one_message_per_session_not_every_record():
     assert (tally.sends, tally.unanswered, tally.messages, tally.intact) == (44_000, 8_000, 40_000, 36_000)
     assert tally.describe_not_intact()[0] == "client1 udp s0 #10: no reply"
     assert len(tally.first_not_intact) == 20 and most_alive <= 2
+
+
+def _dual_stack_records(ok6: bool = True, v6: bool = True) -> list[dict]:
+    """client1 over both families (TCP), each with its own socket and summary."""
+    base = {"v": 1, "ts": "2026-11-25T08:00:00.000000Z"}
+    out = []
+    for family, local, peer, seen, ok in (
+        ("ipv4", "10.78.1.3:40000", "10.78.2.3:19200", "[::ffff:10.78.1.3]:40000", True),
+        ("ipv6", "[fd5c::3]:40001", "[fd5c:2::3]:19200", "[fd5c::3]:40001", ok6),
+    ):
+        if family == "ipv6" and not v6:
+            continue
+        out += [
+            {**base, "host": "client1", "role": "client", "proto": "tcp", "event": "connected", "local": local,
+             "peer": peer, "session": 0},
+            {**base, "host": "server", "role": "server", "proto": "tcp", "event": "accepted", "peer": seen, "conn": 1},
+            {**base, "host": "client1", "role": "client", "proto": "tcp", "event": "summary", "ok": ok,
+             "server": peer.rsplit(":", 1)[0].strip("[]"), "family": family,
+             **({} if ok else {"reason": "session 0: connect: refused"})},
+        ]
+    return out
+
+
+def test_clients_ok_judges_each_family_of_a_dual_stack_client():
+    assert check("- check: clients_ok", _dual_stack_records()).passed
+    res = check("- check: clients_ok", _dual_stack_records(ok6=False))
+    assert not res.passed and "client1 tcp ipv6: session 0: connect: refused" in res.detail
+
+
+def test_distinct_peers_per_family_fails_when_one_family_is_missing():
+    assert check("- {check: distinct_peers, family: ipv4, equals: 1}", _dual_stack_records()).passed
+    assert check("- {check: distinct_peers, family: ipv6, equals: 1}", _dual_stack_records()).passed
+    res = check("- {check: distinct_peers, family: ipv6, equals: 1}", _dual_stack_records(v6=False))
+    assert not res.passed and "over ipv6" in res.detail
+    assert "ipv6" in res.name

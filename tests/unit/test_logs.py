@@ -88,3 +88,37 @@ def test_filter_by_client_keeps_the_servers_records_about_it():
     picked = filter_events(events, client="client1")
     assert len(picked) == 5
     assert all(r.get("peer") != "10.77.0.12:1" for r in picked)
+
+
+def _dual_stack_client(records_order=lambda v4, v6: v4 + v6):
+    """client1 talks TCP session 0 to the server's IPv4 address, then to its IPv6 address; the
+    dual-stack server logs the IPv4 peer IPv4-mapped."""
+    def one(local, peer, server_peer, text, conn):
+        client = {"service": "client1", "role": "client", "proto": "tcp", "local": local, "peer": peer, "session": 0}
+        server = {"service": "server", "role": "server", "proto": "tcp", "peer": server_peer, "conn": conn}
+        return [
+            rec(**client, event="connected"),
+            rec(**client, event="sent", seq=1, bytes=len(text), text=text),
+            rec(**server, event="accepted"),
+            rec(**server, event="received", bytes=len(text), text=text),
+            rec(**client, event="reply", seq=1, bytes=len(text), rtt_ms=0.4, intact=True),
+        ]
+    v4 = one("10.78.1.3:40000", "10.78.2.3:19200", "[::ffff:10.78.1.3]:40000", "four", 1)
+    v6 = one("[fd5c:1ab:0:1::3]:40001", "[fd5c:1ab:0:2::3]:19200", "[fd5c:1ab:0:1::3]:40001", "six", 2)
+    return records_order(v4, v6)
+
+
+def test_join_keeps_a_dual_stack_clients_families_apart():
+    rows = join_views(_dual_stack_client())
+    assert [(r.client, r.own_address, r.server_saw, r.sent, r.echoed, r.flag) for r in rows] == [
+        ("client1", "10.78.1.3:40000", "10.78.1.3:40000", 1, 1, "ok"),
+        ("client1", "[fd5c:1ab:0:1::3]:40001", "[fd5c:1ab:0:1::3]:40001", 1, 1, "ok"),
+    ]
+
+
+def test_join_keeps_the_families_apart_when_their_records_interleave():
+    def interleave(v4, v6):
+        return [r for pair in zip(v4, v6, strict=True) for r in pair]
+    rows = join_views(_dual_stack_client(interleave))
+    assert [(r.own_address, r.sent, r.echoed, r.flag) for r in rows] == [
+        ("10.78.1.3:40000", 1, 1, "ok"), ("[fd5c:1ab:0:1::3]:40001", 1, 1, "ok")]

@@ -241,3 +241,67 @@ def test_the_forwarding_request_is_an_rtnetlink_newlink_with_the_ipv4_conf():
     assert struct.unpack_from("=I", attrs, 16) == (1,)
     error = struct.pack("=IHHIIi", 36, 2, 0, 3, 0, -1)
     assert acknowledgement(error) == 1 and acknowledgement(struct.pack("=IHHIIi", 36, 2, 0, 3, 0, 0)) == 0
+
+
+DUAL = """\
+description: x
+networks: {lan: {ipv6: true}, dmz: {ipv6: true}}
+routers: {gw: {networks: [lan, dmz]}}
+server: {networks: [dmz]}
+clients:
+  count: 3
+  networks: [lan]
+  family: [ipv4, ipv6]
+  each: {client2: {family: ipv6}, client3: {family: [ipv6, ipv4]}}
+"""
+
+
+def test_a_client_of_both_families_gets_the_servers_address_of_each_in_order(tmp_path):
+    s = scenario_of(tmp_path, DUAL)
+    assert s.client("client1").family == ["ipv4", "ipv6"]
+    assert s.client("client2").family == ["ipv6"]  # one family reads as a list of one
+    services = render(s)["services"]
+    dmz = fixed_subnets(s.networks)["dmz"]
+
+    def servers(client):
+        cmd = services[client]["command"]
+        return cmd[cmd.index("--server") + 1].split(",")
+
+    server4 = str(ipaddress.ip_network(dmz["ipv4"]).network_address + 3)  # after the gateway and gw
+    server6 = str(ipaddress.ip_network(dmz["ipv6"]).network_address + 3)
+    assert servers("client1") == [server4, server6]
+    assert servers("client2") == [server6]
+    assert servers("client3") == [server6, server4]
+    # its route helper routes both families through gw
+    gw = services["gw"]["networks"]["lan"]
+    helper = services["client1-net"]["command"]
+    assert [helper[i + 1] for i, a in enumerate(helper) if a == "--route"] == [gw["ipv4_address"], gw["ipv6_address"]]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("networks: {a: {ipv6: true}}\nclients: {family: [ipv4, ipv4]}\n", "clients.family: Value error, each family once"),
+    ("networks: {a: {ipv6: true}}\nclients: {family: []}\n", "clients.family: Value error, at least one of ipv4, ipv6"),
+    ("networks: {a: {ipv6: true}}\nclients: {family: [ipv4, ipv5]}\n", "clients.family.1: Input should be 'ipv4' or 'ipv6'"),
+    ("networks: {a: {}}\nclients: {family: [ipv4, ipv6]}\n", "cannot reach the server over ipv6"),
+    ("clients: {family: [ipv4, ipv6]}\n", "clients.family: needs `networks:`"),
+    ("networks: {a: {ipv6: true}}\nclients: {family: [ipv4, ipv6], program: {command: [python3, x.py]}}\n",
+     "clients.family: a learner's program talks to the one address"),
+])
+def test_bad_family_lists_name_the_field_and_what_is_allowed(tmp_path, body, message):
+    with pytest.raises(ScenarioError, match="topo.yaml") as err:
+        scenario_of(tmp_path, "description: x\n" + body)
+    assert message.replace("Value error, ", "") in str(err.value)
+
+
+def test_families_reached_at_different_ports_are_refused(tmp_path):
+    body = """\
+description: x
+networks: {lan: {ipv6: true}, dmz: {ipv6: true}, v6: {ipv4: false, ipv6: true}}
+routers:
+  door: {networks: [lan, dmz], forward: [{port: 8080}]}
+server: {networks: [dmz, v6]}
+clients: {networks: [lan, v6], family: [ipv4, ipv6]}
+"""
+    with pytest.raises(ScenarioError) as err:
+        scenario_of(tmp_path, body)
+    assert "family: the server is at different ports over each family" in str(err.value)
