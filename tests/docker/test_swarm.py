@@ -84,6 +84,7 @@ def test_basic_runs_across_three_nodes_and_both_views_agree_on_overlay_addresses
         client_ip = row["client_ip"]
         assert ipaddress.ip_address(client_ip) in overlay and client_ip not in node_ips
         assert row["server_saw"].startswith(client_ip + ":")  # the server saw the overlay address
+        assert (row["client_node"], row["server_node"]) == (nodes[row["client"]], "node1")
     assert len(list((directory / "logs").iterdir())) == 4
     assert "endpoint_mode: dnsrr" in (directory / "stack.yaml").read_text()
 
@@ -92,6 +93,47 @@ def test_basic_runs_across_three_nodes_and_both_views_agree_on_overlay_addresses
     selector = {"label": f"{MANAGED_LABEL}=true"}
     assert not manager.services.list(filters=selector)
     assert not [n.name for n in manager.networks.list(filters=selector)]
+
+
+PLACED_SCENARIO = """\
+description: on a swarm, the server on node 1 and every client on node 2
+clients:
+  count: 2
+  message_count: 3
+  interval: 0.2
+placement: {server: node1, clients: node2}
+"""
+
+
+def test_a_declared_placement_puts_the_server_on_node1_and_the_clients_on_node2(cluster, tmp_path):
+    scenario = tmp_path / "placed.yaml"
+    scenario.write_text(PLACED_SCENARIO)
+    proc = run_lab("run", str(scenario), "--engine", "swarm", "--out", str(tmp_path / "runs"), timeout=240)
+    directory = only_run_dir(tmp_path / "runs")
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert manifest["verdict"] == "passed", manifest.get("error")
+    assert {c["service"]: c["node"] for c in manifest["containers"].values()} == {
+        "server": "node1", "client1": "node2", "client2": "node2"}
+    stack = (directory / "stack.yaml").read_text()
+    assert stack.count("node.hostname == node2") == 2 and stack.count("node.hostname == node1") == 1
+    rows = list(csv_rows(directory))
+    assert len(rows) == 4 and {(r["client_node"], r["server_node"], r["flag"]) for r in rows} == {("node2", "node1", "ok")}
+    assert proc.stdout.count("node2 → node1") == 4  # the table's nodes column, one per row
+    assert "placement: ignored" not in proc.stdout
+    report = (directory / "report.html").read_text()
+    assert 'class="node-name">node1<' in report and 'class="node-name">node2<' in report
+
+
+def test_a_placement_on_a_node_the_swarm_lacks_is_refused_before_anything_is_deployed(cluster, tmp_path):
+    scenario, out = tmp_path / "placed.yaml", tmp_path / "runs"
+    scenario.write_text(PLACED_SCENARIO.replace("clients: node2", "clients: {client2: node7}"))
+    out.mkdir()
+    proc = run_lab("run", str(scenario), "--engine", "swarm", "--out", str(out))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert ("placement.clients.client2: the swarm has no ready, active node 'node7' (its nodes: node1, node2, node3)"
+            in proc.stderr)
+    assert "Traceback" not in proc.stderr and not any(out.iterdir())
 
 
 FAULTS_SCENARIO = """\
