@@ -151,8 +151,38 @@ def _parse_ts(text: str) -> _dt.datetime:
 
 def start_order(plan: Sequence[Planned], durations: dict[str, float]) -> list[Planned]:
     """Longest first, so the last run to start is a short one and nothing long trails alone.
-    A scenario never run before counts as long: better started early than late."""
-    return sorted(plan, key=lambda p: -durations.get(p.name, float("inf")))
+    A scenario never run here (no past run in the output directory, as in a fresh CI job) is
+    ranked by what its file says it will take (`estimated_seconds`)."""
+    return sorted(plan, key=lambda p: -(durations[p.name] if p.name in durations else estimated_seconds(p.scenario)))
+
+
+RUN_OVERHEAD_S = 8.0  # bring-up, collection, report and teardown of a small run on these machines
+START_S_PER_CONTAINER = 0.5
+TCP_RETRANSMIT_S = 0.3
+
+
+def estimated_seconds(scenario: Scenario) -> float:
+    """A first guess at a run's length from its file: its longest client's talk (messages times
+    the interval, per protocol and session, after its start delay; behind an iterative server the
+    TCP talks queue one after another), stretched by each message lost and waited for, or its last
+    fault's end if that is later; plus starting its containers and a fixed overhead. Only the
+    order it gives matters."""
+    server_loss = scenario.server.impair.loss if scenario.server.impair else 0.0
+    talks, queued = [], 0.0
+    for name in scenario.client_names():
+        spec = scenario.client(name)
+        messages = spec.message_count or len(spec.messages or ()) or 4
+        loss = server_loss + (spec.impair.loss if spec.impair else 0.0)
+        # A lost datagram is waited for until the client's timeout; a lost segment, about one
+        # retransmission timeout.
+        wait = {"udp": spec.timeout, "tcp": TCP_RETRANSMIT_S}
+        per_proto = {proto: messages * (spec.interval + loss * wait[proto]) for proto in spec.proto}
+        talks.append(spec.start_after + spec.sessions * sum(per_proto.values()))
+        if scenario.server.mode == "iterative":
+            queued += spec.sessions * per_proto.get("tcp", 0.0)
+    faults_end = max((f.at + (f.duration or 0.0) for f in scenario.faults), default=0.0)
+    containers = scenario.clients.count + 2 + len(scenario.routers)
+    return max([*talks, queued, faults_end]) + START_S_PER_CONTAINER * containers + RUN_OVERHEAD_S
 
 
 @dataclass

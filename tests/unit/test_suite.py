@@ -86,6 +86,19 @@ def test_longest_first_and_never_seen_before_the_known(tmp_path):
     assert [p.name for p in order] == ["partition", "basic", "tcp-only"]
 
 
+def test_without_history_the_scenarios_own_length_orders_them():
+    """A fresh CI job has no past runs: the long scenarios of the shipped set still start first."""
+    names = ["basic", "iterative", "large-messages", "tcp-only", "udp-only", "high-latency", "iterative-backlog",
+             "lossy-restart", "partition", "server-restart", "udp-loss", "client-crash", "server-pause"]
+    plan = plan_runs([(scenario(n), SCENARIOS / f"{n}.yaml") for n in names], 1)
+    order = [p.name for p in start_order(plan, {})]
+    # The three that take longest alone (benchmarks: about 39, 35 and 28 s against 7 to 17 s).
+    assert set(order[:3]) == {"lossy-restart", "iterative-backlog", "partition"}, order
+    # ...and the last to start are among the seven shortest alone (7 to 12 s).
+    assert set(order[-3:]) <= {"basic", "tcp-only", "udp-only", "client-crash", "iterative", "large-messages",
+                               "high-latency"}, order
+
+
 def test_past_durations_are_medians_of_finished_runs(tmp_path):
     import json
 
@@ -106,7 +119,8 @@ def test_runs_overlap_up_to_jobs_and_results_come_in_plan_order(tmp_path):
     result = suite(names, fake, tmp_path, jobs=3, durations={"partition": 30, "basic": 9})
     took = time.monotonic() - began
     assert fake.most_at_once == 3
-    assert fake.started == ["tcp-only", "udp-only", "iterative", "partition", "basic"]  # unknown first, then longest
+    # Longest first: past times where known, the files' own estimates for the rest.
+    assert fake.started == ["partition", "iterative", "tcp-only", "udp-only", "basic"]
     assert [o.planned.name for o in result.outcomes] == names
     assert [o.status for o in result.outcomes] == ["passed"] * 5 and result.exit_code == 0
     assert took < 1.3, "three at a time should take about as long as the longest chain, not the sum (1.5 s)"
