@@ -31,11 +31,21 @@ def expected_files(root: Path, scenarios: Path) -> dict[Path, str]:
             rules = "; ".join(f"iptables -{{op}} DOCKER-USER -i {b} -o {b} -j ACCEPT" for b in bridges)
             how += ("\n# Its router's traffic crosses Docker's isolation of internal networks: as root, first\n"
                     f"#   {rules.format(op='I')}\n# and afterwards\n#   {rules.format(op='D')}")
+        if scenario.faults:
+            how += "\n" + faults_note(scenario)
         files[root / rel] = to_yaml(render(scenario, build_context="../.."), HEADER.format(name=name, how=how))
         if name == DEFAULT_SCENARIO:
             how = "Run it: docker compose up   (ends by itself: docker compose up --exit-code-from finished finished)"
             files[root / "compose.yaml"] = to_yaml(render(scenario, build_context="."), HEADER.format(name=name, how=how))
     return files
+
+
+def faults_note(scenario) -> str:
+    """What a scenario with faults loses under plain compose: compose has no timeline, and only
+    `lab run` acts on the containers while the clients talk."""
+    timeline = ", ".join(f"{f.action} {f.target} at {f.at:g} s" for f in scenario.faults)
+    return (f"# Its faults ({timeline}) need `lab run`, which applies them while the clients talk:\n"
+            "# plain compose runs the same services without them, so what they show does not happen.")
 
 
 def render_committed(root: Path, scenarios: Path, check: bool = False) -> list[Path]:

@@ -305,3 +305,19 @@ clients: {networks: [lan, v6], family: [ipv4, ipv6]}
     with pytest.raises(ScenarioError) as err:
         scenario_of(tmp_path, body)
     assert "family: the server is at different ports over each family" in str(err.value)
+
+
+def test_rendered_files_say_what_plain_compose_needs_and_lacks():
+    """Routers: the host rules to add and remove by hand; faults: that they need `lab run`."""
+    from lab.home import project_root
+    from lab.rendering import expected_files
+
+    root = project_root()
+    for path, text in expected_files(root, root / "scenarios").items():
+        if path.name == "compose.yaml":
+            continue
+        scenario = load_scenario(root / "scenarios" / path.name)
+        header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+        has_rules = "iptables -I DOCKER-USER" in header and "iptables -D DOCKER-USER" in header
+        assert has_rules == bool(scenario.routers), path.name
+        assert ("need `lab run`" in header) == bool(scenario.faults), path.name
