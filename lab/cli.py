@@ -10,6 +10,7 @@ import argparse
 import json
 import signal
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from lab import __version__
@@ -200,13 +201,15 @@ def cmd_runs(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    from lab.logs import filter_events, read_events
+    from lab.logs import EventFile, iter_filtered
     from lab.report import timeline_lines
     from lab.run import find_run
     from lab.streams import check_streams, problems
 
     directory = find_run(args.out or runs_dir(), args.run)
-    events = read_events(directory / "events.jsonl") if (directory / "events.jsonl").exists() else []
+    path = directory / "events.jsonl"
+    # Read from disk on each pass, never held whole: a run's records may be gigabytes.
+    events = EventFile(path) if path.exists() else []
     if args.client:
         clients = sorted({e.get("service") for e in events if e.get("role") == "client"} - {None})
         if args.client not in clients:
@@ -215,21 +218,25 @@ def cmd_logs(args) -> int:
     for problem in problems(check_streams(events).values()):
         # Said before anything is shown, on stderr so `--json` output stays records only.
         console(stderr=True).print(f"incomplete: {problem}", style="yellow", markup=False, highlight=False)
-    events = filter_events(events, client=args.client, proto=args.proto)
-    events = _with_wire(directory, events, args.client, args.proto)
+
+    def timeline() -> Iterator[dict]:
+        return _with_wire(directory, iter_filtered(events, client=args.client, proto=args.proto),
+                          args.client, args.proto)
+
     if args.json:
-        for record in events:
+        for record in timeline():
             sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
         return 0
     out = console()
-    out.print(f"# {directory.name}: {len(events)} records", markup=False)
-    for line in timeline_lines(events):
+    out.print(f"# {directory.name}: {sum(1 for _ in timeline())} records", markup=False)
+    for line in timeline_lines(timeline()):
         out.print(line, markup=False)
     return 0
 
 
-def _with_wire(directory: Path, events: list, client: str | None, proto: str | None) -> list:
-    """The run's records with the wire's packets (and where lost round trips were lost) merged in."""
+def _with_wire(directory: Path, events: Iterable[dict], client: str | None, proto: str | None) -> Iterator[dict]:
+    """The run's records with the wire's packets (and where lost round trips were lost) merged in,
+    as a stream: both are in time order."""
     import heapq
 
     from lab.wire.records import timeline_records
@@ -239,7 +246,7 @@ def _with_wire(directory: Path, events: list, client: str | None, proto: str | N
         return record.get("ts") or ""
 
     wire = sorted(timeline_records(read_wire_view(directory), client=client, proto=proto), key=ts)
-    return list(heapq.merge(events, wire, key=ts)) if wire else events
+    return heapq.merge(events, wire, key=ts) if wire else iter(events)
 
 
 def _run_dir(out: Path | None, run: str | None) -> Path:

@@ -299,20 +299,28 @@ def read_events(path) -> list[Record]:
     return list(EventFile(path))
 
 
-def filter_events(events: list[Record], client: str | None = None, proto: str | None = None) -> list[Record]:
+def filter_events(events: Iterable[Record], client: str | None = None, proto: str | None = None) -> list[Record]:
     """Records of one client (and the server's records about that client's addresses), one proto."""
-    selected = events
-    if proto:
-        selected = [r for r in selected if r.get("proto") in (proto, None)]
-    if client:
-        addresses = {
-            client_address(r)
-            for r in selected
-            if who(r) == client and r.get("event") in ("connected", "bound") and r.get("local")
-        }
-        selected = [
-            r for r in selected
-            if who(r) == client or (r.get("role") == "server" and r.get("peer") and normal_addr(r["peer"]) in addresses)
-            or (r.get("role") == "lab" and r.get("target") == client)
-        ]
-    return selected
+    return list(iter_filtered(events, client=client, proto=proto))
+
+
+def iter_filtered(events: Iterable[Record], client: str | None = None, proto: str | None = None) -> Iterator[Record]:
+    """`filter_events` as a stream: `events` is read twice when a client is named (its addresses
+    first), so pass something that can be iterated again, such as an EventFile; what is held
+    is the client's addresses, not the records."""
+    def in_proto(r: Record) -> bool:
+        return not proto or r.get("proto") in (proto, None)
+
+    addresses = {
+        client_address(r)
+        for r in events
+        if client and in_proto(r) and who(r) == client and r.get("event") in ("connected", "bound") and r.get("local")
+    } if client else set()
+
+    def keep(r: Record) -> bool:
+        return in_proto(r) and (not client or who(r) == client
+                                or bool(r.get("role") == "server" and r.get("peer")
+                                        and normal_addr(r["peer"]) in addresses)
+                                or (r.get("role") == "lab" and r.get("target") == client))
+
+    return (r for r in events if keep(r))

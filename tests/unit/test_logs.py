@@ -122,3 +122,26 @@ def test_join_keeps_the_families_apart_when_their_records_interleave():
     rows = join_views(_dual_stack_client(interleave))
     assert [(r.own_address, r.sent, r.echoed, r.flag) for r in rows] == [
         ("10.78.1.3:40000", 1, 1, "ok"), ("[fd5c:1ab:0:1::3]:40001", 1, 1, "ok")]
+
+
+def test_filtering_streams_holding_only_the_clients_addresses():
+    """`lab logs` reads a run's records from disk pass by pass: the filter holds the client's
+    addresses, never the records, and reads its source twice (addresses, then records)."""
+    from lab.logs import iter_filtered
+
+    records = _conversation("10.77.0.11:40000", "10.77.0.11:40000") + [
+        rec(service="server", role="server", proto="tcp", event="accepted", peer="10.77.0.12:1", conn=2),
+    ]
+
+    class Source:
+        passes = 0
+
+        def __iter__(self):
+            Source.passes += 1
+            yield from records
+
+    picked = iter_filtered(Source(), client="client1")
+    assert Source.passes == 1 and not isinstance(picked, list)  # the addresses' pass only, so far
+    assert list(picked) == filter_events(records, client="client1") and Source.passes == 2
+    Source.passes = 0
+    assert len(list(iter_filtered(Source(), proto="tcp"))) == len(records) and Source.passes == 1
