@@ -47,7 +47,7 @@ from lab.labels import (
 from lab.programs.spec import Program
 from lab.records.writer import RECORDS_VARIABLE
 from lab.scenario import ClientSpec, Impairment, Scenario
-from lab.wire.service import BRIDGE_OPTION, bridge_name, capture_dependency, capture_service
+from lab.wire.service import BRIDGE_OPTION, bridge_name, capture_dependency, capture_service, pcap_name
 
 DEFAULT_NODE_IMAGE = "socketlab/node:latest"
 # Plain compose files name the image through a variable, so a second checkout (or a CI job
@@ -140,8 +140,11 @@ def render(
     if placement is not None and placement.server is not None:
         server["labels"][PLACEMENT_LABEL] = placement.server  # for an engine with nodes; compose ignores it
     if scenario.capture:
-        bridge = t.bridge(t.host_networks("server")[0]) if t else bridge_name(run_id)
-        services["capture"] = capture_service(node("capture", "capture"), bridge, group=capture_group, plain=not run_id)
+        # Every network, each into its own file: a router's two sides are told apart by file.
+        captures = ([(t.bridge(net), pcap_name(net)) for net in t.networks] if t
+                    else [(bridge_name(run_id), pcap_name(None))])
+        services["capture"] = capture_service(node("capture", "capture"), captures, group=capture_group,
+                                              plain=not run_id)
     if scenario.server.program:
         server["command"] = _program_command(scenario.server.program)
         _mount_program(server, scenario.server.program, build_context, run_id)

@@ -27,7 +27,8 @@ CONVERSATION_COLUMNS = [
 # Where the run spans nodes (a swarm): the node of each end, next to its address.
 NODE_COLUMNS = {"client_node": "client_ip", "server_node": "server_saw"}  # column -> the one it follows
 WIRE_COLUMNS = [
-    "wire_client", "wire_server", "wire_packets_out", "wire_packets_in", "wire_bytes_out", "wire_bytes_in",
+    "wire_client", "wire_server", "wire_client_near", "wire_server_near", "wire_network_near",
+    "wire_packets_out", "wire_packets_in", "wire_bytes_out", "wire_bytes_in",
     "handshake_ms", "retransmissions", "fin", "rst", "lost_where", "wire_flag",
 ]
 

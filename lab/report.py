@@ -23,14 +23,19 @@ def conversation_table(rows: list[Conversation], title: str = "Conversations") -
     node each end ran on; a one-host run's table has no such column."""
     nodes = has_nodes(rows)
     table = Table(title=title, title_justify="left")
+    # A run captured on both sides of a router: the wire's address on each side, between the
+    # client's own view and the server's.
+    two_sides = any(c.wire.get("wire_client_near") for c in rows)
     for name, justify in [
         ("client", "left"), ("proto", "left"), ("client's own view\n(getsockname)", "left"),
+        *([("wire: client's network\n→ server's network", "left")] if two_sides else []),
         ("server saw\n(accept/recvfrom)", "left"), *([("nodes\nclient → server", "left")] if nodes else []),
         ("sent", "right"), ("echoed", "right"), ("bytes", "right"),
         ("rtt p50\nms", "right"), ("rtt p95\nms", "right"), ("flag", "left"),
     ]:
         table.add_column(name, justify=justify)
     for c in rows:
+        wire = [escape(_sides(c.wire))] if two_sides else []
         session = f"#{c.session}" if c.session else ""
         echoed_style = "green" if c.sent and c.echoed == c.sent else ("red" if c.sent else "")
         table.add_row(
@@ -38,6 +43,7 @@ def conversation_table(rows: list[Conversation], title: str = "Conversations") -
             c.proto,
             # escaped: an IPv6 `[addr]:port` is not console markup
             escape(c.own_address or "-"),
+            *wire,
             escape(c.server_saw or "-"),
             *([node_pair(c)] if nodes else []),
             str(c.sent),
@@ -53,6 +59,14 @@ def conversation_table(rows: list[Conversation], title: str = "Conversations") -
 def node_pair(c: Conversation) -> str:
     """`node2 → node1`: the client's node, then the server's (`-` where a side is unknown)."""
     return f"{escape(c.client_node or '-')} → {escape(c.server_node or '-')}"
+
+
+def _sides(wire: dict[str, Any]) -> str:
+    """A row's address on the wire on each side of its router: `near → server side`."""
+    near, far = wire.get("wire_client_near"), wire.get("wire_client")
+    if near and far:
+        return f"{near} → {far}"
+    return near or far or "-"
 
 
 def expectation_table(results: Iterable[Any]) -> Table:

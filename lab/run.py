@@ -355,7 +355,9 @@ def _finish(run: _Run) -> None:
 
 def _wire_view(scenario: Scenario, directory: Path, events: Iterable[Record], result: RunResult) -> dict[str, Any]:
     """The third view (lab/wire): wire.json, the wire columns of each row, capture drops as details."""
-    view = build_wire_view(directory, events, result.conversations, scenario.capture)
+    networks = list(scenario.networks) if scenario.networks else None
+    server_networks = (scenario.server.networks or networks[:1]) if networks else None
+    view = build_wire_view(directory, events, result.conversations, scenario.capture, networks, server_networks)
     write_wire_view(directory, view)
     result.details += drop_details(view)
     return view

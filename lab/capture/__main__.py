@@ -1,4 +1,4 @@
-"""`python3 -m lab.capture --interface IFACE --output FILE`."""
+"""`python3 -m lab.capture --interface IFACE --output FILE [--interface IFACE --output FILE ...]`."""
 
 import sys
 

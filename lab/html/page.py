@@ -15,7 +15,7 @@ from lab.html.compare import Comparison, compare
 from lab.html.ladder import ladder
 from lab.html.rundata import AT_SERVER, TO_CLIENT, TO_SERVER, RunData, Socket, load_run, loss_by_direction
 from lab.html.topology import topology
-from lab.html.wire import attach_wire
+from lab.html.wire import attach_wire, capture_points
 from lab.logs import has_nodes
 
 REPORT_FILE = "report.html"
@@ -101,6 +101,7 @@ def render_report(run: RunData) -> str:
         "verdict": manifest.get("verdict", "?"),
         "duration": _duration(manifest),
         "topology": topology(manifest, run.events, run.wire_summary, run.wire_note),
+        "capture_points": capture_points(run.wire_summary),
         "rows": [_row(s) for s in run.sockets],
         "has_nodes": has_nodes(s.conversation for s in run.sockets),
         "clients": clients,

@@ -87,7 +87,10 @@ def topology(manifest: dict[str, Any], events: list[Record], capture: dict[str, 
         top.boxes.append(Box(x, 250, w, 50, f"+{len(rest)} clients", [f"{rest[0]} … {rest[-1]}"], "more"))
         top.links.append((x + w / 2, 250, x + w / 2, BAR_Y))
     if capture:
-        where = f"tcpdump on the {capture.get('point') or 'bridge'} {capture.get('interface') or ''}".strip()
+        points = capture.get("points") or []
+        where = (f"tcpdump on {len(points)} bridges: " + ", ".join(str(p.get("network")) for p in points)
+                 if len(points) > 1 else
+                 f"tcpdump on the {capture.get('point') or 'bridge'} {capture.get('interface') or ''}".strip())
         count = f"{capture.get('file') or 'capture'} · {capture.get('packets', '?')} packets"
         dropped = (capture.get("kernel_dropped") or 0) + (capture.get("interface_dropped") or 0)
         lines = [where, count] + ([f"{dropped} dropped by the capture"] if dropped else [])

@@ -39,14 +39,25 @@ def attach_wire(run: RunData) -> None:
         run.wire_note = f"the capture is damaged after {damage.get('after_packets', '?')} packets: later packets are unknown"
     clock = Clock(run.events)
     flags = _csv_flags(run)
-    flows = {(f.get("proto"), normal_addr(f["client"])): f for f in wire.get("flows") or [] if f.get("client")}
+    # The flow on the server's side of the run stands for the socket (the one its messages were
+    # matched on); the same socket's flow on its own network, beyond a router, is named beside it.
+    flows: dict[tuple[str, str], dict[str, Any]] = {}
+    near: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in wire.get("flows") or []:
+        owner = (f.get("owner") or {}).get("local")
+        key = (f.get("proto"), normal_addr(owner or f.get("client") or ""))
+        if f.get("side") == "client":
+            near.setdefault(key, f)
+        elif owner or key not in flows:
+            flows[key] = f
     messages = {}
     for m in wire.get("messages") or []:
         messages[(m.get("client"), m.get("proto"), int(m.get("session") or 0), m.get("seq"))] = m
     for sock in run.sockets:
         conv = sock.conversation
-        flow = flows.get((conv.proto, normal_addr(sock.address))) if sock.address else None
-        sock.wire = _socket_wire(flow, clock)
+        key = (conv.proto, normal_addr(sock.address)) if sock.address else None
+        flow = flows.get(key) if key else None
+        sock.wire = _socket_wire(flow, clock, near.get(key) if key else None)
         sock.wire["flag"] = flags.get((conv.client, conv.proto, str(conv.client_port or ""))) or (
             "ok" if flow else "no-flow")
         for journey in sock.journeys:
@@ -56,13 +67,14 @@ def attach_wire(run: RunData) -> None:
     run.wire_flags = list(wire.get("flags") or [])
 
 
-def _socket_wire(flow: dict[str, Any] | None, clock: Clock) -> dict[str, Any]:
+def _socket_wire(flow: dict[str, Any] | None, clock: Clock, near: dict[str, Any] | None = None) -> dict[str, Any]:
     if flow is None:
-        return {"summary": "not on the wire", "packets": []}
+        return {"summary": "not on the wire" + (f" beyond {near['network']}" if near else ""), "packets": []}
     packets = [{"t": clock(p["ts"]), **{k: p.get(k) for k in ("dir", "flags", "seq", "ack", "len", "retrans", "msg")}}
                for p in flow.get("packets_list") or [] if p.get("ts")]
     count, size = flow.get("packets") or {}, flow.get("bytes") or {}
-    parts = [f"{flow.get('client')} → {flow.get('server')}",
+    parts = [(f"{near.get('network')}: {near.get('client')} → {near.get('server')} · " if near else "")
+             + (f"{flow.get('network')}: " if near else "") + f"{flow.get('client')} → {flow.get('server')}",
              f"{count.get('c2s', 0)}↑ {count.get('s2c', 0)}↓ pkts", f"{size.get('c2s', 0)}↑ {size.get('s2c', 0)}↓ B"]
     tcp = flow.get("tcp")
     if tcp:
@@ -76,6 +88,15 @@ def _socket_wire(flow: dict[str, Any] | None, clock: Clock) -> dict[str, Any]:
             if sides:
                 parts.append(f"{what.upper()} " + "+".join("client" if s == "c2s" else "server" for s in sides))
     return {"summary": " · ".join(parts), "packets": packets}
+
+
+def capture_points(capture: dict[str, Any] | None) -> str:
+    """Where the packets were recorded, in one line: each network's bridge and its side."""
+    points = (capture or {}).get("points") or []
+    if len(points) < 2:
+        return ""
+    return "captured on every network: " + ", ".join(
+        f"{p.get('network')} ({p.get('side')} side, {p.get('packets') or 0} packets)" for p in points)
 
 
 def _csv_flags(run: RunData) -> dict[tuple[str, str, str], str]:

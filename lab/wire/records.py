@@ -4,8 +4,9 @@ Records of role `wire` (host `wire`), never written to events.jsonl (wire.json i
 file):
 
 - `capture`: the capture's `status` and `reason` (one per run, also when there is no capture);
-- `flow`: one per flow, with `client` (the owning client, or null), `retransmissions`,
-  `handshake_ms`;
+- `flow`: one per flow on the server's side of the run (a flow seen again on a client's own
+  network beyond a router is not counted twice), with `client` (the owning client, or null),
+  `retransmissions`, `handshake_ms`;
 - `message`: one per client send, with `client`, `seq`, `attempt` and `where`;
 - for the timeline only, `packet` records (one per packet, `seq` being the client's message
   number it carries) and nothing else.
@@ -34,6 +35,8 @@ def check_records(view: dict[str, Any] | None) -> list[Record]:
     capture = view["capture"]
     records = [_record(None, None, "capture", status=capture["status"], reason=capture.get("reason"))]
     for flow in view["flows"]:
+        if flow.get("side") == "client":
+            continue
         tcp = flow.get("tcp") or {}
         owner = flow.get("owner") or {}
         records.append(_record(flow["first_ts"], flow["proto"], "flow", client=owner.get("client"), flow=flow["id"],
@@ -56,10 +59,12 @@ def timeline_records(view: dict[str, Any] | None, client: str | None = None, pro
         if (client and owner != client) or (proto and flow["proto"] != proto):
             continue
         ends = {"c2s": (flow["client"], flow["server"]), "s2c": (flow["server"], flow["client"])}
+        # The same packet may cross two networks (a router between them): say which side this is.
+        near = f" on {flow['network']} (client side)" if flow.get("side") == "client" else ""
         for p in flow["packets_list"]:
             src, dst = ends[p["dir"]]
             what = p["flags"] or "datagram"
-            detail = f"{src} > {dst}" + (" retransmission" if p["retrans"] else "")
+            detail = f"{src} > {dst}" + near + (" retransmission" if p["retrans"] else "")
             records.append(_record(p["ts"], flow["proto"], what, seq=p["msg"], bytes=p["len"], client=owner,
                                    detail=detail))
     for msg in view["messages"]:

@@ -1,8 +1,9 @@
 """The capture helper as a compose service: a pure function, like the rest of the rendering.
 
-The helper shares the host's network namespace so it can open the run's bridge, which the lab
-names itself (`lab-<run token>`; Docker's default `br-<id>` is only known after the network
-exists). It records that one interface and nothing else. Its privileges are what tcpdump needs
+The helper shares the host's network namespace so it can open the run's bridges, which the lab
+names itself (`lab-<run token>`, and `lab-<run token>-<n>` for each network of a topology;
+Docker's default `br-<id>` is only known after the network exists). It records those
+interfaces, each into its own file, and nothing else. Its privileges are what tcpdump needs
 on Debian and no more (docs/wire.md, "Privileges").
 """
 
@@ -29,8 +30,17 @@ def bridge_name(run_id: str | None) -> str:
     return f"lab-{token}"
 
 
-def capture_service(node: dict[str, Any], bridge: str, *, group: int = 0, plain: bool = False) -> dict[str, Any]:
+def pcap_name(network: str | None) -> str:
+    """A capture's file name: `lab.pcap` for a run's one network, `<network>.pcap` for each
+    network of a topology."""
+    return PCAP_NAME if network is None else f"{network}.pcap"
+
+
+def capture_service(node: dict[str, Any], captures: list[tuple[str, str]], *, group: int = 0,
+                    plain: bool = False) -> dict[str, Any]:
     """The `capture` service, from a node spec (image and labels) already made for it.
+
+    `captures`: (bridge, file name) for each network to record, one tcpdump each.
 
     `group` is the gid the helper writes the pcap with (the run directory's owner's, so they
     can read and delete it); `plain` puts it under the `capture` profile and its output
@@ -39,7 +49,8 @@ def capture_service(node: dict[str, Any], bridge: str, *, group: int = 0, plain:
     host_dir = "${LAB_CAPTURE_DIR:-./" + CAPTURE_DIR + "}" if plain else "./" + CAPTURE_DIR
     spec = dict(node)
     spec.update(
-        command=["python3", "-m", "lab.capture", "--interface", bridge, "--output", f"{MOUNT}/{PCAP_NAME}",
+        command=["python3", "-m", "lab.capture",
+                 *(arg for bridge, name in captures for arg in ("--interface", bridge, "--output", f"{MOUNT}/{name}")),
                  "--ready-file", READY_FILE, "--name", SERVICE],
         environment={"LAB_NAME": SERVICE},
         # Root in the container, so tcpdump may open the interface; NET_RAW for the packet socket,
@@ -54,7 +65,7 @@ def capture_service(node: dict[str, Any], bridge: str, *, group: int = 0, plain:
         tmpfs=["/tmp"],
         volumes=[f"{host_dir}:{MOUNT}"],
         mem_limit="128m",
-        pids_limit=16,
+        pids_limit=12 + 4 * len(captures),  # per capture: a tcpdump and the helper's two threads
         healthcheck={"test": ["CMD", "test", "-f", READY_FILE], "interval": "500ms", "timeout": "2s", "retries": 60},
         # Stopped after the clients (they depend on it); time enough to write its counters.
         stop_grace_period="5s",

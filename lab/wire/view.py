@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from lab.expect.query import Record, normal_addr, select
+from lab.labels import NETWORK
 from lab.wire.flows import C2S, S2C, Flow, extract_flows, flow_summary
 from lab.wire.join import Socket, claim_flows, client_sockets, match_messages, row_address, wire_row
 from lab.wire.pcap import read_capture
-from lab.wire.service import CAPTURE_DIR, PCAP_NAME, ROLE
+from lab.wire.service import CAPTURE_DIR, PCAP_NAME, ROLE, pcap_name
 
 VERSION = 1
 WIRE_FILE = "wire.json"
@@ -30,78 +31,169 @@ def iso(ts: float | None) -> str | None:
     return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def build_wire_view(directory: Path, events: list[Record], conversations: list, capture_on: bool) -> dict[str, Any]:
+def build_wire_view(directory: Path, events: list[Record], conversations: list, capture_on: bool,
+                    networks: list[str] | None = None, server_networks: list[str] | None = None) -> dict[str, Any]:
     """The wire view of a run; adds the wire columns to each conversation row (`row.wire`) and
-    rows for flows no program claims. `conversations` are lab.logs.Conversation objects."""
-    pcap = directory / CAPTURE_DIR / PCAP_NAME
-    capture: dict[str, Any] = {
-        "status": "ok", "reason": None, "file": f"{CAPTURE_DIR}/{PCAP_NAME}", "interface": None, "point": "bridge",
-        "packets": 0, "in_flows": 0, "other": 0, "undecodable": 0, "damage": None,
-        "kernel_dropped": None, "interface_dropped": None, "parse_seconds": None,
-    }
-    capture.update(_helper_report(events))
-    flows: list[Flow] = []
-    known_until = None
-    if not capture_on:
-        capture.update(status="off", reason="capture turned off (scenario `capture: false` or --no-capture)", file=None)
-    elif not pcap.is_file():
-        capture.update(status="missing", reason=f"no {capture['file']}: the capture helper did not write one "
-                       "(its records are in records/capture.jsonl)", file=None)
-    else:
-        started = time.perf_counter()
-        try:
-            read = read_capture(pcap)
-        except (OSError, ValueError) as exc:
-            capture.update(status="missing", reason=f"{capture['file']} is not a readable capture: {exc}")
-        else:
-            flows = extract_flows(read.packets)
-            capture.update(packets=read.records, in_flows=len(read.packets), other=read.other,
-                           undecodable=read.undecodable, damage=read.damage)
-            if read.damage:
-                capture.update(status="damaged", reason=f"the capture ends early: {read.damage['detail']} "
-                               f"after {read.damage['after_packets']} packets")
-                known_until = read.packets[-1].ts if read.packets else 0.0
-        capture["parse_seconds"] = round(time.perf_counter() - started, 4)
+    rows for flows no program claims. `conversations` are lab.logs.Conversation objects.
 
+    `networks`: a topology's networks, each captured into `capture/<network>.pcap`, and
+    `server_networks` the server's among them (its side of every router; default the first).
+    Without them the run has one network, captured into `capture/lab.pcap`. A row's wire
+    columns are its flow on the server's side; the flow on the client's own network, when that
+    is another one, adds the `_near` columns."""
+    points = [(net, pcap_name(net)) for net in networks] if networks else [(NETWORK, PCAP_NAME)]
+    server_side = set(server_networks or [points[0][0]])
+    helper = _helper_report(events)
+    if len(points) == 1 and "" in helper:  # records that name no file are the one capture's
+        helper.setdefault(points[0][1], {}).update(helper[""])
+    captures = [_read_point(directory, net, name, net in server_side, helper.get(name, {}), capture_on)
+                for net, name in points]
+    flows: list[Flow] = []
+    network_of: dict[int, str] = {}  # each flow's network, by id: the flows themselves stay as flows.py makes them
+    for point in captures:
+        for flow in point.pop("flows"):
+            flows.append(flow)
+            network_of[id(flow)] = point["network"]
+    # The rows and their messages stand on the server's side: its captures decide their notes.
+    rows_status = _worst([p for p in captures if p["network"] in server_side])["status"]
+    damaged = [p["known_until"] for p in captures if p["network"] in server_side and p["status"] == "damaged"]
+    known_until = min(damaged) if damaged else None  # messages after it have no known place
+    for point in captures:
+        point.pop("known_until")
+    capture = _overall(captures, capture_on)
+
+    server_flows = [flow for flow in flows if network_of[id(flow)] in server_side]
+    near_flows = [flow for flow in flows if network_of[id(flow)] not in server_side]
     sockets = client_sockets(events)
     # A masqueraded socket's flow beyond the router carries the address the server saw.
     translated = {(conv.proto, address): normal_addr(conv.server_saw) for conv in conversations
                   if conv.flag == "nat" and conv.server_saw
                   and (address := row_address(conv.client_ip, conv.client_port))}
-    leaks = claim_flows(sockets, flows, translated) if flows else []
+    leaks = claim_flows(sockets, server_flows, translated) if server_flows else []
+    near = _claim_near(sockets, near_flows)
     for sock in sockets:
-        match_messages(sock, known_until if capture["status"] == "damaged" else None)
-    notes = {"off": ["no-capture"], "missing": ["no-capture"], "damaged": ["capture-damaged"]}.get(capture["status"], [])
-    flags = _annotate(conversations, sockets, flows, notes, capture["status"] in ("ok", "damaged"), leaks)
+        match_messages(sock, known_until)
+    notes = {"off": ["no-capture"], "missing": ["no-capture"], "damaged": ["capture-damaged"]}.get(rows_status, [])
+    flags = _annotate(conversations, sockets, server_flows, notes, rows_status in ("ok", "damaged"), leaks,
+                      near, near_flows, network_of)
+    owners = {id(s.flow): s for s in sockets if s.flow is not None}
+    owners.update({id(flow): sock for sock in sockets if (flow := near.get(id(sock))) is not None})
     return {
         "v": VERSION,
         "capture": capture,
-        "flows": [_flow_json(flow, sockets) for flow in flows],
+        "flows": [_flow_json(flow, owners.get(id(flow)), network_of[id(flow)], network_of[id(flow)] in server_side)
+                  for flow in flows],
         "messages": [_message_json(sock, send) for sock in sockets for send in sock.sends],
         "flags": flags,
     }
 
 
-def _helper_report(events: list[Record]) -> dict[str, Any]:
-    """The capture helper's interface and tcpdump's drop counters, from its records."""
-    found: dict[str, Any] = {}
+def _read_point(directory: Path, network: str, name: str, server_side: bool, helper: dict[str, Any],
+                capture_on: bool) -> dict[str, Any]:
+    """One capture point (a network's bridge): its file read into flows, with what the helper said."""
+    point: dict[str, Any] = {
+        "network": network, "side": "server" if server_side else "client", "file": f"{CAPTURE_DIR}/{name}",
+        "interface": None, "status": "ok", "reason": None, "packets": 0, "in_flows": 0, "other": 0,
+        "undecodable": 0, "damage": None, "kernel_dropped": None, "interface_dropped": None,
+        "parse_seconds": None, "flows": [], "known_until": None,
+    }
+    point.update(helper)
+    pcap = directory / CAPTURE_DIR / name
+    if not capture_on:
+        point.update(status="off", reason="capture turned off (scenario `capture: false` or --no-capture)", file=None)
+    elif not pcap.is_file():
+        point.update(status="missing", reason=f"no {point['file']}: the capture helper did not write one "
+                     "(its records are in records/capture.jsonl)", file=None)
+    else:
+        started = time.perf_counter()
+        try:
+            read = read_capture(pcap)
+        except (OSError, ValueError) as exc:
+            point.update(status="missing", reason=f"{point['file']} is not a readable capture: {exc}")
+        else:
+            point["flows"] = extract_flows(read.packets)
+            point.update(packets=read.records, in_flows=len(read.packets), other=read.other,
+                         undecodable=read.undecodable, damage=read.damage)
+            if read.damage:
+                point.update(status="damaged", reason=f"the capture ends early: {read.damage['detail']} "
+                             f"after {read.damage['after_packets']} packets",
+                             known_until=read.packets[-1].ts if read.packets else 0.0)
+        point["parse_seconds"] = round(time.perf_counter() - started, 4)
+    return point
+
+
+def _worst(captures: list[dict[str, Any]]) -> dict[str, Any]:
+    rank = {"ok": 0, "damaged": 1, "missing": 2, "off": 3}
+    return max(captures, key=lambda p: rank[p["status"]])
+
+
+def _overall(captures: list[dict[str, Any]], capture_on: bool) -> dict[str, Any]:
+    """wire.json's `capture`: the worst status of the capture points, their counts summed, and
+    each point in `points` (one for a run with one network)."""
+    worst = _worst(captures)
+    server = next(p for p in captures if p["side"] == "server")
+    points = [dict(p) for p in captures]
+
+    def total(key: str) -> Any:
+        values = [p[key] for p in captures if p[key] is not None]
+        return round(sum(values), 4) if values else None
+
+    capture = {
+        "status": worst["status"], "reason": "; ".join(p["reason"] for p in captures if p["reason"]) or None,
+        "file": server["file"], "interface": server["interface"], "point": "bridge",
+        "packets": total("packets"), "in_flows": total("in_flows"), "other": total("other"),
+        "undecodable": total("undecodable"), "damage": next((p["damage"] for p in captures if p["damage"]), None),
+        "kernel_dropped": total("kernel_dropped"), "interface_dropped": total("interface_dropped"),
+        "parse_seconds": total("parse_seconds"), "points": points,
+    }
+    if not capture_on:
+        capture["reason"] = worst["reason"]
+    return capture
+
+
+def _claim_near(sockets: list[Socket], flows: list[Flow]) -> dict[int, Flow]:
+    """Each socket's flow on its own network, when that is not the server's (by id of the
+    socket): the one with its own address that began last by the time it opened."""
+    by_address: dict[tuple[str, str], list[Flow]] = {}
+    for flow in flows:
+        by_address.setdefault((flow.proto, flow.client), []).append(flow)
+        by_address.setdefault((flow.proto, flow.server), []).append(flow)
+    near: dict[int, Flow] = {}
+    for sock in sockets:
+        candidates = by_address.get((sock.proto, sock.address))
+        if candidates:
+            started = [f for f in candidates if f.packets and f.packets[0].ts <= sock.opened + 1.0]
+            near[id(sock)] = (started or candidates)[-1]
+    return near
+
+
+def _helper_report(events: list[Record]) -> dict[str, dict[str, Any]]:
+    """Each capture's interface and tcpdump's drop counters, from the helper's records, by file name."""
+    found: dict[str, dict[str, Any]] = {}
     for record in select(events, ROLE):
+        point = found.setdefault(Path(str(record.get("file") or "")).name, {})
         if record.get("interface"):
-            found["interface"] = record["interface"]
+            point["interface"] = record["interface"]
         if record.get("event") == "summary":
-            found["kernel_dropped"] = record.get("kernel_dropped")
-            found["interface_dropped"] = record.get("interface_dropped", 0 if "kernel_dropped" in record else None)
+            point["kernel_dropped"] = record.get("kernel_dropped")
+            point["interface_dropped"] = record.get("interface_dropped", 0 if "kernel_dropped" in record else None)
     return found
 
 
 def _annotate(conversations: list, sockets: list[Socket], flows: list[Flow], notes: list[str],
-              have_capture: bool, leaks: list[tuple[Socket, Flow]] = ()) -> list[dict[str, Any]]:
+              have_capture: bool, leaks: list[tuple[Socket, Flow]] = (), near: dict[int, Flow] | None = None,
+              near_flows: list[Flow] = (), network_of: dict[int, str] | None = None) -> list[dict[str, Any]]:
     """Wire columns on every row, a row for every unclaimed flow; the disagreements as a list.
-    `leaks`: a masqueraded socket's packets seen beyond the router untranslated (claim_flows)."""
+    `flows` are the server's side; `near` each socket's flow on its own network (by id of the
+    socket) and `near_flows` all flows on the clients' networks. `leaks`: a masqueraded socket's
+    packets seen beyond the router untranslated (claim_flows)."""
     from lab.logs import Conversation
 
+    near = near or {}
+    network_of = network_of or {}
     by_address = {(s.proto, s.address): s for s in sockets}
     claimed = {id(s.flow) for s in sockets if s.flow is not None} | {id(flow) for _sock, flow in leaks}
+    claimed |= {id(flow) for flow in near.values()}
     leaked = {id(sock): flow for sock, flow in leaks}
     flows_by_address = {}
     for flow in flows:
@@ -119,6 +211,12 @@ def _annotate(conversations: list, sockets: list[Socket], flows: list[Flow], not
         if sock is None and flow is not None:
             claimed.add(id(flow))  # a server-only row: the server's peer is on the wire
         conv.wire = wire_row(flow, sock, notes) if have_capture or flow else {"wire_flag": "+".join(notes)}
+        if sock is not None and (own := near.get(id(sock))) is not None:
+            # The same socket on its own network, before the router: its own address there.
+            mine = own.client == sock.address
+            conv.wire.update(wire_client_near=own.client if mine else own.server,
+                             wire_server_near=own.server if mine else own.client,
+                             wire_network_near=network_of.get(id(own)))
         if sock is None and flow is not None:
             conv.wire["wire_flag"] = conv.wire["wire_flag"].replace("wire-only", "").strip("+") or "ok"
         if sock is not None and id(sock) in leaked:
@@ -134,7 +232,11 @@ def _annotate(conversations: list, sockets: list[Socket], flows: list[Flow], not
                 flags.append({"kind": flag, "client": conv.client, "proto": conv.proto, "address": address,
                               "flow": flow.id if flow else None})
     containers = {conv.client_ip: conv.client for conv in conversations if conv.client != "?"}
-    for flow in flows:
+    # A routed flow (no NAT) crosses the wire on both sides of its router with the same addresses:
+    # the server's side stands for both, whether claimed or not.
+    server_side = {(flow.proto, flow.client, flow.server) for flow in flows}
+    unclaimed = [*flows, *(flow for flow in near_flows if (flow.proto, flow.client, flow.server) not in server_side)]
+    for flow in unclaimed:
         if id(flow) in claimed:
             continue
         host = flow.client.rsplit(":", 1)[0].strip("[]")
@@ -142,14 +244,14 @@ def _annotate(conversations: list, sockets: list[Socket], flows: list[Flow], not
         if other is not None:
             # Flagged with who sent it (the flow left that container's namespace), but no row:
             # the table is one row per socket a program talked on.
-            flags.append(other)
+            flags.append({**other, "network": network_of.get(id(flow))})
             continue
         row = Conversation(client="?", client_ip=host, proto=flow.proto, session=None,
                            client_port=int(flow.client.rsplit(":", 1)[1]), server_saw=None, flag="wire-only")
         row.wire = wire_row(flow, None, notes)
         conversations.append(row)
         flags.append({"kind": "wire-only", "client": None, "proto": flow.proto, "address": flow.client, "flow": flow.id,
-                      "detail": "a flow no client or server record claims"})
+                      "network": network_of.get(id(flow)), "detail": "a flow no client or server record claims"})
     return flags
 
 
@@ -169,10 +271,10 @@ def _not_a_conversation(flow: Flow, client: str | None) -> dict[str, Any] | None
     return None
 
 
-def _flow_json(flow: Flow, sockets: list[Socket]) -> dict[str, Any]:
+def _flow_json(flow: Flow, owner: Socket | None, network: str, server_side: bool) -> dict[str, Any]:
     data = flow_summary(flow)
-    owner = next((s for s in sockets if s.flow is flow), None)
-    data["owner"] = {"client": owner.client, "session": owner.session} if owner else None
+    data["network"], data["side"] = network, "server" if server_side else "client"
+    data["owner"] = {"client": owner.client, "session": owner.session, "local": owner.address} if owner else None
     data["first_ts"], data["last_ts"] = iso(data["first_ts"]), iso(data["last_ts"])
     if data["tcp"]:
         tcp = data["tcp"]

@@ -116,3 +116,28 @@ def test_a_run_without_capture_says_why_there_is_no_wire_view(node_image, tmp_pa
     assert wire["capture"]["status"] == "off" and "--no-capture" in wire["capture"]["reason"]
     with open(run / "clients.csv", newline="") as fh:
         assert {r["wire_flag"] for r in csv.DictReader(fh)} == {"no-capture"}
+
+
+def test_a_nat_run_records_each_network_and_its_rows_carry_both_sides(node_image, tmp_path):
+    """`nat`: clients on `home` behind a masquerading router, the server on `internet`. One pcap
+    per network; each row has the client's private address on home and the router's on internet."""
+    proc = run_lab("run", "nat", "--out", str(tmp_path))
+    run = only_run_dir(tmp_path)
+    assert json.loads((run / "manifest.json").read_text())["verdict"] == "passed", proc.stdout + proc.stderr
+    assert sorted(p.name for p in (run / "capture").iterdir()) == ["home.pcap", "internet.pcap"]
+    wire = json.loads((run / "wire.json").read_text())
+    points = {p["network"]: p for p in wire["capture"]["points"]}
+    assert {n: (p["side"], p["status"], p["kernel_dropped"]) for n, p in points.items()} == {
+        "home": ("client", "ok", 0), "internet": ("server", "ok", 0)}
+    assert points["home"]["interface"] != points["internet"]["interface"]
+    with open(run / "clients.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and all(r["client"] != "?" for r in rows), rows  # 3 clients, TCP and UDP
+    for row in rows:
+        own = f"{row['client_ip']}:{row['client_port']}"
+        assert row["flag"] == "nat" and row["wire_flag"] == "ok", row
+        assert row["wire_client_near"] == own and row["wire_network_near"] == "home", row
+        assert row["wire_client"] == row["server_saw"] != own, row  # the router's address, on internet
+    sides = {(f["network"], f["side"]) for f in wire["flows"] if f["owner"]}
+    assert sides == {("home", "client"), ("internet", "server")}
+    assert not [f for f in wire["flags"] if f["kind"] in ("wire-only", "untranslated")], wire["flags"]

@@ -274,3 +274,30 @@ def test_the_lab_s_diagnoses_of_a_learner_s_program_head_the_report(tmp_path):
     assert '<a href="#why">' in page
     # A run without diagnoses has no such section.
     assert '<section id="why">' not in write_report(shutil.copytree(RUNS / "basic", tmp_path / "plain")).read_text()
+
+
+def test_a_socket_captured_on_both_sides_of_a_router_shows_both_and_the_capture_points(tmp_path):
+    run_dir = shutil.copytree(RUNS / "udp-loss", tmp_path / "run")
+    tcp = socket(load_run(run_dir), "client3", "tcp")
+    events = read_events(run_dir / "events.jsonl")
+    ts = next(e["ts"] for e in events if e.get("service") == "client3" and e.get("event") == "connected")
+    syn = {"ts": ts, "dir": "c2s", "flags": "S", "seq": 0, "ack": 0, "len": 0, "retrans": False, "msg": None}
+
+    def flow(network, side, client, server):
+        return {"id": f"tcp {client} {server}", "proto": "tcp", "client": client, "server": server,
+                "network": network, "side": side, "owner": {"client": "client3", "session": 0, "local": tcp.address},
+                "packets": {"c2s": 1, "s2c": 0}, "bytes": {"c2s": 0, "s2c": 0}, "tcp": None, "packets_list": [syn]}
+
+    points = [{"network": "home", "side": "client", "packets": 1}, {"network": "internet", "side": "server", "packets": 1}]
+    wire = {"v": 1, "capture": {"status": "ok", "file": "capture/internet.pcap", "interface": "lab-df587b-1",
+                                "point": "bridge", "packets": 2, "points": points},
+            "flows": [flow("home", "client", tcp.address, "10.0.0.2:19200"),
+                      flow("internet", "server", "10.0.0.5:40000", "10.0.0.2:19200")],
+            "messages": [], "flags": []}
+    (run_dir / "wire.json").write_text(json.dumps(wire))
+    run = load_with_wire(run_dir)
+    summary = socket(run, "client3", "tcp").wire["summary"]
+    assert summary.startswith(f"home: {tcp.address} → 10.0.0.2:19200 · internet: 10.0.0.5:40000 → 10.0.0.2:19200")
+    page = render_report(run)
+    assert "captured on every network: home (client side, 1 packets), internet (server side, 1 packets)" in page
+    assert "tcpdump on 2 bridges: home, internet" in page

@@ -46,3 +46,15 @@ def test_table_has_a_row_per_socket_with_both_views_and_the_flag():
     text = render(conversation_table(rows))
     assert "10.77.0.5:48606" in text and text.count("10.77.0.5:48606") == 2
     assert "server-only" in text and "10.77.0.9:5000" in text
+
+
+def test_a_row_captured_on_both_sides_of_a_router_shows_the_wire_on_each():
+    nat = Conversation(client="client1", client_ip="10.0.1.3", proto="tcp", session=0, client_port=50000,
+                       server_saw="10.0.0.5:50000", flag="nat")
+    nat.wire = {"wire_client_near": "10.0.1.3:50000", "wire_client": "10.0.0.5:50000", "wire_flag": "ok"}
+    text = render(conversation_table([nat]))
+    assert "client's network" in text and "10.0.1.3:50000 → 10.0.0.5:50000" in text
+    flat = Conversation(client="client1", client_ip="10.77.0.5", proto="tcp", session=0, client_port=1,
+                        server_saw="10.77.0.5:1")
+    flat.wire = {"wire_client": "10.77.0.5:1"}
+    assert "client's network" not in render(conversation_table([flat]))  # one network: no such column

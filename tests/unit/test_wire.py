@@ -73,7 +73,8 @@ def test_each_lost_udp_round_trip_says_where_it_was_lost(tmp_path):
     where = {m["seq"]: m["where"] for m in view["messages"]}
     assert where == {1: "ok", 2: "no-echo-on-wire", 3: "echo-not-received", 4: "request-not-on-wire"}
     (flow,) = view["flows"]
-    assert flow["owner"] == {"client": "client1", "session": 0}
+    assert flow["owner"] == {"client": "client1", "session": 0, "local": f"{CLIENT}:40000"}
+    assert (flow["network"], flow["side"]) == ("lab", "server")
     assert flow["packets"] == {"c2s": 3, "s2c": 2} and flow["bytes"] == {"c2s": 17, "s2c": 12}
     assert [p["msg"] for p in flow["packets_list"]] == [1, 1, 2, 3, 3]
     (row,) = rows
@@ -210,7 +211,7 @@ def test_a_flow_no_program_claims_gets_its_own_row(tmp_path):
     assert rows[1].flag == "wire-only" and rows[1].wire["wire_flag"] == "wire-only"
     assert rows[1].wire["wire_client"] == "10.0.0.9:33333"
     assert view["flags"] == [{"kind": "wire-only", "client": None, "proto": "udp", "address": "10.0.0.9:33333",
-                              "flow": "udp 10.0.0.9:33333 10.0.0.2:19200",
+                              "flow": "udp 10.0.0.9:33333 10.0.0.2:19200", "network": "lab",
                               "detail": "a flow no client or server record claims"}]
 
 
@@ -329,3 +330,116 @@ def test_a_masqueraded_socket_claims_its_translated_flow_and_an_untranslated_pac
     (flag,) = view["flags"]
     assert flag["kind"] == "untranslated" and flag["client"] == "client1" and flag["detail"].startswith("1 packet(s)")
     assert all(m["where"] == "ok" for m in view["messages"])
+
+
+# ---- a topology: one capture per network, both sides of a router --------------------------------
+
+PRIVATE, ROUTER_OUT = "10.0.1.3", "10.0.0.5"
+
+
+def tcp_exchange(c, s, t0=T0 + 1.0):
+    """A TCP conversation from c to s ("hello" echoed), as one side of a router saw it."""
+    syn, ack, psh = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH | dpkt.tcp.TH_ACK
+    return [
+        (t0, frame(*c, *s, proto="tcp", flags=syn, seq=1000)),
+        (t0 + 0.001, frame(*s, *c, proto="tcp", flags=syn | ack, seq=5000, ack=1001)),
+        (t0 + 0.002, frame(*c, *s, proto="tcp", flags=ack, seq=1001, ack=5001)),
+        (t0 + 0.010, frame(*c, *s, b"hello", proto="tcp", flags=psh, seq=1001, ack=5001)),
+        (t0 + 0.011, frame(*s, *c, b"hello", proto="tcp", flags=psh, seq=5001, ack=1006)),
+    ]
+
+
+def two_sided_run(tmp_path, near_frames, server_frames, local, server_saw, nat=True):
+    """Captures of two networks, `home` (the client's) and `internet` (the server's), and the
+    records of one client socket at `local` that the server saw at `server_saw`."""
+    (tmp_path / "capture").mkdir()
+    write_pcap(tmp_path / "capture" / "home.pcap", near_frames)
+    write_pcap(tmp_path / "capture" / "internet.pcap", server_frames)
+    events = [rec(1.003, "client1", "tcp", "connected", local=local, peer=f"{SERVER}:19200", session=0),
+              rec(1.004, "server", "tcp", "accepted", local=f"{SERVER}:19200", peer=server_saw, conn=1),
+              rec(1.0105, "server", "tcp", "received", local=f"{SERVER}:19200", peer=server_saw, conn=1,
+                  bytes=5, text="hello"),
+              rec(1.009, "client1", "tcp", "sent", seq=1, bytes=5, text="hello", session=0),
+              rec(1.012, "client1", "tcp", "reply", seq=1, bytes=5, intact=True, session=0)]
+    if nat:
+        events.append({"v": 2, "ts": iso(T0 + 0.5), "host": "nat", "role": "netns", "proto": None,
+                       "event": "applied", "nat": ["masquerade"], "addresses": ["10.0.1.2", ROUTER_OUT]})
+    events.sort(key=lambda r: r["ts"])
+    rows = join_views(events)
+    view = build_wire_view(tmp_path, events, rows, capture_on=True, networks=["home", "internet"],
+                           server_networks=["internet"])
+    return rows, view
+
+
+def test_a_masqueraded_socket_gets_its_flow_on_each_side_of_the_router(tmp_path):
+    """The client's own network carries its private address, the server's the router's: one row
+    with both, the server's side in the usual columns, and the private address is no leak."""
+    private, outside = (PRIVATE, 50000), (ROUTER_OUT, 50000)
+    rows, view = two_sided_run(tmp_path, tcp_exchange(private, (SERVER, 19200)),
+                               tcp_exchange(outside, (SERVER, 19200), T0 + 1.0002), f"{PRIVATE}:50000",
+                               f"{ROUTER_OUT}:50000")
+    (row,) = rows
+    assert row.flag == "nat" and row.wire["wire_flag"] == "ok"
+    assert row.wire["wire_client"] == f"{ROUTER_OUT}:50000" and row.wire["wire_client_near"] == f"{PRIVATE}:50000"
+    assert row.wire["wire_server_near"] == f"{SERVER}:19200" and row.wire["wire_network_near"] == "home"
+    assert view["flags"] == []
+    sides = {f["network"]: (f["side"], f["client"], f["owner"]["client"]) for f in view["flows"]}
+    assert sides == {"home": ("client", f"{PRIVATE}:50000", "client1"),
+                     "internet": ("server", f"{ROUTER_OUT}:50000", "client1")}
+    assert [m["where"] for m in view["messages"]] == ["ok"]
+    assert [p["network"] for p in view["capture"]["points"]] == ["home", "internet"]
+    assert view["capture"]["file"] == "capture/internet.pcap" and view["capture"]["packets"] == 10
+    assert len([r for r in check_records(view) if r["event"] == "flow"]) == 1  # the server's side only
+    header, line = conversations_csv(rows).splitlines()
+    near = header.split(",").index("wire_client_near")
+    assert line.split(",")[near] == f"{PRIVATE}:50000"
+
+
+def test_an_untranslated_packet_beyond_the_router_is_a_leak_but_the_same_address_on_its_own_network_is_not(tmp_path):
+    private, outside = (PRIVATE, 50000), (ROUTER_OUT, 50000)
+    psh = dpkt.tcp.TH_PUSH | dpkt.tcp.TH_ACK
+    leaked = (T0 + 1.3, frame(*private, SERVER, 19200, b"stray", proto="tcp", flags=psh, seq=1006, ack=5006))
+    rows, view = two_sided_run(tmp_path, tcp_exchange(private, (SERVER, 19200)),
+                               tcp_exchange(outside, (SERVER, 19200), T0 + 1.0002) + [leaked],
+                               f"{PRIVATE}:50000", f"{ROUTER_OUT}:50000")
+    (row,) = rows
+    assert row.wire["wire_flag"] == "untranslated" and row.wire["wire_client_near"] == f"{PRIVATE}:50000"
+    (flag,) = view["flags"]
+    assert flag["kind"] == "untranslated" and flag["detail"].startswith("1 packet(s)")
+    assert flag["flow"] == f"tcp {PRIVATE}:50000 {SERVER}:19200"  # the one on the server's network
+    assert not any(f["kind"] == "wire-only" for f in view["flags"])
+
+
+def test_a_routed_flow_seen_on_both_networks_is_one_row(tmp_path):
+    """No NAT: the same addresses on both sides of the router. One row, both flows owned by it;
+    a stray flow routed the same way is one wire-only row, not two."""
+    own = (PRIVATE, 50000)
+    stray = [(T0 + 5.0, frame("10.0.1.9", 33333, SERVER, 19200, b"who am I"))]
+    rows, view = two_sided_run(tmp_path, tcp_exchange(own, (SERVER, 19200)) + stray,
+                               tcp_exchange(own, (SERVER, 19200), T0 + 1.0002) + stray,
+                               f"{PRIVATE}:50000", f"{PRIVATE}:50000", nat=False)
+    assert [r.client for r in rows] == ["client1", "?"]
+    assert rows[0].flag == "ok" and rows[0].wire["wire_flag"] == "ok"
+    assert rows[0].wire["wire_client"] == rows[0].wire["wire_client_near"] == f"{PRIVATE}:50000"
+    assert rows[1].wire["wire_flag"] == "wire-only"
+    (only,) = [f for f in view["flags"] if f["kind"] == "wire-only"]
+    assert only["network"] == "internet"
+    owned = [(f["network"], f["owner"]["client"]) for f in view["flows"] if f["owner"]]
+    assert sorted(owned) == [("home", "client1"), ("internet", "client1")]
+
+
+def test_each_network_capture_has_its_own_counters_and_a_missing_one_is_named(tmp_path):
+    (tmp_path / "capture").mkdir()
+    write_pcap(tmp_path / "capture" / "internet.pcap", tcp_exchange((ROUTER_OUT, 50000), (SERVER, 19200)))
+    events = [{"v": 1, "ts": iso(T0 + 9), "host": "capture", "role": "capture", "service": "capture",
+               "proto": None, "event": "summary", "interface": f"lab-1a2b3c-{i}", "file": f"/capture/{net}.pcap",
+               "captured": 5, "kernel_dropped": dropped, "interface_dropped": 0}
+              for i, (net, dropped) in enumerate((("home", 0), ("internet", 3)))]
+    view = build_wire_view(tmp_path, events, [], capture_on=True, networks=["home", "internet"],
+                           server_networks=["internet"])
+    capture = view["capture"]
+    assert capture["status"] == "missing" and "capture/home.pcap" in capture["reason"]
+    assert [(p["network"], p["interface"], p["kernel_dropped"]) for p in capture["points"]] == [
+        ("home", "lab-1a2b3c-0", 0), ("internet", "lab-1a2b3c-1", 3)]
+    assert capture["kernel_dropped"] == 3 and capture["interface"] == "lab-1a2b3c-1"
+    assert len(view["flows"]) == 1  # what the other capture holds still counts

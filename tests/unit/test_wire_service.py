@@ -45,3 +45,17 @@ def test_plain_compose_records_only_with_the_profile():
 def test_capture_false_renders_no_helper():
     services = render(scenario(capture=False), run_id="r-1a2b3c")["services"]
     assert "capture" not in services and list(services["client1"]["depends_on"]) == ["server"]
+
+
+def test_a_topology_records_every_network_each_into_its_own_file():
+    nat = scenario(networks={"home": {}, "internet": {}},
+                   routers={"nat": {"networks": ["home", "internet"], "masquerade": ["home"]}},
+                   server={"networks": ["internet"]}, clients={"count": 2, "networks": ["home"]})
+    rendered = render(nat, run_id="20261125-085536-nat-823b5d")
+    command = rendered["services"]["capture"]["command"]
+    pairs = [(command[i + 1], command[i + 3]) for i, arg in enumerate(command) if arg == "--interface"]
+    bridges = {name: net["driver_opts"][BRIDGE_OPTION] for name, net in rendered["networks"].items()}
+    assert pairs == [(bridges["home"], "/capture/home.pcap"), (bridges["internet"], "/capture/internet.pcap")]
+    assert rendered["services"]["capture"]["cap_add"] == ["NET_RAW", "SETGID"]  # no more for two networks
+    flat = render(scenario(), run_id="20261125-085536-basic-823b5d")["services"]["capture"]["command"]
+    assert flat[flat.index("--output") + 1] == "/capture/lab.pcap"
