@@ -87,9 +87,12 @@ def apply_fault(scenario: Scenario, engine: Engine, project: str, containers: di
                       "action": step.action, "target": fault.target, "t": round(elapsed, 3), "undo": step.undo,
                       "service": "lab", "container": "lab"}
     try:
-        if target is None:
+        if scenario.is_node(fault.target):
+            # A node, not a service: the engine cuts the node off the others (or puts it back).
+            engine.act_on_node(fault.target, step.action)
+        elif target is None:
             raise RunFailed(f"no container for {fault.target}")
-        if step.action in ("disconnect", "reconnect"):
+        elif step.action in ("disconnect", "reconnect"):
             # The shaper owns the namespace where there is one; the echo program shares it.
             engine.act((shaper or target).id, step.action, network=engine.network_name(project))
         elif step.action == "impair":

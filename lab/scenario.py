@@ -43,6 +43,9 @@ from lab.topology import Family, NetworkDef, RouterSpec, check_topology
 Proto = Literal["tcp", "udp"]
 Mode = Literal["iterative", "threaded", "async"]
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+# A fault target that names a node of a `lab cluster` (node1, node2, ...) instead of a service:
+# only `disconnect` takes one (the node is cut off the other nodes, docs/swarm.md).
+NODE_TARGET = re.compile(r"^node[1-9][0-9]?$")
 PUBLISH = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}:)?(?P<ports>\d{1,5}:\d{1,5})(/(tcp|udp))?$")
 YAML_KEY = re.compile(r"^\s*(?:-\s+)?([\w-]+)\s*:")
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -312,8 +315,17 @@ class Scenario(Model):
             except ValidationError as exc:
                 raise ValueError(f"clients.each.{key}: {describe_errors(exc)}") from None
         for i, fault in enumerate(self.faults):
+            if fault.target not in names and NODE_TARGET.match(fault.target):
+                if fault.action != "disconnect" or fault.duration is None:
+                    raise ValueError(
+                        f"faults.{i}.target: {fault.target} names a swarm node; a node takes only action "
+                        "disconnect with a duration (cut it off the other nodes, then put it back), "
+                        + (f"not {fault.action}" if fault.action != "disconnect" else "and this one has none")
+                    )
+                continue
             if fault.target not in names:
-                raise ValueError(f"faults.{i}.target: {fault.target!r} is not a service; use one of {', '.join(sorted(names))}")
+                raise ValueError(f"faults.{i}.target: {fault.target!r} is not a service; use one of "
+                                 f"{', '.join(sorted(names))} (or a swarm node, node1, node2, ..., for disconnect)")
             if fault.action == "impair":
                 declared = self.impair_of(fault.target)
                 if declared is None:
@@ -336,6 +348,15 @@ class Scenario(Model):
                     raise ValueError(f"placement.clients.{key}: no such client; clients are "
                                      f"{', '.join(self.client_names())}")
         return self
+
+    def is_node(self, target: str) -> bool:
+        """Does a fault's target name a swarm node rather than one of the scenario's services?"""
+        services = {"server", *self.client_names(), *self.routers}
+        return target not in services and bool(NODE_TARGET.match(target))
+
+    def node_faults(self) -> list[tuple[int, Fault]]:
+        """The faults (with their index in `faults`) whose target is a swarm node."""
+        return [(i, f) for i, f in enumerate(self.faults) if self.is_node(f.target)]
 
     def client_names(self) -> list[str]:
         return [f"client{i}" for i in range(1, self.clients.count + 1)]

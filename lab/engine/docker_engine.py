@@ -9,7 +9,7 @@ from lab.engine.compose_cli import COMPOSE_COMMAND, ComposeProject, compose_vers
 from lab.engine.containers import Containers
 from lab.engine.images import Images
 from lab.engine.resources import LabelledResources
-from lab.errors import EngineUnavailable
+from lab.errors import EngineUnavailable, UsageError
 
 
 class DockerEngine(Containers, Images, LabelledResources):
@@ -41,8 +41,16 @@ class DockerEngine(Containers, Images, LabelledResources):
         return {"engine": self.engine_version(), "compose": self.compose_version()}
 
     def scenario_for(self, scenario):
-        """Docker with compose runs every scenario the model accepts, as it is."""
+        """Docker with compose runs every scenario the model accepts, as it is, except a fault
+        on a swarm node: one host has no nodes to cut off."""
+        cuts = [f"faults.{i}.target: {fault.target} is a swarm node, and one host has no nodes to cut off "
+                "(run it with --engine swarm on a `lab cluster`)" for i, fault in scenario.node_faults()]
+        if cuts:
+            raise UsageError(f"the docker engine cannot run scenario {scenario.name}: " + "; ".join(cuts))
         return scenario
+
+    def act_on_node(self, node: str, action: str) -> None:
+        raise UsageError(f"one host has no node {node} to {action}")  # scenario_for refuses it first
 
     def project(self, name: str, file: Path) -> ComposeProject:
         return ComposeProject(name, file, self.compose_command)

@@ -126,6 +126,10 @@ class Engine(Protocol):
         """Fault action on a container: stop, start, kill, restart, pause, unpause, or disconnect
         from / reconnect to `network` (with the aliases it had)."""
 
+    def act_on_node(self, node: str, action: str) -> None:
+        """Fault action on a whole node (a swarm's): disconnect cuts it off the other nodes,
+        reconnect puts it back. One host has no nodes (its `scenario_for` refuses such faults)."""
+
     def exec(self, container_id: str, command: list[str]) -> tuple[int, str]:
         """Run a command in a running container; its exit status and output."""
 

@@ -22,6 +22,7 @@ import pytest
 from lab.compose import node_image as node_image_ref
 from lab.engine.swarm.cluster import CLUSTER_LABEL, Cluster
 from lab.engine.swarm.docker_api import connect
+from lab.engine.swarm.engine import SwarmEngine
 from lab.images import build_cluster_image
 from lab.labels import MANAGED_LABEL, SESSION_LABEL
 
@@ -213,6 +214,78 @@ def test_what_swarm_cannot_do_is_refused_before_anything_starts(cluster, tmp_pat
     assert "the swarm engine cannot run scenario partition: fault disconnect of client2" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+CUT_SCENARIO = """\
+description: on a swarm, node3 (client2's node) is cut off the other nodes for 4 s during the TCP talk, then put back
+clients:
+  count: 2
+  message_count: 16
+  interval: 0.5
+  timeout: 1
+  retries: 8
+  reconnect_for: 30
+placement: {server: node1, clients: {client1: node2, client2: node3}}
+faults:
+  - {at: 1.5, action: disconnect, target: node3, duration: 4}
+expect:
+  - {check: fault, action: disconnect, target: node3}
+  - {check: fault, action: reconnect, target: node3}
+  - {check: clients_ok, min: 2}
+  - {check: echoed_intact}
+  - {check: metric, metric: timeouts, service: client2, min: 1}
+  - {check: metric, metric: timeouts, service: client1, max: 0}
+"""
+
+
+def test_a_node_cut_off_for_4_s_stalls_only_the_client_on_it_and_every_record_is_collected(cluster, tmp_path):
+    scenario = tmp_path / "node-cut.yaml"
+    scenario.write_text(CUT_SCENARIO)
+    out = tmp_path / "runs"
+    proc = run_lab("run", str(scenario), "--engine", "swarm", "--out", str(out), timeout=240)
+    directory = only_run_dir(out)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Passed with no error: every expectation held and no record of any task is missing (a
+    # numbered stream with a gap would fail the run with "records lost").
+    assert manifest["verdict"] == "passed" and manifest.get("error") is None, manifest.get("error")
+    assert [r["passed"] for r in manifest["expectations"]] == [True] * 6
+    assert {c["service"]: c["node"] for c in manifest["containers"].values()} == {
+        "server": "node1", "client1": "node2", "client2": "node3"}
+
+    events = [json.loads(line) for line in (directory / "events.jsonl").read_text().splitlines()]
+    faults = [(e["action"], e["target"], e["undo"], e["ok"]) for e in events if e.get("event") == "fault"]
+    assert faults == [("disconnect", "node3", False, True), ("reconnect", "node3", True, True)]
+    cut, back = (e["ts"] for e in events if e.get("event") == "fault")
+
+    def stalls(service):
+        return [e for e in events if e.get("service") == service and e.get("event") in ("timeout", "retry", "reconnect")]
+
+    # client2 (on node3) is in its TCP conversation during the cut (each client talks TCP, then
+    # UDP): its echo timed out, it kept reconnecting, and got through once node3 was back.
+    # client1 never stalled.
+    stalled = stalls("client2")
+    assert stalled and all(cut <= e["ts"] for e in stalled) and {e["proto"] for e in stalled} == {"tcp"}
+    assert [e["event"] for e in stalled][:2] == ["timeout", "reconnect"]
+    assert [e for e in events if e.get("service") == "client2" and e.get("event") == "connected" and e["ts"] > back]
+    assert not stalls("client1")
+    # The table: client1's two conversations whole; client2's TCP talk on two connections (the
+    # echo lost at the cut is sent again on the new one), all 16 messages echoed in the end.
+    rows = list(csv_rows(directory))
+    assert {r["flag"] for r in rows} == {"ok"}
+    assert sorted((r["client"], r["proto"], r["echoed"]) for r in rows if r["client"] == "client1") == [
+        ("client1", "tcp", "16"), ("client1", "udp", "16")]
+    tcp2 = [r for r in rows if (r["client"], r["proto"]) == ("client2", "tcp")]
+    assert len(tcp2) == 2 and len({r["client_port"] for r in tcp2}) == 2
+    assert sum(int(r["echoed"]) for r in tcp2) == 16 and sum(int(r["sent"]) for r in tcp2) == 17
+    assert len(list((directory / "logs").iterdir())) == 3
+
+    # node3 is back: no cut left in its firewall, and the swarm still counts it ready.
+    status, rules = cluster.exec_on_node("node3", ["iptables", "-S"])
+    assert status == 0 and "LAB-CUT" not in rules
+    assert [n.hostname for n in cluster.status() if n.swarm == "active"] == ["node1", "node2", "node3"]
+    assert SwarmEngine(cluster.manager_url(), cluster).ready_nodes() == ["node1", "node2", "node3"]
+    assert back > cut
 
 
 def csv_rows(directory):

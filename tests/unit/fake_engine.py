@@ -130,6 +130,9 @@ class FakeEngine:
         else:
             raise EngineError(f"unknown fault action {action!r}")
 
+    def act_on_node(self, node: str, action: str) -> None:
+        self.call(f"act {action} {node}")
+
     def exec(self, container_id: str, command: list[str]) -> tuple[int, str]:
         self.call("exec")
         return 0, ""

@@ -146,6 +146,19 @@ def test_a_fault_still_in_force_when_the_clients_end_is_undone_before_teardown(e
     assert engine.calls.index("act disconnect") < engine.calls.index("act reconnect") < engine.calls.index("stop")
 
 
+def test_a_node_cut_goes_to_the_engine_as_a_node_action_and_is_on_the_timeline(engine, tmp_path):
+    engine.ticks_to_finish = 3
+    result, manifest = run(engine, tmp_path, faults=[{"at": 0, "action": "disconnect", "target": "node3", "duration": 0.01}],
+                           expect=[{"check": "fault", "action": "disconnect", "target": "node3"}])
+    assert result.verdict == manifest["verdict"] == "passed", result.error
+    assert engine.calls.index("act disconnect node3") < engine.calls.index("act reconnect node3") < engine.calls.index("stop")
+    faults = [json.loads(line) for line in (result.directory / "events.jsonl").read_text().splitlines()
+              if '"event": "fault"' in line]
+    assert [(f["action"], f["target"], f["undo"], f["ok"]) for f in faults] == [
+        ("disconnect", "node3", False, True), ("reconnect", "node3", True, True)]
+    assert torn_down(engine)
+
+
 def test_a_teardown_error_turns_a_pass_into_an_error_that_says_what_to_do(engine, tmp_path):
     engine.on["remove"] = raises(EngineError("`docker compose down` failed with exit status 1"))
     result, manifest = run(engine, tmp_path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import ScenarioError
-from lab.scenario import load_scenario
+from lab.scenario import Scenario, load_scenario
 from lab.shaper.impairment import Impairment as ShaperImpairment
 from lab.shaper.impairment import ImpairmentError
 
@@ -108,3 +108,23 @@ def test_a_fault_impairment_is_checked_by_the_same_rules(tmp_path):
     message = refused(write(tmp_path, "description: x\nserver: {impair: {}}\n"
                                       "faults: [{at: 1, action: impair, target: server, impair: {jitter_ms: 5}}]\n"))
     assert "faults.0.impair.jitter_ms: must not exceed delay_ms (0): jitter is +/- around the delay (got 5.0)" in message
+
+
+@pytest.mark.parametrize("fault,allowed", [
+    ("{at: 1, action: kill, target: node2}", "faults.0.target: node2 names a swarm node; a node takes only action "
+     "disconnect with a duration (cut it off the other nodes, then put it back), not kill"),
+    ("{at: 1, action: disconnect, target: node2}", "faults.0.target: node2 names a swarm node; a node takes only "
+     "action disconnect with a duration (cut it off the other nodes, then put it back), and this one has none"),
+    ("{at: 1, action: disconnect, target: nodes}", "faults.0.target: 'nodes' is not a service; use one of client1, "
+     "server (or a swarm node, node1, node2, ..., for disconnect)"),
+])
+def test_a_fault_names_a_node_only_to_cut_it_off_for_a_while(tmp_path, fault, allowed):
+    path = write(tmp_path, f"description: x\nclients: {{count: 1}}\nfaults: [{fault}]\n")
+    assert allowed in refused(path)
+
+
+def test_a_node_cut_with_a_duration_loads_and_a_service_keeps_its_name():
+    scenario = Scenario.model_validate({"name": "n", "description": "x", "faults": [
+        {"at": 1, "action": "disconnect", "target": "node2", "duration": 3}]})
+    assert [i for i, _ in scenario.node_faults()] == [0]
+    assert not scenario.is_node("client1") and not scenario.is_node("server")

@@ -10,7 +10,9 @@ import pytest
 from fake_engine import FakeEngine
 
 from lab.compose import render
-from lab.engine.swarm.engine import SwarmEngine
+from lab.engine.docker_engine import DockerEngine
+from lab.engine.swarm.cluster import Cluster, Node
+from lab.engine.swarm.engine import SwarmEngine, SwarmStack
 from lab.engine.swarm.stack import place, to_stack
 from lab.errors import EngineError, UsageError
 from lab.labels import ROLE_LABEL
@@ -132,3 +134,82 @@ def test_doctor_names_an_unreachable_swarm_manager_and_how_to_get_one(monkeypatc
     assert not manager.ok and manager.blocking
     assert "cannot reach the Docker engine at tcp://127.0.0.1:9" in manager.detail
     assert "lab cluster up" in manager.fix and "LAB_SWARM_HOST" in manager.fix
+
+
+def cut_scenario(duration=4, target="node3") -> Scenario:
+    return Scenario.model_validate({"name": "cut", "description": "d", "capture": False, "faults": [
+        {"at": 1, "action": "restart", "target": "server"},
+        {"at": 2, "action": "disconnect", "target": target, "duration": duration}]})
+
+
+class FakeCluster(Cluster):
+    """A lab cluster of three nodes whose node containers run nothing: each command is noted."""
+
+    def __init__(self) -> None:
+        super().__init__("lab-cluster-t")
+        self.ran: list[tuple[str, str]] = []
+
+    def nodes(self) -> list[Node]:
+        return [Node(n, f"lab-cluster-t-node{n}", f"node{n}", "running", f"172.30.0.{n + 1}") for n in (1, 2, 3)]
+
+    def exec_on_node(self, hostname: str, command: list[str]) -> tuple[int, str]:
+        self.ran.append((hostname, command[-1]))
+        return 0, ""
+
+
+def test_a_node_cut_is_refused_on_a_swarm_the_lab_did_not_make_naming_the_field_and_why():
+    with pytest.raises(UsageError) as refused:
+        SwarmEngine("tcp://manager.invalid:2375").scenario_for(cut_scenario())
+    assert refused.value.exit_code == 2
+    assert ("faults.1.target: disconnect of node node3: the lab cuts off only the nodes of a `lab cluster` it "
+            "made") in str(refused.value) and "cannot cut a real machine's cable" in str(refused.value)
+
+
+def test_a_node_cut_is_refused_on_one_host():
+    with pytest.raises(UsageError) as refused:
+        DockerEngine().scenario_for(cut_scenario())
+    assert refused.value.exit_code == 2
+    assert "faults.1.target: node3 is a swarm node, and one host has no nodes to cut off" in str(refused.value)
+
+
+def test_a_lab_cluster_takes_a_short_cut_of_its_own_node_and_refuses_a_long_one_or_a_missing_node():
+    engine = SwarmEngine("tcp://manager.invalid:2375", FakeCluster())
+    assert engine.scenario_for(cut_scenario()).faults[1].target == "node3"
+    with pytest.raises(UsageError, match=r"faults.1.duration: 11 s is more than 10 s; a node cut off longer may be "
+                                         r"marked down by the manager"):
+        engine.scenario_for(cut_scenario(duration=11))
+    with pytest.raises(UsageError, match=r"faults.1.target: lab cluster lab-cluster-t has no node node4 "
+                                         r"\(its nodes: node1, node2, node3\)"):
+        engine.scenario_for(cut_scenario(target="node4"))
+
+
+def test_cutting_a_node_drops_its_traffic_with_every_other_node_and_the_run_puts_it_back_at_the_latest_on_stop():
+    cluster = FakeCluster()
+    engine = SwarmEngine("tcp://manager.invalid:2375", cluster)
+    engine.act_on_node("node3", "disconnect")
+    (node, script), = cluster.ran
+    assert node == "node3"
+    for peer in ("172.30.0.2", "172.30.0.3"):  # node1, node2; never the host, the gateway
+        assert f"-A LAB-CUT -s {peer} -j DROP" in script and f"-A LAB-CUT -d {peer} -j DROP" in script
+    assert "172.30.0.4" not in script and "172.30.0.1 " not in script
+    assert "-I INPUT 1 -j LAB-CUT" in script and "-I OUTPUT 1 -j LAB-CUT" in script
+    engine.mend_all()  # what the stack's stop does first
+    assert cluster.ran[1][0] == "node3" and "-X LAB-CUT" in cluster.ran[1][1]
+    engine.mend_all()
+    assert len(cluster.ran) == 2  # put back once
+
+
+def test_a_failed_cut_names_the_node_and_what_its_firewall_said():
+    cluster = FakeCluster()
+    cluster.exec_on_node = lambda hostname, command: (4, "iptables: Permission denied\n")
+    with pytest.raises(EngineError, match="cutting off node node2 failed \\(exit status 4\\): iptables: Permission denied"):
+        SwarmEngine("tcp://manager.invalid:2375", cluster).act_on_node("node2", "disconnect")
+
+
+def test_stopping_a_run_puts_back_a_node_still_cut_off_before_it_stops_the_tasks(monkeypatch, tmp_path):
+    cluster = FakeCluster()
+    engine = SwarmEngine("tcp://manager.invalid:2375", cluster)
+    engine.act_on_node("node2", "disconnect")  # a run that timed out mid-cut
+    monkeypatch.setattr(engine, "containers", lambda project: [])
+    SwarmStack("lab-cut-1", tmp_path / "compose.yaml", engine).stop()
+    assert [(node, "-X LAB-CUT" in script) for node, script in cluster.ran] == [("node2", False), ("node2", True)]

@@ -35,6 +35,7 @@ CLUSTER_IMAGE = "socketlab/cluster-node:bookworm"
 DAEMON_PORT = 2375
 SWARM_PORT = 2377
 MAX_NODES = 9
+CUT_CHAIN = "LAB-CUT"  # the chain of a node's firewall that cuts it off the others (`cut`)
 
 Progress = Callable[[str], None]
 
@@ -224,6 +225,33 @@ class Cluster:
         """Run a command in a node's own container (not in a task): its status and output."""
         result = self.host.containers.get(f"{self.name}-{hostname}").exec_run(command)
         return result.exit_code, result.output.decode("utf-8", "replace")
+
+    # ---- cutting a node off --------------------------------------------------------------
+    def cut(self, hostname: str) -> None:
+        """Cut a node off the other nodes: its own firewall drops every packet to or from them
+        (VXLAN 4789/udp, gossip 7946, swarm control 2377). The host, the bridge's gateway, still
+        reaches its daemon, so the lab keeps reading its tasks' logs. A firewall rather than
+        `docker network disconnect`: the node keeps its address, which its swarm advertises."""
+        peers = [n.ip for n in self.nodes() if n.hostname != hostname and n.ip]
+        rules = "".join(f"iptables -w -A {CUT_CHAIN} -s {ip} -j DROP && iptables -w -A {CUT_CHAIN} -d {ip} -j DROP && "
+                        for ip in peers)
+        script = (f"(iptables -w -N {CUT_CHAIN} 2>/dev/null || iptables -w -F {CUT_CHAIN}) && {rules}"
+                  f"(iptables -w -C INPUT -j {CUT_CHAIN} 2>/dev/null || iptables -w -I INPUT 1 -j {CUT_CHAIN}) && "
+                  f"(iptables -w -C OUTPUT -j {CUT_CHAIN} 2>/dev/null || iptables -w -I OUTPUT 1 -j {CUT_CHAIN})")
+        self._firewall(hostname, script, "cutting off")
+
+    def mend(self, hostname: str) -> None:
+        """Undo `cut`: the node's rules go, and nothing of the chain is left."""
+        script = (f"iptables -w -D INPUT -j {CUT_CHAIN} 2>/dev/null; iptables -w -D OUTPUT -j {CUT_CHAIN} 2>/dev/null; "
+                  f"iptables -w -F {CUT_CHAIN} 2>/dev/null; iptables -w -X {CUT_CHAIN} 2>/dev/null; "
+                  f"! iptables -w -S | grep -q -- {CUT_CHAIN}")
+        self._firewall(hostname, script, "putting back")
+
+    def _firewall(self, hostname: str, script: str, what: str) -> None:
+        with docker_errors(f"{what} node {hostname}"):
+            status, output = self.exec_on_node(hostname, ["sh", "-c", script])
+        if status != 0:
+            raise EngineError(f"{what} node {hostname} failed (exit status {status}): {output.strip()}")
 
     # ---- status and down ----------------------------------------------------------------
     def status(self) -> list[Node]:

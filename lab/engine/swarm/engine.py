@@ -9,7 +9,8 @@ Two ways to reach the swarm, and what each allows:
 - a manager only (a real swarm: `$LAB_SWARM_HOST` or the current Docker context): lifecycle,
   tasks, logs (through the manager, `GET /tasks/ID/logs`) and restarting a service;
 - every node's daemon too (`lab cluster`, whose nodes the lab can reach): logs read from each
-  task's own container on its node, and fault actions on those containers (kill, stop, pause).
+  task's own container on its node, and fault actions on those containers (kill, stop, pause);
+  a whole node can be cut off the others for a few seconds (a fault whose target is `node3`).
 
 What swarm cannot do is refused before a run starts, by `scenario_for`, with exit status 2. The
 wire view is off on a swarm: the capture helper records a host's bridge, and a swarm's packets
@@ -47,6 +48,9 @@ ON_CONTAINER = {"kill": lambda c: c.kill(), "stop": lambda c: c.stop(timeout=3),
 WIRE_CHECKS = ("retransmissions", "lost_where", "handshake_ms")  # lab/expect/wire.py
 # Fault actions on a whole service, through the manager: a new task replaces the old one.
 ON_SERVICE = ("restart", "start")
+# The longest a node may be cut off: well inside the manager's grace for a silent node (three
+# 5 s heartbeats) so the swarm neither marks it down nor shuts its tasks down when it returns.
+MAX_NODE_CUT = 10.0
 
 
 class SwarmEngine:
@@ -68,6 +72,7 @@ class SwarmEngine:
         self._tasks: dict[str, dict] = {}  # task id -> the task as last listed
         self._hostnames: dict[str, str] = {}  # node id -> hostname
         self._kept_logs: dict[str, bytes] = {}  # task id -> its logs, read before the task went
+        self._cut: set[str] = set()  # nodes cut off now (put back at the latest when the run stops)
 
     # ---- connections --------------------------------------------------------------------------
     @property
@@ -107,7 +112,10 @@ class SwarmEngine:
         if impaired:
             problems.append(f"impairments ({', '.join(impaired)}): the shaper sidecar shares its service's network "
                             "namespace, and swarm services cannot share one")
+        problems += self._node_cut_problems(scenario)
         for fault in scenario.faults:
+            if scenario.is_node(fault.target):
+                continue  # a node, not a service: checked above
             if fault.action in ("disconnect", "reconnect"):
                 problems.append(f"fault {fault.action} of {fault.target}: a swarm task cannot leave an overlay "
                                 "network it was deployed on")
@@ -125,6 +133,23 @@ class SwarmEngine:
         if problems:
             raise UsageError("the swarm engine cannot run scenario " + scenario.name + ": " + "; ".join(problems))
         return scenario.model_copy(update={"capture": False})
+
+    def _node_cut_problems(self, scenario) -> list[str]:
+        """Why the scenario's node faults (`disconnect` of node2, ...) cannot run here, if they cannot."""
+        problems = []
+        for i, fault in scenario.node_faults():
+            if self.cluster is None:
+                problems.append(f"faults.{i}.target: disconnect of node {fault.target}: the lab cuts off only the "
+                                "nodes of a `lab cluster` it made (containers on this host), and cannot cut a real "
+                                "machine's cable")
+            elif fault.target not in self.node_urls:
+                problems.append(f"faults.{i}.target: lab cluster {self.cluster.name} has no node {fault.target} "
+                                f"(its nodes: {', '.join(sorted(self.node_urls)) or 'none'})")
+            elif fault.duration > MAX_NODE_CUT:
+                problems.append(f"faults.{i}.duration: {fault.duration:g} s is more than {MAX_NODE_CUT:g} s; a node "
+                                "cut off longer may be marked down by the manager (after about 15 s without a "
+                                "heartbeat), which then shuts its tasks down when it is back")
+        return problems
 
     def _missing_nodes(self, placement) -> list[str]:
         """What a scenario's `placement:` names that the swarm has no ready, active node of (asks
@@ -284,6 +309,25 @@ class SwarmEngine:
                 ON_CONTAINER[action](self.node(node).containers.get(_container_id(task)))
         else:
             raise EngineError(f"the swarm engine cannot {action} a task")
+
+    def act_on_node(self, node: str, action: str) -> None:
+        """disconnect: cut a lab cluster's node off the other nodes (overlay, gossip and swarm
+        control traffic alike); reconnect: put it back. The lab still reaches its daemon."""
+        if self.cluster is None:
+            raise EngineError(f"only a lab cluster's nodes can be cut off, and {self.where} is not one")
+        if action == "disconnect":
+            self._cut.add(node)
+            self.cluster.cut(node)
+        elif action == "reconnect":
+            self.cluster.mend(node)
+            self._cut.discard(node)
+        else:
+            raise EngineError(f"the swarm engine cannot {action} a node")
+
+    def mend_all(self) -> None:
+        """Put back every node still cut off (a run that timed out or was interrupted mid-cut)."""
+        for node in sorted(self._cut):
+            self.act_on_node(node, "reconnect")
 
     def exec(self, container_id: str, command: list[str]) -> tuple[int, str]:
         task = self._task(container_id)
@@ -486,6 +530,7 @@ class SwarmStack:
         can only scale the services to 0, which removes the tasks: their logs are read first and
         kept (what a program prints while it stops is then lost, and the gap check says so)."""
         engine = self.engine
+        engine.mend_all()  # a node left cut off would keep its tasks' records out of reach of the swarm
         tasks = [t for t in engine.containers(self.name) if t.status == "running"]
         if engine.node_urls:
             errors = []
