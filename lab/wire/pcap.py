@@ -98,7 +98,11 @@ def read_capture(path: Path) -> Capture:
     # one; a classic pcap record's length is checked only when it ends the file (_torn), which
     # spares two Python-level reads per record.
     tracked = None if data[:4] in _CLASSIC_MAGIC else _ShortReads(raw)
-    reader = dpkt.pcap.UniversalReader(tracked or raw)
+    try:
+        reader = dpkt.pcap.UniversalReader(tracked or raw)
+    except dpkt.dpkt.UnpackError as exc:  # NeedData included: an empty or cut file header
+        # An empty file is what tcpdump leaves when it is stopped before its first write.
+        raise ValueError(f"no whole capture file header ({len(data)} bytes): {exc}") from exc
     snaplen = getattr(reader, "snaplen", 0) or 0
     link = reader.datalink()
     decode = _decoder(link)

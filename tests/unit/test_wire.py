@@ -443,3 +443,15 @@ def test_each_network_capture_has_its_own_counters_and_a_missing_one_is_named(tm
         ("home", "lab-1a2b3c-0", 0), ("internet", "lab-1a2b3c-1", 3)]
     assert capture["kernel_dropped"] == 3 and capture["interface"] == "lab-1a2b3c-1"
     assert len(view["flows"]) == 1  # what the other capture holds still counts
+
+
+@pytest.mark.parametrize("content", [b"", b"\xd4\xc3\xb2\xa1\x02\x00"])
+def test_a_capture_cut_before_its_file_header_is_not_readable_and_the_view_says_so(tmp_path, content):
+    """tcpdump stopped before its first write (a run interrupted while starting) leaves an empty
+    or cut file: the view says so, the run goes on."""
+    (tmp_path / "capture").mkdir()
+    (tmp_path / "capture" / "lab.pcap").write_bytes(content)
+    with pytest.raises(ValueError, match="no whole capture file header"):
+        read_capture(tmp_path / "capture" / "lab.pcap")
+    view = build_wire_view(tmp_path, [], [], capture_on=True)
+    assert view["capture"]["status"] == "missing" and "not a readable capture" in view["capture"]["reason"]
