@@ -12,11 +12,19 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import EngineError, EngineUnavailable
+
+RELEASE_WAITS = (1, 2, 4, 8, 15)  # seconds between tries of removing a network still in use
+
+
+def still_releasing(error: str) -> bool:
+    """Docker's answer when a network's endpoints are not all released yet."""
+    return "active endpoints" in error
 
 COMPOSE_COMMAND = ("docker", "compose")
 
@@ -42,8 +50,17 @@ class ComposeProject:
         self.run("stop", "-t", f"{grace:g}", timeout=120)
 
     def remove(self) -> None:
-        """Remove every container, network and volume of the project."""
-        self.run("down", "-v", "--remove-orphans", "-t", "1", timeout=180)
+        """Remove every container, network and volume of the project. A network whose endpoints
+        Docker is still releasing after its containers are gone (seen after runs of 200
+        containers on a busy host) is tried again, for about half a minute in all."""
+        for wait in (*RELEASE_WAITS, None):
+            try:
+                self.run("down", "-v", "--remove-orphans", "-t", "1", timeout=180)
+                return
+            except EngineError as exc:
+                if wait is None or not still_releasing(str(exc)):
+                    raise
+                time.sleep(wait)
 
     def run(
         self,

@@ -4,7 +4,9 @@ and the `host:pid` owner token that tells a crashed run's leftovers from a livin
 from __future__ import annotations
 
 import os
+import time
 
+from lab.engine.compose_cli import RELEASE_WAITS, still_releasing
 from lab.engine.connection import DockerConnection, docker_module, sdk_call
 from lab.engine.containers import PROJECT_LABEL, info_from_list
 from lab.engine.interface import LabelledProject, labelled_entry
@@ -41,11 +43,18 @@ class LabelledResources(DockerConnection):
             except docker.errors.NotFound:
                 pass
         for name in entry.networks:
-            try:
-                self.client.networks.get(name).remove()
-                removed.append(f"network {name}")
-            except docker.errors.NotFound:
-                pass
+            for wait in (*RELEASE_WAITS, None):
+                try:
+                    self.client.networks.get(name).remove()
+                    removed.append(f"network {name}")
+                except docker.errors.NotFound:
+                    pass
+                except docker.errors.APIError as exc:
+                    if wait is None or not still_releasing(str(exc)):
+                        raise
+                    time.sleep(wait)
+                    continue
+                break
         return removed
 
 

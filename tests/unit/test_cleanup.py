@@ -51,3 +51,37 @@ def test_one_project_that_cannot_be_removed_does_not_stop_the_others(monkeypatch
     result = clean(engine)
     assert result.failed == {"broken": "docker: remove resources: network has active endpoints"}
     assert result.removed == {"lab-z": ["network lab-z_lab"]}
+
+
+def test_a_network_docker_is_still_releasing_is_tried_again(monkeypatch):
+    """After a 200-container run on a busy host, Docker said a network had active endpoints for
+    a while after its containers were gone; teardown tries again instead of failing the run."""
+    from pathlib import Path
+
+    import pytest
+
+    import lab.engine.compose_cli as cli
+
+    assert cli.still_releasing("error while removing network: network lab-many_lab id cd2f has active endpoints")
+    assert not cli.still_releasing("network lab-many_lab not found")
+    monkeypatch.setattr(cli, "RELEASE_WAITS", (0, 0, 0))
+    calls = []
+
+    class Flaky(cli.ComposeProject):
+        def run(self, *args, **kwargs):
+            calls.append(args[0])
+            if len(calls) < 3:
+                raise EngineError("`docker compose down` failed: network x has active endpoints")
+
+    Flaky("p", Path("compose.yaml")).remove()
+    assert calls == ["down", "down", "down"]
+    calls.clear()
+
+    class Broken(cli.ComposeProject):
+        def run(self, *args, **kwargs):
+            calls.append(args[0])
+            raise EngineError("`docker compose down` failed: permission denied")
+
+    with pytest.raises(EngineError, match="permission denied"):
+        Broken("p", Path("compose.yaml")).remove()
+    assert calls == ["down"]  # anything else fails at once
