@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lab.errors import EngineError, EngineUnavailable
 
-RELEASE_WAITS = (1, 2, 4, 8, 15)  # seconds between tries of removing a network still in use
+RELEASE_WAITS = (1, 2, 4, 8, 15, 30, 60)  # seconds between tries of removing a network still in use
 
 
 def still_releasing(error: str) -> bool:
@@ -52,10 +52,13 @@ class ComposeProject:
     def remove(self) -> None:
         """Remove every container, network and volume of the project. A network whose endpoints
         Docker is still releasing after its containers are gone (seen after runs of 200
-        containers on a busy host) is tried again, for about half a minute in all."""
+        containers on a busy host) is tried again, for about two minutes in all."""
         for wait in (*RELEASE_WAITS, None):
             try:
-                self.run("down", "-v", "--remove-orphans", "-t", "1", timeout=180)
+                # Fewer removals at once: Docker 20.10 can lose count of a network's endpoints
+                # when hundreds of containers leave it together, and then never removes it.
+                self.run("down", "-v", "--remove-orphans", "-t", "1", timeout=180,
+                         env={"COMPOSE_PARALLEL_LIMIT": "8"})
                 return
             except EngineError as exc:
                 if wait is None or not still_releasing(str(exc)):
