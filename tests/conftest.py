@@ -40,12 +40,18 @@ def pytest_sessionfinish(session, exitstatus):
     if before is None:
         return
     from lab.engine import DockerEngine
+    from lab.errors import LabError
 
     engine = DockerEngine()
     label = os.environ["LAB_SESSION"]
     leftovers = {p: e for p, e in engine.managed_resources().items()
                  if p not in before and e.session == label}
-    removed = {p: engine.remove_resources(e) for p, e in leftovers.items()}
+    removed = {}
+    for project, entry in leftovers.items():
+        try:
+            removed[project] = engine.remove_resources(entry)
+        except LabError as exc:  # still a leftover, and said as one, not a traceback ending the session
+            removed[project] = [f"NOT removed: {exc}"]
     removed.update(_leftover_host_rules(engine, label))
     # A `lab cluster` of this session (its nodes, their volumes, its network) is a leftover too;
     # the swarm objects of its runs live inside its nodes and go with them.

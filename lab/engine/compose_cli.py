@@ -19,7 +19,13 @@ from pathlib import Path
 
 from lab.errors import EngineError, EngineUnavailable
 
-RELEASE_WAITS = (1, 2, 4, 8, 15, 30, 60)  # seconds between tries of removing a network still in use
+# Docker 20.10 can lose count of a network's endpoints when hundreds of containers leave it at
+# once (on stop, and on removal of any still running), and then never removes that network: only a
+# daemon restart does. Compose is told to let a few leave at a time; bring-up stays unlimited.
+LEAVING_AT_ONCE = {"COMPOSE_PARALLEL_LIMIT": "8"}
+RELEASE_WAITS = (1, 2, 4)  # seconds between tries of removing a network whose endpoints are still leaving
+STUCK = ("Docker still counts endpoints on the network though no container is attached (Docker 20.10 "
+         "loses count when many containers leave at once); only a restart of the Docker daemon removes it")
 
 
 def still_releasing(error: str) -> bool:
@@ -46,23 +52,24 @@ class ComposeProject:
         self.run("up", "-d", "--no-build", "--quiet-pull")
 
     def stop(self, grace: float = 3) -> None:
-        """Stop every container (SIGTERM, then SIGKILL after `grace`), keeping them for their logs."""
-        self.run("stop", "-t", f"{grace:g}", timeout=120)
+        """Stop every container (SIGTERM, then SIGKILL after `grace`), keeping them for their logs.
+        A stopping container leaves its networks: a few at a time (`LEAVING_AT_ONCE`)."""
+        self.run("stop", "-t", f"{grace:g}", timeout=180, env=LEAVING_AT_ONCE)
 
     def remove(self) -> None:
         """Remove every container, network and volume of the project. A network whose endpoints
         Docker is still releasing after its containers are gone (seen after runs of 200
-        containers on a busy host) is tried again, for about two minutes in all."""
+        containers on a busy host) is tried again for a few seconds; one still counted after that
+        is stuck, and the error says so."""
         for wait in (*RELEASE_WAITS, None):
             try:
-                # Fewer removals at once: Docker 20.10 can lose count of a network's endpoints
-                # when hundreds of containers leave it together, and then never removes it.
-                self.run("down", "-v", "--remove-orphans", "-t", "1", timeout=180,
-                         env={"COMPOSE_PARALLEL_LIMIT": "8"})
+                self.run("down", "-v", "--remove-orphans", "-t", "1", timeout=180, env=LEAVING_AT_ONCE)
                 return
             except EngineError as exc:
-                if wait is None or not still_releasing(str(exc)):
+                if not still_releasing(str(exc)):
                     raise
+                if wait is None:
+                    raise EngineError(f"{exc}\n{STUCK}") from None
                 time.sleep(wait)
 
     def run(

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import time
 
-from lab.engine.compose_cli import RELEASE_WAITS, still_releasing
+from lab.engine.compose_cli import RELEASE_WAITS, STUCK, still_releasing
 from lab.engine.connection import DockerConnection, docker_module, sdk_call
 from lab.engine.containers import PROJECT_LABEL, info_from_list
 from lab.engine.interface import LabelledProject, labelled_entry
+from lab.errors import EngineError
 from lab.labels import MANAGED_LABEL
 
 
@@ -50,8 +51,10 @@ class LabelledResources(DockerConnection):
                 except docker.errors.NotFound:
                     pass
                 except docker.errors.APIError as exc:
-                    if wait is None or not still_releasing(str(exc)):
+                    if not still_releasing(str(exc)):
                         raise
+                    if wait is None:
+                        raise EngineError(f"network {name}: {STUCK}") from None
                     time.sleep(wait)
                     continue
                 break

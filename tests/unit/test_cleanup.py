@@ -85,3 +85,33 @@ def test_a_network_docker_is_still_releasing_is_tried_again(monkeypatch):
     with pytest.raises(EngineError, match="permission denied"):
         Broken("p", Path("compose.yaml")).remove()
     assert calls == ["down"]  # anything else fails at once
+    calls.clear()
+
+    class Stuck(cli.ComposeProject):
+        def run(self, *args, **kwargs):
+            calls.append(args[0])
+            raise EngineError("`docker compose down` failed: network x has active endpoints")
+
+    with pytest.raises(EngineError, match="only a restart of the Docker daemon removes it"):
+        Stuck("p", Path("compose.yaml")).remove()
+    assert calls == ["down"] * 4  # the waits, then it says what is wrong
+
+
+def test_containers_leave_their_networks_a_few_at_a_time():
+    """Docker 20.10 lost count of a network's endpoints when 200 containers left it at once
+    (stop, then down), and never removed it: compose is told to stop and remove a few at a time."""
+    from pathlib import Path
+
+    import lab.engine.compose_cli as cli
+
+    seen = {}
+
+    class Recording(cli.ComposeProject):
+        def run(self, *args, **kwargs):
+            seen[args[0]] = (kwargs.get("env") or {}).get("COMPOSE_PARALLEL_LIMIT")
+
+    project = Recording("p", Path("compose.yaml"))
+    project.deploy()
+    project.stop()
+    project.remove()
+    assert seen == {"up": None, "stop": "8", "down": "8"}
