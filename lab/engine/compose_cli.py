@@ -28,9 +28,19 @@ STUCK = ("Docker still counts endpoints on the network though no container is at
          "loses count when many containers leave at once); only a restart of the Docker daemon removes it")
 
 
-def still_releasing(error: str) -> bool:
-    """Docker's answer when a network's endpoints are not all released yet."""
-    return "active endpoints" in error
+def until_released(remove: Callable[[], object], errors: tuple[type[Exception], ...], what: str) -> None:
+    """Run a removal again while Docker answers that a network still has endpoints (they are
+    leaving), a few seconds in all; after that the network is stuck, and the error says so."""
+    for wait in (*RELEASE_WAITS, None):
+        try:
+            remove()
+            return
+        except errors as exc:
+            if "active endpoints" not in str(exc):
+                raise
+            if wait is None:
+                raise EngineError(f"{what}: {exc}\n{STUCK}") from None
+            time.sleep(wait)
 
 COMPOSE_COMMAND = ("docker", "compose")
 
@@ -57,20 +67,10 @@ class ComposeProject:
         self.run("stop", "-t", f"{grace:g}", timeout=180, env=LEAVING_AT_ONCE)
 
     def remove(self) -> None:
-        """Remove every container, network and volume of the project. A network whose endpoints
-        Docker is still releasing after its containers are gone (seen after runs of 200
-        containers on a busy host) is tried again for a few seconds; one still counted after that
-        is stuck, and the error says so."""
-        for wait in (*RELEASE_WAITS, None):
-            try:
-                self.run("down", "-v", "--remove-orphans", "-t", "1", timeout=180, env=LEAVING_AT_ONCE)
-                return
-            except EngineError as exc:
-                if not still_releasing(str(exc)):
-                    raise
-                if wait is None:
-                    raise EngineError(f"{exc}\n{STUCK}") from None
-                time.sleep(wait)
+        """Remove every container, network and volume of the project; a network whose endpoints
+        are still leaving is tried again (`until_released`)."""
+        until_released(lambda: self.run("down", "-v", "--remove-orphans", "-t", "1", timeout=180, env=LEAVING_AT_ONCE),
+                       (EngineError,), f"removing project {self.name or self.file}")
 
     def run(
         self,

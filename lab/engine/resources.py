@@ -4,13 +4,11 @@ and the `host:pid` owner token that tells a crashed run's leftovers from a livin
 from __future__ import annotations
 
 import os
-import time
 
-from lab.engine.compose_cli import RELEASE_WAITS, STUCK, still_releasing
+from lab.engine.compose_cli import until_released
 from lab.engine.connection import DockerConnection, docker_module, sdk_call
 from lab.engine.containers import PROJECT_LABEL, info_from_list
 from lab.engine.interface import LabelledProject, labelled_entry
-from lab.errors import EngineError
 from lab.labels import MANAGED_LABEL
 
 
@@ -44,20 +42,14 @@ class LabelledResources(DockerConnection):
             except docker.errors.NotFound:
                 pass
         for name in entry.networks:
-            for wait in (*RELEASE_WAITS, None):
+            def remove_network(name: str = name) -> None:
                 try:
                     self.client.networks.get(name).remove()
                     removed.append(f"network {name}")
                 except docker.errors.NotFound:
                     pass
-                except docker.errors.APIError as exc:
-                    if not still_releasing(str(exc)):
-                        raise
-                    if wait is None:
-                        raise EngineError(f"network {name}: {STUCK}") from None
-                    time.sleep(wait)
-                    continue
-                break
+
+            until_released(remove_network, (docker.errors.APIError,), f"network {name}")
         return removed
 
 

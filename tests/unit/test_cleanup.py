@@ -62,8 +62,6 @@ def test_a_network_docker_is_still_releasing_is_tried_again(monkeypatch):
 
     import lab.engine.compose_cli as cli
 
-    assert cli.still_releasing("error while removing network: network lab-many_lab id cd2f has active endpoints")
-    assert not cli.still_releasing("network lab-many_lab not found")
     monkeypatch.setattr(cli, "RELEASE_WAITS", (0, 0, 0))
     calls = []
 
