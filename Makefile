@@ -7,12 +7,13 @@ setup:
 demo: setup
 	.venv/bin/lab run basic
 
-# The scenario tests run side by side (pytest-xdist): each is its own compose project, and
-# most of a run is waiting.
+# The shipped scenarios run once, side by side, through `lab test` as a CI job runs them
+# (docs/ci.md), with its JUnit report in runs/; `pytest -n N tests/scenarios` runs the same
+# cases from pytest (tests/docker/test_suite.py checks that it does).
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/pytest --ignore=tests/scenarios
-	.venv/bin/pytest -n 4 tests/scenarios
+	.venv/bin/lab test --junit runs/junit.xml
 
 unit:
 	.venv/bin/ruff check .

@@ -45,6 +45,7 @@ from lab.labels import (
     session_labels,
 )
 from lab.programs.spec import Program
+from lab.readiness import ready_when, ready_when_listening
 from lab.records.writer import RECORDS_VARIABLE
 from lab.scenario import ClientSpec, Impairment, Scenario
 from lab.wire.service import BRIDGE_OPTION, bridge_name, capture_dependency, capture_service, pcap_name
@@ -129,7 +130,7 @@ def render(
     server.update(
         command=["python3", "-m", "lab.echo", "server", *server_args(scenario, dual_stack=bool(t and t.uses_ipv6()))],
         environment={"LAB_NAME": "server"},
-        healthcheck=_ready_when(READY_FILE),
+        healthcheck=ready_when(READY_FILE),
         stop_grace_period="3s",
         cpu_shares=_weight_of_many(scenario),
         **_hardening(pids=1200 if scenario.server.mode == "threaded" else 256),
@@ -148,12 +149,7 @@ def render(
     if scenario.server.program:
         server["command"] = _program_command(scenario.server.program)
         _mount_program(server, scenario.server.program, build_context, run_id)
-        # Each probe starts a Python: on a busy machine that alone can take seconds, so a long
-        # timeout (a probe that times out counts as a failed retry).
-        server["healthcheck"] = {
-            "test": ["CMD", "python3", "-m", "lab.learner", "ready", "--port", str(scenario.server.port)],
-            "interval": "1s", "timeout": "15s", "retries": 60,
-        }
+        server["healthcheck"] = ready_when_listening(scenario.server.port)
     _attach(services, server, "server", scenario.server.impair, node, aliases=["server"],
             watch=scenario.server.program is not None, topology=t)
     if "server-shaper" in services:
@@ -275,7 +271,7 @@ def _attach(
             tmpfs=["/tmp", "/run"],
             mem_limit="128m",
             pids_limit=64,
-            healthcheck=_ready_when(SHAPER_READY_FILE),
+            healthcheck=ready_when(SHAPER_READY_FILE),
             stop_grace_period="3s",
             **placement(),
         )
@@ -307,7 +303,7 @@ def _watcher(services: dict[str, Any], name: str, node, placement: dict[str, Any
     watcher.update(
         command=["python3", "-m", "lab.learner", "watch", "--ready-file", WATCHER_READY_FILE],
         environment={"LAB_NAME": name},
-        healthcheck=_ready_when(WATCHER_READY_FILE),
+        healthcheck=ready_when(WATCHER_READY_FILE),
         stop_grace_period="3s",
         **_hardening(pids=16),
         **placement,
@@ -328,11 +324,6 @@ def _weight_of_many(scenario: Scenario) -> int:
 def _records_to_file(spec: dict[str, Any], path: Path) -> None:
     spec["environment"] = {**spec.get("environment", {}), RECORDS_VARIABLE: RECORDS_TARGET}
     spec["volumes"] = [*spec.get("volumes", []), {"type": "bind", "source": str(path), "target": RECORDS_TARGET}]
-
-
-def _ready_when(path: str) -> dict[str, Any]:
-    """Healthy once the program has touched its ready file (no probe traffic in the logs)."""
-    return {"test": ["CMD", "test", "-f", path], "interval": "500ms", "timeout": "2s", "retries": 60}
 
 
 def _hardening(pids: int) -> dict[str, Any]:

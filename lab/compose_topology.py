@@ -20,6 +20,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+from lab.readiness import ready_when
 from lab.scenario import Scenario
 from lab.topology import Family, Layout, ServerRoute, choose_subnets, fixed_subnets, plan_layout, server_routes
 from lab.wire.service import bridge_name
@@ -223,12 +224,6 @@ def helper_hardening(caps: list[str]) -> dict[str, Any]:
         "pids_limit": 32,
         "stop_grace_period": "3s",
     }
-
-
-def ready_when(path: str) -> dict[str, Any]:
-    from lab.compose import _ready_when  # compose imports this module
-
-    return _ready_when(path)
 
 
 def is_ipv6(address: str) -> bool:

@@ -39,33 +39,44 @@ def pytest_sessionfinish(session, exitstatus):
     before = getattr(session.config, "_lab_projects_before", None)
     if before is None:
         return
+    from lab.errors import LabError
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    try:
+        removed = _remove_leftovers(before, os.environ["LAB_SESSION"])
+    except LabError as exc:
+        # An engine too busy to answer is a failure said in one line, not a traceback that
+        # hides the session's own summary (pytest prints it after this hook).
+        removed = {"leftover check": [f"could not ask the engine: {exc}"]}
+    if not removed:
+        return
+    text = "; ".join(f"{project}: {', '.join(what)}" for project, what in removed.items())
+    if reporter:
+        reporter.write_line(f"LEFTOVERS after the test session (removed now): {text}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _remove_leftovers(before: set[str], label: str) -> dict[str, list[str]]:
+    """What this session left behind, removed now: {project or cluster: what was removed}."""
     from lab.engine import DockerEngine
+    from lab.engine.swarm.cluster import Cluster, clusters_of_session
     from lab.errors import LabError
 
     engine = DockerEngine()
-    label = os.environ["LAB_SESSION"]
     leftovers = {p: e for p, e in engine.managed_resources().items()
                  if p not in before and e.session == label}
     removed = {}
     for project, entry in leftovers.items():
         try:
             removed[project] = engine.remove_resources(entry)
-        except LabError as exc:  # still a leftover, and said as one, not a traceback ending the session
+        except LabError as exc:  # still a leftover, and said as one
             removed[project] = [f"NOT removed: {exc}"]
     removed.update(_leftover_host_rules(engine, label))
     # A `lab cluster` of this session (its nodes, their volumes, its network) is a leftover too;
     # the swarm objects of its runs live inside its nodes and go with them.
-    from lab.engine.swarm.cluster import Cluster, clusters_of_session
-
     removed.update({f"cluster {name}": Cluster(name).down(progress=lambda _m: None)
                     for name in clusters_of_session(label)})
-    if not removed:
-        return
-    text = "; ".join(f"{project}: {', '.join(what)}" for project, what in removed.items())
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter:
-        reporter.write_line(f"LEFTOVERS after the test session (removed now): {text}", red=True)
-    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return removed
 
 
 def _leftover_host_rules(engine, session: str) -> dict[str, list[str]]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lab.readiness import ready_when
+
 SERVICE = "capture"
 ROLE = "capture"
 READY_FILE = "/tmp/capture-ready"
@@ -66,7 +68,7 @@ def capture_service(node: dict[str, Any], captures: list[tuple[str, str]], *, gr
         volumes=[f"{host_dir}:{MOUNT}"],
         mem_limit="128m",
         pids_limit=12 + 4 * len(captures),  # per capture: a tcpdump and the helper's two threads
-        healthcheck={"test": ["CMD", "test", "-f", READY_FILE], "interval": "500ms", "timeout": "2s", "retries": 60},
+        healthcheck=ready_when(READY_FILE),
         # Stopped after the clients (they depend on it); time enough to write its counters.
         stop_grace_period="5s",
     )

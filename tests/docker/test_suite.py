@@ -4,8 +4,11 @@ and Ctrl-C that stops every run, cleans every project and still writes the repor
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import junitparser
@@ -13,7 +16,7 @@ import xmlschema
 
 from lab.engine import Engine
 
-from .conftest import run_lab, start_lab
+from .conftest import ROOT, run_lab, start_lab
 from .test_run import run_resources, wait_for
 
 SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "junit-10.xsd"
@@ -69,3 +72,23 @@ def test_ctrl_c_stops_every_run_cleans_up_and_writes_the_report(engine: Engine, 
     assert sorted(c.name for c in cases) == ["lossy-restart", "partition", "udp-loss"]
     assert all(c.is_skipped and "interrupted" in c.result[0].message for c in cases)
     assert "interrupted: stopping every run" in output
+
+
+def test_pytest_runs_the_scenario_cases_side_by_side(engine, node_image, tmp_path):
+    """The scenarios from pytest, as people who keep their tests there run them: two cases on two
+    pytest-xdist workers, each in its own project, both passing, and each worker's own check
+    finds nothing left behind (`make test` runs the scenarios through `lab test` instead)."""
+    cases = [f"tests/scenarios/test_scenarios.py::test_scenario[{name}]" for name in ("udp-only", "tcp-only")]
+    junit = tmp_path / "pytest.xml"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "-v", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "t"),
+         "--junitxml", str(junit), *cases],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "LAB_HOME": str(ROOT)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "LEFTOVERS" not in result.stdout
+    workers = [re.search(rf"\[(gw\d)\] \[ *\d+%\] PASSED {re.escape(case)}", result.stdout) for case in cases]
+    assert all(workers), result.stdout[-3000:]
+    assert len({m.group(1) for m in workers}) == 2, "both cases ran on one worker"
+    ran = [c for s in junitparser.JUnitXml.fromfile(str(junit)) for c in s]
+    assert sorted(c.name for c in ran) == ["test_scenario[tcp-only]", "test_scenario[udp-only]"]
+    assert all(c.is_passed for c in ran)
