@@ -16,7 +16,8 @@ LAB = Path(__file__).resolve().parents[2] / "lab"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("in-container programs and the record format",
      ("lab.records", "lab.echo", "lab.shaper", "lab.capture", "lab.learner", "lab.netns")),
-    ("shared names", ("lab.errors", "lab.home", "lab.labels", "lab.readiness", "lab.verdict", "lab.progress", "lab.fault_actions")),
+    ("shared names", ("lab.errors", "lab.home", "lab.labels", "lab.readiness", "lab.verdict", "lab.progress",
+                      "lab.fault_actions")),
     ("model", ("lab.scenario", "lab.placement", "lab.topology", "lab.programs.spec", "lab.expect")),
     ("evidence", ("lab.logs", "lab.streams", "lab.wire", "lab.programs", "lab.report", "lab.html")),
     ("rendering and engines", ("lab.compose", "lab.compose_topology", "lab.rendering", "lab.engine", "lab.hostrules")),
