@@ -7,6 +7,10 @@ the lab's bridge carries almost exclusively (Ethernet, IPv4 without options or f
 UDP) has its fixed header fields read at their fixed offsets; every other frame goes through
 dpkt's decoders, and a unit test holds both to the same answers.
 
+A second shortcut: a classic pcap's records are walked in memory with dpkt's own record header
+(its fields and byte order for the file's magic) rather than through dpkt's reader, which builds
+an object per record header; dpkt still reads and checks the file header, and reads pcapng.
+
 A run killed mid-capture leaves a torn last record: the packets before it are returned and
 `damage` says where the file stopped making sense.
 """
@@ -94,58 +98,88 @@ def read_capture(path: Path) -> Capture:
     with open(path, "rb") as fh:
         data = fh.read()  # a lab run's capture is small; reading from memory is faster
     raw = io.BytesIO(data)
-    # A torn record can only be the last one. A pcapng reader's reads are watched for a short
-    # one; a classic pcap record's length is checked only when it ends the file (_torn), which
-    # spares two Python-level reads per record.
-    tracked = None if data[:4] in _CLASSIC_MAGIC else _ShortReads(raw)
+    magic = int.from_bytes(data[:4], "big")
+    classic = magic in dpkt.pcap.MAGIC_TO_PKT_HDR
+    # A torn record can only be the last one: a pcapng reader's reads are watched for a short one.
+    tracked = None if classic else _ShortReads(raw)
     try:
-        reader = dpkt.pcap.UniversalReader(tracked or raw)
+        reader = dpkt.pcap.UniversalReader(tracked or raw)  # the file header, read and checked by dpkt
     except dpkt.dpkt.UnpackError as exc:  # NeedData included: an empty or cut file header
         # An empty file is what tcpdump leaves when it is stopped before its first write.
         raise ValueError(f"no whole capture file header ({len(data)} bytes): {exc}") from exc
     snaplen = getattr(reader, "snaplen", 0) or 0
-    link = reader.datalink()
-    decode = _decoder(link)
-    if tracked is not None:
+    decode = _decoder(reader.datalink())
+    at = _Reading()
+    if classic:
+        frames = _classic_records(data, magic, at)
+    else:
         tracked.short = None  # the file header was read whole
+        frames = _pcapng_records(reader, raw, tracked, at)
     # The loop runs once per packet: its names are bound locally.
-    tell, append, plain = raw.tell, capture.packets.append, decode is _from_ethernet
-    size, limit = len(data), snaplen or float("inf")
-    records, damage = 0, None
-    offset_before = tell()
+    append, plain = capture.packets.append, decode is _from_ethernet
+    limit = snaplen or float("inf")
+    records = 0
     with no_collection():
         try:
-            for ts, frame in reader:
-                offset_after = tell()
-                if offset_after == size:  # the last record: is it whole?
-                    torn = tracked.short if tracked is not None else _torn(data, offset_before, frame)
-                    if torn is not None:
-                        damage = "the last record is torn: {1} of {0} bytes".format(*torn)
-                        break
+            for ts, frame in frames:
                 if len(frame) > limit:
-                    damage = f"a record of {len(frame)} bytes exceeds the snapshot length {snaplen}"
+                    at.damage = f"a record of {len(frame)} bytes exceeds the snapshot length {snaplen}"
                     break
                 records += 1
-                offset_before = offset_after
                 if not (plain and _plain(append, ts, frame)):
                     _add(capture, decode, ts, frame)
         except (dpkt.dpkt.UnpackError, ValueError, OverflowError) as exc:
-            damage = f"an unreadable record header ({exc or type(exc).__name__})"
+            at.damage = f"an unreadable record header ({exc or type(exc).__name__})"
     capture.records = records
-    if damage is not None:
-        capture.damage = {"after_packets": records, "offset": offset_before, "detail": damage}
+    if at.damage is not None:
+        capture.damage = {"after_packets": records, "offset": at.offset, "detail": at.damage}
     return capture
 
 
-_CLASSIC_MAGIC = {magic.to_bytes(4, "big") for magic in dpkt.pcap.MAGIC_TO_PKT_HDR}
+class _Reading:
+    """Where the reading is (the offset of the record at hand) and why it stopped early, if it did."""
+
+    offset = 0
+    damage: str | None = None
 
 
-def _torn(data: bytes, offset: int, frame: bytes) -> tuple[int, int] | None:
-    """(asked, got) when the classic pcap record at `offset` holds fewer bytes than its header
-    says (read with dpkt's own record header), else None."""
-    header = dpkt.pcap.MAGIC_TO_PKT_HDR[int.from_bytes(data[:4], "big")]
-    asked = header(data[offset:offset + header.__hdr_len__]).caplen
-    return (asked, len(frame)) if asked != len(frame) else None
+_NANO = {dpkt.pcap.TCPDUMP_MAGIC_NANO, dpkt.pcap.PMUDPCT_MAGIC_NANO}
+
+
+def _classic_records(data: bytes, magic: int, at: _Reading) -> Iterator[tuple[float, bytes]]:
+    """(time, frame) of each classic pcap record, walked in memory with the record header that
+    dpkt reads this file's records with (its fields and byte order for this magic), without
+    dpkt's object per record header: that object was the largest single cost of a capture's
+    extraction (docs/benchmarks.md). `tests/unit/test_wire_paths.py` holds both to the same records."""
+    header = dpkt.pcap.MAGIC_TO_PKT_HDR[magic]
+    unpack, length = struct.Struct(header.__hdr_fmt__).unpack_from, header.__hdr_len__
+    divisor = 1e9 if magic in _NANO else 1e6
+    offset, end = dpkt.pcap.FileHdr.__hdr_len__, len(data)
+    while offset < end:
+        at.offset = offset
+        start = offset + length
+        if start > end:
+            at.damage = f"an unreadable record header ({end - offset} of its {length} bytes)"
+            return
+        sec, fraction, caplen = unpack(data, offset)[:3]
+        offset = start + caplen
+        if offset > end:
+            at.damage = f"the last record is torn: {end - start} of {caplen} bytes"
+            return
+        yield sec + fraction / divisor, data[start:offset]
+
+
+def _pcapng_records(reader, raw: io.BytesIO, tracked: _ShortReads, at: _Reading) -> Iterator[tuple[float, bytes]]:
+    """(time, frame) of each pcapng packet block, read by dpkt; a short read at the end is a torn one."""
+    size = len(raw.getbuffer())
+    at.offset = raw.tell()
+    for ts, frame in reader:
+        after = raw.tell()
+        if after == size and tracked.short is not None:
+            at.damage = "the last record is torn: {1} of {0} bytes".format(*tracked.short)
+            return
+        yield ts, frame
+        at.offset = after
 
 
 def _decoder(link: int):

@@ -131,6 +131,38 @@ def test_a_torn_last_record_is_found_in_either_byte_order(tmp_path, order):
                            "detail": f"the last record is torn: {len(records[2]) - 4} of {len(records[2])} bytes"}
 
 
+# Each kind of classic pcap dpkt reads: (magic, byte order, record header layout, ticks per second).
+CLASSIC = {
+    "micro, big-endian": (dpkt.pcap.TCPDUMP_MAGIC, ">", "IIII", 10**6),
+    "micro, little-endian": (dpkt.pcap.TCPDUMP_MAGIC, "<", "IIII", 10**6),
+    "nano, big-endian": (dpkt.pcap.TCPDUMP_MAGIC_NANO, ">", "IIII", 10**9),
+    "nano, little-endian": (dpkt.pcap.TCPDUMP_MAGIC_NANO, "<", "IIII", 10**9),
+    "modified pcap": (dpkt.pcap.MODPCAP_MAGIC, ">", "IIIIIHBB", 10**6),
+}
+
+
+@pytest.mark.parametrize("kind", CLASSIC)
+def test_each_kind_of_classic_pcap_gives_the_records_dpkts_reader_gives(tmp_path, kind):
+    magic, order, layout, ticks = CLASSIC[kind]
+    everything = list(frames().values())
+    data = struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1)
+    for i, frame in enumerate(everything):
+        extra = (1, 0x0800, 0, 0) if len(layout) > 4 else ()
+        data += struct.pack(order + layout, 1_800_000_000 + i, 1000 * i + 7, len(frame), len(frame), *extra) + frame
+    path = tmp_path / "x.pcap"
+    path.write_bytes(data)
+    slow = Capture()
+    with open(path, "rb") as fh:
+        for ts, frame in dpkt.pcap.Reader(fh):
+            slow.records += 1
+            _add(slow, _from_ethernet, float(ts), frame)  # dpkt gives nanosecond times as Decimal
+    read = read_capture(path)
+    assert read.damage is None and read.records == len(everything) == slow.records
+    assert (read.other, read.undecodable) == (slow.other, slow.undecodable)
+    assert read.packets == slow.packets
+    assert read.packets[1].ts == 1_800_000_001 + 1007 / ticks
+
+
 def packet(src, dst, flags=0, seq=0, ack=0, payload=b"", ts=0.0, proto=TCP):
     return Packet(T0 + ts, proto, src, dst, payload, flags, seq, ack)
 
