@@ -96,9 +96,9 @@ def compose(project: str, file: Path, *args: str) -> float:
     return time.monotonic() - start
 
 
-def bare_compose(n: int, work: Path) -> dict:
+def bare_compose(n: int, work: Path, round_: int = 0) -> dict:
     scenario = load_scenario(REPO / "scenarios" / "basic.yaml").with_clients(n)
-    run_id = f"bench-{n}-{os.getpid()}"
+    run_id = f"bench-{n}-{round_}-{os.getpid()}"
     directory = work / run_id
     directory.mkdir()
     control = control_directory(directory, barrier_clients(scenario))
@@ -148,7 +148,7 @@ def main() -> int:
                 order = ("lab", "bare") if round_ % 2 == 0 else ("bare", "lab")
                 row = {"clients": n, "round": round_}
                 for which in order:
-                    row[which] = lab_run(n, work / "runs") if which == "lab" else bare_compose(n, work)
+                    row[which] = lab_run(n, work / "runs") if which == "lab" else bare_compose(n, work, round_)
                 results["rows"].append(row)
                 lab, bare = row["lab"], row["bare"]
                 print(f"N={n:<4} lab: {lab['verdict']} wall {lab['wall']:.1f} s, bring-up {lab.get('bring_up', 0):.1f} s "

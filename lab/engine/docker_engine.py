@@ -34,8 +34,11 @@ class DockerEngine(Containers, Images, LabelledResources):
         return self.client.version().get("Version", "?")
 
     def compose_version(self) -> str | None:
-        """Compose v2's version, or None when `docker compose` is missing or is v1."""
-        return compose_version(self.compose_command)
+        """Compose v2's version, or None when `docker compose` is missing or is v1. Asked once
+        per engine object: a run needs it at its start and again for its manifest."""
+        if not hasattr(self, "_compose_version"):
+            self._compose_version = compose_version(self.compose_command)
+        return self._compose_version
 
     def versions(self) -> dict[str, str | None]:
         return {"engine": self.engine_version(), "compose": self.compose_version()}
