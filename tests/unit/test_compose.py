@@ -110,3 +110,20 @@ def test_each_program_of_a_run_appends_to_its_own_records_file_plain_compose_has
     for service in render(impaired)["services"].values():
         assert RECORDS_VARIABLE not in service.get("environment", {})
         assert not any(isinstance(v, dict) and v.get("target") == RECORDS_TARGET for v in service.get("volumes", []))
+
+
+def test_no_rendered_health_check_probes_more_often_than_every_2_s():
+    """Docker 20.10 probes for as long as a container lives, each probe an exec costing the
+    engine about 80 ms of CPU (benchmarks/probe_cost.py): every probed service of every shipped
+    scenario (servers, shapers, watchers, routers, capture) waits at least 2 s between probes."""
+    from lab.home import project_root
+
+    files = sorted((project_root() / "scenarios" / "compose").glob("*.yaml"))
+    probed = {}
+    for path in files:
+        for name, service in yaml.safe_load(path.read_text())["services"].items():
+            if "healthcheck" in service:
+                probed[f"{path.stem}/{name}"] = service["healthcheck"]["interval"]
+    assert len(files) > 10 and any(k.endswith("/capture") for k in probed) and any("router" in k for k in probed)
+    too_often = {k: v for k, v in probed.items() if not (v.endswith("s") and not v.endswith("ms") and float(v[:-1]) >= 2)}
+    assert too_often == {}
