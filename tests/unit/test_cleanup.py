@@ -75,23 +75,20 @@ def test_a_network_docker_is_still_releasing_is_tried_again(monkeypatch):
     assert calls == ["down", "down", "down"]
     calls.clear()
 
-    class Broken(cli.ComposeProject):
-        def run(self, *args, **kwargs):
-            calls.append(args[0])
-            raise EngineError("`docker compose down` failed: permission denied")
+    def always_failing(why: str) -> cli.ComposeProject:
+        class Failing(cli.ComposeProject):
+            def run(self, *args, **kwargs):
+                calls.append(args[0])
+                raise EngineError(f"`docker compose down` failed: {why}")
+        return Failing("p", Path("compose.yaml"))
 
     with pytest.raises(EngineError, match="permission denied"):
-        Broken("p", Path("compose.yaml")).remove()
+        always_failing("permission denied").remove()
     assert calls == ["down"]  # anything else fails at once
     calls.clear()
 
-    class Stuck(cli.ComposeProject):
-        def run(self, *args, **kwargs):
-            calls.append(args[0])
-            raise EngineError("`docker compose down` failed: network x has active endpoints")
-
     with pytest.raises(EngineError, match="only a restart of the Docker daemon removes it"):
-        Stuck("p", Path("compose.yaml")).remove()
+        always_failing("network x has active endpoints").remove()
     assert calls == ["down"] * 4  # the waits, then it says what is wrong
 
 
