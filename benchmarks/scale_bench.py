@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from lab.compose import barrier_clients, render, to_yaml  # noqa: E402
 from lab.engine import owner_token  # noqa: E402
-from lab.phases import control_directory, release_start  # noqa: E402
+from lab.phases import control_directory, let_go, release_start  # noqa: E402
 from lab.scenario import load_scenario  # noqa: E402
 from lab.wire.service import CAPTURE_DIR  # noqa: E402
 
@@ -105,7 +105,9 @@ def bare_compose(n: int, work: Path, round_: int = 0) -> dict:
     if scenario.capture:  # as lab run prepares it: the capture helper writes here through the group
         (directory / CAPTURE_DIR).mkdir()
         (directory / CAPTURE_DIR).chmod(0o775)
-    release_start(control, lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # open from the start
+    now = lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # noqa: E731
+    release_start(control, now)  # open from the start
+    let_go(control, now)  # and the clients leave by themselves, as a plain compose user's do
     file = directory / "compose.yaml"
     file.write_text(to_yaml(render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid(),
                                    control_dir=str(control))))

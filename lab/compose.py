@@ -55,6 +55,9 @@ DEFAULT_NODE_IMAGE = "socketlab/node:latest"
 # beside a developer's) can build and use its own tag without touching the other's.
 NODE_IMAGE_VARIABLE = "${LAB_NODE_IMAGE:-" + DEFAULT_NODE_IMAGE + "}"
 BASE_IMAGE_VARIABLE = "${LAB_BASE_IMAGE:-socketlab/base:bookworm}"
+# What `lab` builds the node image from, written into the image as a label (lab/images.py):
+# empty when plain compose builds it.
+CONTEXT_DIGEST_VARIABLE = "${LAB_CONTEXT_DIGEST:-}"
 READY_FILE = "/tmp/lab-ready"
 SHAPER_READY_FILE = "/tmp/shaper-ready"
 WATCHER_READY_FILE = "/tmp/sockets-ready"
@@ -62,8 +65,10 @@ WATCHER_READY_FILE = "/tmp/sockets-ready"
 # orchestrator creates START_FILE in it once every container is up (lab/echo/barrier.py).
 CONTROL_MOUNT = "/lab/control"
 START_FILE = f"{CONTROL_MOUNT}/go"
-# ... and each client writes its own ready file (control/ready/<client> on the host) once it waits.
+# ... and each client writes its own ready file (control/ready/<client> on the host) once it waits,
+# and its exit status there once it has talked; it then stays until stopped or LEAVE_FILE exists.
 READY_MOUNT = "/lab/ready"
+LEAVE_FILE = f"{CONTROL_MOUNT}/leave"
 # Where each program of a `lab run` appends its records: its own file of the run directory,
 # bind-mounted (lab/collect.py). Plain compose has no such file: records go to stdout only.
 RECORDS_TARGET = "/var/log/lab/records.jsonl"
@@ -115,7 +120,7 @@ def render(
             spec["build"] = {
                 "context": build_context,
                 "dockerfile": "images/node/Dockerfile",
-                "args": {"BASE_IMAGE": BASE_IMAGE_VARIABLE},
+                "args": {"BASE_IMAGE": BASE_IMAGE_VARIABLE, "CONTEXT_DIGEST": CONTEXT_DIGEST_VARIABLE},
             }
         spec["labels"] = {**labels, ROLE_LABEL: role, SERVICE_LABEL: service}
         return spec
@@ -168,7 +173,7 @@ def render(
                 command = ["sh", "-c", f'sleep {spec.start_after:g} && exec "$@"', "start-after", *command]
         elif control_dir:
             command += ["--start-file", START_FILE, "--start-deadline", f"{start_deadline(scenario):g}",
-                        "--ready-file", READY_MOUNT]
+                        "--ready-file", READY_MOUNT, "--leave-file", LEAVE_FILE]
             client.setdefault("volumes", []).extend([
                 {"type": "bind", "source": control_dir, "target": CONTROL_MOUNT, "read_only": True},
                 {"type": "bind", "source": f"{control_dir}/ready/{name}", "target": READY_MOUNT},

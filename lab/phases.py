@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lab.compose import CONTROL_MOUNT, START_FILE
+from lab.compose import CONTROL_MOUNT, LEAVE_FILE, START_FILE
+from lab.echo.barrier import read_done
 
 # Teardown is reported as one phase made of these.
 TEARDOWN = ("stopping", "removal")
@@ -78,16 +79,48 @@ def _empty(path: Path) -> bool:
         return True
 
 
+def finished(control: Path, clients: Iterable[str]) -> dict[str, int]:
+    """The clients whose ready file says their conversation is over, each with the exit status
+    it reports. Such a client stays up until the teardown stops it, so that hundreds of
+    containers never leave the network at once (lab/echo/barrier.py)."""
+    done = {}
+    for name in clients:
+        try:
+            status = read_done((control / "ready" / name).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+        if status is not None:
+            done[name] = status
+    return done
+
+
+def forget_done(control: Path, client: str) -> None:
+    """A client about to start again (a fault's start or restart) has not finished its new
+    conversation: its ready file is emptied until the new one says where it is."""
+    (control / "ready" / client).write_text("", encoding="utf-8")
+
+
 def release_start(control: Path, now: Callable[[], str]) -> str:
     """Open the barrier: every waiting client starts its conversation (the file appears whole).
     Returns the time of the release, as records carry it."""
-    name = Path(START_FILE).relative_to(CONTROL_MOUNT)
-    tmp = control / f".{name}.tmp"
     released = now()
-    tmp.write_text(released + "\n", encoding="utf-8")
+    _signal(control, START_FILE, released)
+    return released
+
+
+def let_go(control: Path, now: Callable[[], str]) -> None:
+    """Let every client leave by itself once it has talked, instead of staying until the
+    teardown stops it: for runs whose containers are kept, and for bare compose benchmarks."""
+    _signal(control, LEAVE_FILE, now())
+
+
+def _signal(control: Path, mounted: str, text: str) -> None:
+    """Create a file of the control directory, whole, readable by the clients."""
+    name = Path(mounted).relative_to(CONTROL_MOUNT)
+    tmp = control / f".{name}.tmp"
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.chmod(tmp, 0o644)
     tmp.replace(control / name)
-    return released
 
 
 def last_client_record(records: Iterable[dict[str, Any]], released: str) -> float | None:

@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from lab.faults import FaultTimeline, apply_fault
 from lab.hostrules import Mark, close_bridges, open_bridges
 from lab.html import write_report
 from lab.logs import EventFile, conversations_csv, join_views
-from lab.phases import Phases, await_ready, control_directory, last_client_record, release_start
+from lab.phases import Phases, await_ready, control_directory, finished, forget_done, last_client_record, let_go, release_start
 from lab.programs.diagnose import clients_by_address, diagnose, diagnosis_records
 from lab.programs.views import derive_views
 from lab.progress import QuietProgress, RunProgress
@@ -94,6 +95,18 @@ class _Run:
     seen: dict[str, ContainerInfo] = field(default_factory=dict)  # by container name
     lab_records: list[Record] = field(default_factory=list)  # the fault records
     brought_up: bool = False  # deploy was attempted: there may be something to tear down
+    control: Path | None = None  # the start barrier's directory, when the clients wait at it
+    held: list[str] = field(default_factory=list)  # clients that wait at the barrier, and stay once done
+    described: Callable[..., Any] | None = None  # waits for the engine's versions and the resolved project
+
+    def done(self) -> dict[str, int]:
+        """Each client's exit status once it is over: its container exited, or it says so and
+        stays up until the teardown stops it (lab/phases.py `finished`)."""
+        statuses = finished(self.control, self.held) if self.control else {}
+        for c in self.seen.values():
+            if c.role == "client" and c.status in ("exited", "dead"):
+                statuses[c.service] = c.exit_code
+        return statuses
 
 
 def new_run_id(scenario: str) -> str:
@@ -131,6 +144,8 @@ def run_scenario(
     # The start barrier lives in files of the run directory: only where the containers see them.
     barrier = barrier_clients(scenario) if engine.shares_host_files else []
     control = control_directory(directory, barrier)
+    if keep:
+        let_go(control, utc_timestamp)  # kept containers are left as the clients leave them: exited
     compose = render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid(), subnets=subnets,
                      control_dir=str(control.resolve()) if barrier else None, run_dir=directory.resolve())
     prepare_records(directory, compose["services"])
@@ -154,13 +169,15 @@ def run_scenario(
         progress.message("placement: ignored: this engine runs every container on one host (--engine swarm places them)")
 
     result = RunResult(run_id=run_id, directory=directory, verdict=Verdict.ERROR)
-    run = _Run(scenario, engine, engine.project(project, compose_file), directory, manifest, result, progress, keep)
+    run = _Run(scenario, engine, engine.project(project, compose_file), directory, manifest, result, progress, keep,
+               control=control if barrier else None, held=barrier)
     try:
-        manifest["versions"].update(engine.versions())
+        # What the manifest records of the engine and the project is asked meanwhile (two Compose
+        # processes, half a second): nothing below waits for it before the clients are released.
+        run.described = _in_background(lambda: (engine.versions(), run.project.resolved_config()))
         if ensure_image:
             progress.message("checking the node image")
             ensure_image()
-        manifest["compose_config"] = run.project.resolved_config()
         bridges = routed_bridges(scenario, run_id)
         if bridges:
             progress.message("accepting routed traffic on the run's own bridges (DOCKER-USER)")
@@ -177,6 +194,7 @@ def run_scenario(
             if late:
                 notes["not_ready"] = sorted(late)
                 progress.message(f"{len(late)} clients were not ready in time; starting without them")
+            _describe(run)
             manifest["released"] = release_start(control, utc_timestamp)
         progress.message(f"up: {result.phases.summary()}; the clients start now")
         manifest["subnet"] = engine.network_subnet(project)
@@ -218,6 +236,8 @@ def _drive(run: _Run, stop: threading.Event | None = None) -> Verdict:
 
     def carry_out(steps) -> None:
         for step in steps:
+            if step.action in ("start", "restart") and step.fault.target in run.held:
+                forget_done(run.control, step.fault.target)
             record = apply_fault(scenario, engine, run.project.name, _by_service(seen), step, elapsed(step.fault) or 0.0)
             lab_records.append(record)
             if record["ok"]:
@@ -236,7 +256,8 @@ def _drive(run: _Run, stop: threading.Event | None = None) -> Verdict:
         if scenario.faults and not everyone and _all_talking(engine, clients, total, talking):
             everyone.append(time.monotonic())
         carry_out(timeline.due(elapsed))
-        done = sum(1 for c in clients if c.status in ("exited", "dead"))
+        statuses = run.done()
+        done = len(statuses)
         if done != last_done:
             progress.clients(done, total)
             last_done = done
@@ -244,9 +265,11 @@ def _drive(run: _Run, stop: threading.Event | None = None) -> Verdict:
             # Put right what is still in force (a pause, a cut cable) so the teardown finds every
             # container as it should be and its logs are complete.
             carry_out(timeline.outstanding_undos())
+            # How many leave only with the teardown, a few at a time (lab/echo/barrier.py).
+            run.result.phases.note("conversation", clients_held=sum(1 for c in clients if c.status == "running"))
             if any(r.get("ok") is False for r in lab_records):
                 return Verdict.ERROR
-            ok = all(c.exit_code == 0 for c in clients if c.service not in doomed)
+            ok = all(statuses[c.service] == 0 for c in clients if c.service not in doomed)
             return Verdict.PASSED if ok else Verdict.FAILED
         if time.monotonic() - start > scenario.timeout:
             progress.message(f"timeout: {total - done} of {total} clients still running after {scenario.timeout:g} s")
@@ -298,6 +321,10 @@ def _finish(run: _Run) -> None:
             _observe(run)
         except LabError as exc:
             errors.append(f"inspect: {exc}")
+    try:
+        _describe(run, timeout=30)  # a run that failed before its release still says what it ran on
+    except (LabError, TimeoutError) as exc:
+        errors.append(f"describe: {exc}")
     with result.phases.timed("collection") as notes:
         images = {c.name: engine_safe(lambda c=c: engine.image_of(c.id)) for c in seen.values()}
         checks = collect_run(engine, seen.values(), directory, run.lab_records, errors)
@@ -327,7 +354,8 @@ def _finish(run: _Run) -> None:
                                     clients_by_address=clients_by_address(result.conversations))
         add_records(events_path, diagnosis_records(result.diagnoses, utc_timestamp()))
         write_text(directory / "clients.csv", conversations_csv(result.conversations))
-        result.clients = {c.service: c.exit_code for c in seen.values() if c.role == "client"}
+        statuses = run.done()
+        result.clients = {c.service: statuses.get(c.service) for c in seen.values() if c.role == "client"}
         # No expectation reads a message's text: leaving it out keeps what a check holds small.
         _judge(scenario, result, EventFile(events_path, slim=True, then=check_records(wire)), errors, checks)
     manifest.update(
@@ -379,6 +407,22 @@ def _judge(scenario: Scenario, result: RunResult, events: Iterable[Record], erro
         result.verdict = Verdict.ERROR
     lost_text = "records lost: " + "; ".join(lost) if lost else None
     result.error = "; ".join(filter(None, [result.error, lost_text, *errors])) or None
+
+
+def _describe(run: _Run, timeout: float | None = None) -> None:
+    """Put the engine's versions and the project as Compose resolves it into the manifest, once."""
+    if run.described is None or "compose_config" in run.manifest:
+        return
+    versions, run.manifest["compose_config"] = run.described(timeout)
+    run.manifest["versions"].update(versions)
+
+
+def _in_background(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """Start `fn` in a thread; the returned function waits for its result (or raises its error)."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(fn)
+    pool.shutdown(wait=False)
+    return future.result
 
 
 def engine_safe(fn: Callable[[], Any]) -> Any:

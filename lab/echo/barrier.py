@@ -8,6 +8,14 @@ container is running; the client, already started up (its imports paid), waits f
 before its first message. A deadline keeps a client whose orchestrator died from waiting
 forever. Without `--start-file` (plain `docker compose`) there is no barrier.
 
+The same files hold the clients at the other end. When hundreds of containers exit at once,
+Docker 20.10 can lose count of a network's endpoints and then refuse to remove the network
+("has active endpoints" with none attached) until the daemon restarts. So a client behind the
+barrier, once its conversation is over, writes its exit status into its ready file (`done N`)
+and stays until the orchestrator stops it (SIGTERM, a few containers at a time) or a leave file
+appears (`--leave-file`, which a benchmark of bare compose creates up front), at most the same
+deadline.
+
 A container that runs is not yet a client that waits: under load, Python takes seconds to
 start in the last containers created. So each client also writes its own ready file (a file of
 its own, mounted writable) once it waits, and the orchestrator releases only when every client
@@ -32,6 +40,22 @@ def mark_ready(path: str) -> None:
     """Say this client waits at the barrier (the orchestrator sees the file is no longer empty)."""
     with open(path, "w", encoding="utf-8") as ready:
         ready.write("waiting\n")
+
+
+def mark_done(path: str, status: int) -> None:
+    """Say this client's conversation is over and how it ended: the orchestrator counts it done
+    without waiting for its container to exit."""
+    with open(path, "w", encoding="utf-8") as ready:
+        ready.write(f"done {status}\n")
+
+
+def read_done(text: str) -> int | None:
+    """The exit status a ready file's text says the client ended with, or None (still waiting or
+    talking: `waiting`, empty, or half written)."""
+    words = text.split()
+    if len(words) == 2 and words[0] == "done" and words[1].lstrip("-").isdigit():
+        return int(words[1])
+    return None
 
 
 class BarrierTimeout(Exception):

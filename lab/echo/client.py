@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from lab.echo.barrier import BarrierTimeout, mark_ready, wait_for_start
+from lab.echo.barrier import BarrierTimeout, mark_done, mark_ready, wait_for_start
 from lab.echo.client_core import ClientPlan, SessionTally, StopFlag, family_of, prime_resolution
 from lab.echo.client_tcp import run_tcp_session
 from lab.echo.client_udp import run_udp_session
@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --start-file: write PATH once waiting for it (the lab counts who is ready)")
     p.add_argument("--start-deadline", type=float, default=600.0, metavar="SECONDS",
                    help="give up (exit 1) when --start-file has not appeared after this long (default 600)")
+    p.add_argument("--leave-file", metavar="PATH",
+                   help="with --ready-file: once the conversation is over, write its exit status there and stay "
+                        "until PATH exists or a SIGTERM comes, at most --start-deadline (the lab then decides "
+                        "when the containers leave the network)")
     p.add_argument("--start-delay", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long before the first message (after --start-file, if given)")
     p.add_argument("--name", help="host name in the records (default $LAB_NAME or the host name)")
@@ -279,6 +283,17 @@ def _started(args: argparse.Namespace, plan: ClientPlan, writer: RecordWriter, s
     return True
 
 
+def _stay(args: argparse.Namespace, status: int, stop: StopFlag) -> None:
+    """With --leave-file: say the conversation is over (and how) and stay until let go."""
+    if not (args.leave_file and args.ready_file):
+        return
+    try:
+        mark_done(args.ready_file, status)
+        wait_for_start(args.leave_file, args.start_deadline, stop.is_set)
+    except (BarrierTimeout, OSError):
+        pass  # an orchestrator that never lets go (killed): leave anyway, the records are complete
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -304,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not _started(args, plan, writer, stop):
             return 1
-        return run(plan, writer, stop)
+        status = run(plan, writer, stop)
+        _stay(args, status, stop)
+        return status
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -19,10 +19,6 @@ from pathlib import Path
 
 from lab.errors import EngineError, EngineUnavailable
 
-# Docker 20.10 can lose count of a network's endpoints when hundreds of containers leave it at
-# once (on stop, and on removal of any still running), and then never removes that network: only a
-# daemon restart does. Compose is told to let a few leave at a time; bring-up stays unlimited.
-LEAVING_AT_ONCE = {"COMPOSE_PARALLEL_LIMIT": "8"}
 RELEASE_WAITS = (1, 2, 4)  # seconds between tries of removing a network whose endpoints are still leaving
 STUCK = ("Docker still counts endpoints on the network though no container is attached (Docker 20.10 "
          "loses count when many containers leave at once); only a restart of the Docker daemon removes it")
@@ -52,6 +48,9 @@ class ComposeProject:
     name: str | None
     file: Path
     command: tuple[str, ...] = COMPOSE_COMMAND
+    # Stops the project's containers a few at a time (project name, grace seconds); without it,
+    # `compose stop` stops them all at once, whatever COMPOSE_PARALLEL_LIMIT says.
+    stopper: Callable[[str, float], None] | None = None
 
     def resolved_config(self) -> str:
         """The project as compose will run it (variables and defaults resolved)."""
@@ -62,14 +61,19 @@ class ComposeProject:
         self.run("up", "-d", "--no-build", "--quiet-pull")
 
     def stop(self, grace: float = 3) -> None:
-        """Stop every container (SIGTERM, then SIGKILL after `grace`), keeping them for their logs.
-        A stopping container leaves its networks: a few at a time (`LEAVING_AT_ONCE`)."""
-        self.run("stop", "-t", f"{grace:g}", timeout=180, env=LEAVING_AT_ONCE)
+        """Stop every container (SIGTERM, then SIGKILL after `grace`), keeping them for their logs."""
+        if self.stopper is not None and self.name:
+            self.stopper(self.name, grace)
+        else:
+            self.run("stop", "-t", f"{grace:g}", timeout=180)
 
     def remove(self) -> None:
         """Remove every container, network and volume of the project; a network whose endpoints
-        are still leaving is tried again (`until_released`)."""
-        until_released(lambda: self.run("down", "-v", "--remove-orphans", "-t", "1", timeout=180, env=LEAVING_AT_ONCE),
+        are still leaving is tried again (`until_released`). Stopped first, a few at a time, when
+        there is a `stopper`: `down` would stop what still runs all at once."""
+        if self.stopper is not None and self.name:
+            self.stopper(self.name, 1)
+        until_released(lambda: self.run("down", "-v", "--remove-orphans", "-t", "1", timeout=180),
                        (EngineError,), f"removing project {self.name or self.file}")
 
     def run(

@@ -56,4 +56,4 @@ class DockerEngine(Containers, Images, LabelledResources):
         raise UsageError(f"one host has no node {node} to {action}")  # scenario_for refuses it first
 
     def project(self, name: str, file: Path) -> ComposeProject:
-        return ComposeProject(name, file, self.compose_command)
+        return ComposeProject(name, file, self.compose_command, stopper=self.stop_project)

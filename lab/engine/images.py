@@ -26,6 +26,14 @@ class Images(DockerConnection):
         except docker.errors.ImageNotFound:
             return None
 
+    @sdk_call
+    def image_labels(self, ref: str) -> dict[str, str] | None:
+        docker = docker_module()
+        try:
+            return dict(self.client.images.get(ref).labels or {})
+        except docker.errors.ImageNotFound:
+            return None
+
     def pull(self, ref: str) -> bool:
         """Try to pull an image; False (not an error) when no registry answers."""
         docker = docker_module()

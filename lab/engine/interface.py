@@ -151,6 +151,9 @@ class Engine(Protocol):
     def image_id(self, ref: str) -> str | None:
         """The id of a local image, or None when it is not present."""
 
+    def image_labels(self, ref: str) -> dict[str, str] | None:
+        """The labels of a local image, or None when it is not present."""
+
     def pull(self, ref: str) -> bool:
         """Pull an image; False (not an error) when no registry answers."""
 

@@ -61,3 +61,38 @@ def test_a_waiting_client_stops_at_once_on_sigterm(tmp_path):
     assert {r["proto"]: r["reason"] for r in events(client.records, "summary")} == {
         "tcp": "interrupted", "udp": "interrupted"}
     assert not events(client.records, "sent")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to know the handler is in place")
+def test_a_client_that_has_talked_says_so_and_stays_until_stopped_then_exits_with_its_status(tmp_path):
+    go, ready, leave = tmp_path / "go", tmp_path / "ready", tmp_path / "leave"
+    go.touch()
+    with TcpEcho() as server:
+        client = LiveProgram("client", "--port", str(server.port), "--proto", "tcp", "--message", "x",
+                             "--interval", "0", "--start-file", str(go), "--ready-file", str(ready),
+                             "--leave-file", str(leave))
+        try:
+            wait_for(lambda: ready.exists() and ready.read_text() == "done 0\n", timeout=30)
+            time.sleep(0.5)
+            assert client.proc.poll() is None  # over, and still there: the lab decides when it leaves
+            client.proc.send_signal(signal.SIGTERM)
+            assert client.finish(timeout=5) == 0  # the conversation's status, not the signal's
+        finally:
+            client.kill()
+    assert [r["ok"] for r in events(client.records, "summary")] == [True]  # one summary, no second one
+
+
+def test_a_client_that_has_talked_leaves_by_itself_once_the_leave_file_appears(tmp_path):
+    go, ready, leave = tmp_path / "go", tmp_path / "ready", tmp_path / "leave"
+    go.touch()
+    client = LiveProgram("client", "--port", "9", "--proto", "tcp", "--message", "x", "--timeout", "0.2",
+                         "--start-file", str(go), "--ready-file", str(ready), "--leave-file", str(leave))
+    try:
+        wait_for(lambda: ready.exists() and ready.read_text().startswith("done"), timeout=30)
+        assert ready.read_text() == "done 1\n"  # nobody listens on port 9: the conversation failed
+        time.sleep(0.3)
+        assert client.proc.poll() is None
+        leave.touch()
+        assert client.finish(timeout=5) == 1
+    finally:
+        client.kill()

@@ -77,6 +77,8 @@ class FakeEngine:
     calls: list[str] = field(default_factory=list)
     running: dict[str, ContainerInfo] = field(default_factory=dict)  # by container name
     images: dict[str, str] = field(default_factory=lambda: {"socketlab/node:latest": "sha256:fake"})
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)  # by image reference
+    builds: list[dict[str, str]] = field(default_factory=list)  # the environment of each build
     ticks: int = 0
 
     def call(self, what: str) -> None:
@@ -153,6 +155,9 @@ class FakeEngine:
     def image_id(self, ref: str) -> str | None:
         return self.images.get(ref)
 
+    def image_labels(self, ref: str) -> dict[str, str] | None:
+        return dict(self.labels.get(ref, {})) if ref in self.images else None
+
     def pull(self, ref: str) -> bool:
         return False
 
@@ -166,6 +171,10 @@ class FakeEngine:
     def build_image(self, file: Path, service: str, env: dict[str, str],
                     on_line: Callable[[str], None] | None = None) -> None:
         self.call("build_image")
+        self.builds.append(dict(env))
+        ref = env.get("LAB_NODE_IMAGE", "socketlab/node:latest")
+        self.images[ref] = f"sha256:built{len(self.builds)}"
+        self.labels[ref] = {"io.socketlab.context": env.get("LAB_CONTEXT_DIGEST", "")}
 
     def prune_untagged(self, label: str) -> int:
         return 0

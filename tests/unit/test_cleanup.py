@@ -92,21 +92,41 @@ def test_a_network_docker_is_still_releasing_is_tried_again(monkeypatch):
     assert calls == ["down"] * 4  # the waits, then it says what is wrong
 
 
-def test_containers_leave_their_networks_a_few_at_a_time():
-    """Docker 20.10 lost count of a network's endpoints when 200 containers left it at once
-    (stop, then down), and never removed it: compose is told to stop and remove a few at a time."""
-    from pathlib import Path
+def test_containers_leave_their_networks_a_few_at_a_time_dependents_first():
+    """Docker 20.10 lost count of a network's endpoints, or deadlocked, when 200 containers left
+    it at once, and compose stops them all at once: the lab stops them itself, at most
+    LEAVING_AT_ONCE at a time, clients before the server, the capture last (a fake Docker API)."""
+    import threading
+    import time
+    from types import SimpleNamespace
 
-    import lab.engine.compose_cli as cli
+    from lab.engine.containers import LEAVING_AT_ONCE, Containers
 
-    seen = {}
+    roles = {f"client{i}": "client" for i in range(40)} | {"server": "server", "capture": "capture",
+                                                          "server-shaper": "shaper", "done": "client"}
+    in_flight, most, order, lock = [0], [0], [], threading.Lock()
 
-    class Recording(cli.ComposeProject):
-        def run(self, *args, **kwargs):
-            seen[args[0]] = (kwargs.get("env") or {}).get("COMPOSE_PARALLEL_LIMIT")
+    class Api:
+        def containers(self, all, filters):
+            assert filters == {"label": "com.docker.compose.project=p"}
+            return [{"Id": name, "Names": [f"/p-{name}-1"], "State": "exited" if name == "done" else "running",
+                     "Labels": {"com.docker.compose.service": name, "io.socketlab.role": role},
+                     "NetworkSettings": {"Networks": {}}, "Status": ""}
+                    for name, role in roles.items()]
 
-    project = Recording("p", Path("compose.yaml"))
-    project.deploy()
-    project.stop()
-    project.remove()
-    assert seen == {"up": None, "stop": "8", "down": "8"}
+        def stop(self, container_id, timeout):
+            with lock:
+                in_flight[0] += 1
+                most[0] = max(most[0], in_flight[0])
+            time.sleep(0.01)
+            with lock:
+                in_flight[0] -= 1
+                order.append(container_id)
+
+    engine = Containers()
+    engine._client = SimpleNamespace(api=Api())
+    engine.stop_project("p", grace=3)
+    assert most[0] == LEAVING_AT_ONCE  # as many as allowed, never more
+    assert sorted(order) == sorted(set(roles) - {"done"})  # every running one, once; not the exited one
+    assert set(order[:40]) == {f"client{i}" for i in range(40)}
+    assert order[40:] == ["server", "server-shaper", "capture"]

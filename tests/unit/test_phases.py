@@ -8,8 +8,17 @@ import time
 import pytest
 
 from lab.compose import START_FILE, render
-from lab.echo.barrier import BarrierTimeout, wait_for_start
-from lab.phases import Phases, await_ready, control_directory, last_client_record, release_start
+from lab.echo.barrier import BarrierTimeout, mark_done, read_done, wait_for_start
+from lab.phases import (
+    Phases,
+    await_ready,
+    control_directory,
+    finished,
+    forget_done,
+    last_client_record,
+    let_go,
+    release_start,
+)
 from lab.scenario import Scenario
 
 
@@ -174,3 +183,31 @@ def test_how_long_the_clients_talked_comes_from_their_last_record():
     ]
     assert last_client_record(records, "2026-11-25T10:00:00.000000Z") == 3.25
     assert last_client_record(records[:1], "2026-11-25T10:00:00.000000Z") is None
+
+
+@pytest.mark.parametrize("text, status", [
+    ("done 0\n", 0), ("done 1\n", 1), ("done 3", 3),
+    ("", None), ("waiting\n", None), ("done\n", None), ("done x\n", None), ("don", None)])
+def test_a_ready_file_says_a_client_is_done_only_with_its_status_written_whole(text, status):
+    assert read_done(text) == status
+
+
+def test_the_finished_clients_are_those_whose_ready_file_says_done(tmp_path):
+    control = control_directory(tmp_path, ["client1", "client2", "client3"])
+    mark_done(str(control / "ready" / "client1"), 0)
+    mark_done(str(control / "ready" / "client3"), 1)
+    (control / "ready" / "client2").write_text("waiting\n")
+    assert finished(control, ["client1", "client2", "client3", "client4"]) == {"client1": 0, "client3": 1}
+    forget_done(control, "client3")  # started again by a fault: not done until it says so anew
+    assert finished(control, ["client1", "client2", "client3"]) == {"client1": 0}
+
+
+def test_letting_go_creates_the_leave_file_the_clients_are_told_of(tmp_path):
+    control = control_directory(tmp_path, ["client1"])
+    let_go(control, lambda: "2026-11-26T01:00:00.000000Z")
+    compose = render(scenario(clients={"count": 1}), run_id="r", owner="o",
+                     control_dir=str(control))
+    command = compose["services"]["client1"]["command"]
+    leave = command[command.index("--leave-file") + 1]
+    assert (control / leave.rsplit("/", 1)[1]).read_text() == "2026-11-26T01:00:00.000000Z\n"
+    assert stat.S_IMODE((control / "leave").stat().st_mode) == 0o644

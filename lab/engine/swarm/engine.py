@@ -395,6 +395,13 @@ class SwarmEngine:
             except _not_found():
                 return None
 
+    def image_labels(self, ref: str) -> dict[str, str] | None:
+        with docker_errors("image inspect"):
+            try:
+                return dict(self.manager.images.get(ref).labels or {})
+            except _not_found():
+                return None
+
     def ensure_image(self, ref: str, host_id: str | None, progress: Callable[[str], None] = print) -> None:
         """Every node must run the image the host just built: on a lab cluster, nodes whose copy
         differs get it loaded; on a real swarm it must already be there (a registry or
