@@ -9,10 +9,19 @@ Writes synthetic records files as a flood run's programs would (a server and TCP
   what one core gives; the child's start-up and imports are included in both);
 - `join`: lab.logs.join_views over events.jsonl read back as a stream (clients.csv's rows);
 - `judge`: the `basic` scenario's expectations over events.jsonl (lab.expect.evaluate);
+- `wire`: the wire view as `lab run` builds it for a run without a capture (the benchmark
+  writes no pcap; benchmarks/wire_bench.py measures reading one): the conversation rows it is
+  joined with, then lab.wire.view.build_wire_view and write_wire_view (wire.json, a line per
+  message);
+- `report`: lab.html.write_report on the run directory (report.html), after `wire`, as in
+  `lab run`;
+- `logs`: `lab logs RUN` (the readable lines, written to /dev/null) and `logs-json`:
+  `lab logs RUN --json`, through lab.cli.main;
 - `load-all` (reference, the way before streaming, run at --reference-size only): every record
   parsed into a list and sorted by time, as the collector did before.
 
 Usage: python3 benchmarks/collect_bench.py [--size-mb 2048] [--reference-size-mb 200] [--dir DIR]
+                                          [--reference-only] [--full-only] [--steps a,b,...]
 It needs about 3.5x --size-mb of free disk in DIR (records, events.jsonl, and the merge's
 per-container files while it runs), and removes everything it wrote.
 """
@@ -20,6 +29,7 @@ per-container files while it runs), and removes everything it wrote.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,6 +46,8 @@ sys.path.insert(0, str(ROOT))
 
 CLIENTS = 4
 TEXT = ("lorem ipsum dolor sit amet " * 20)[:512]
+RUN_ID = "20261125-100000-flood-bench00"  # the run directory's name, inside the benchmark's own directory
+STEPS = ("collect", "join", "judge", "wire", "report", "logs", "logs-json")
 
 
 def write_records(directory: Path, size: int) -> int:
@@ -114,6 +126,30 @@ def step(kind: str, directory: Path) -> dict:
         expectations = load_scenario(ROOT / "scenarios" / "basic.yaml").expect
         results = evaluate(expectations, EventFile(directory / "events.jsonl", slim=True))
         detail = {"expectations": {r.name: r.passed for r in results}}
+    elif kind == "wire":
+        from lab.wire.view import build_wire_view, write_wire_view
+
+        events = EventFile(directory / "events.jsonl")
+        view = build_wire_view(directory, events, join_views(events), capture_on=False)
+        path = write_wire_view(directory, view)
+        detail = {"wire_json_mb": round(path.stat().st_size / 1e6, 1)}
+    elif kind == "report":
+        from lab.html import write_report
+        from lab.html.page import load_with_wire
+
+        path = write_report(directory)
+        detail = {"report_kb": round(path.stat().st_size / 1e3, 1)}
+        if os.environ.get("BENCH_CHECK"):  # what the page counted and drew (loads the run again)
+            run = load_with_wire(directory)
+            detail.update(messages=sum(s.sent_count for s in run.sockets), drawn=sum(len(s.journeys) for s in run.sockets))
+    elif kind in ("logs", "logs-json"):
+        from lab.cli import main as lab
+
+        with open(os.devnull, "w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
+            code = lab(["logs", directory.name, "--out", str(directory.parent),
+                        *(["--json"] if kind == "logs-json" else [])])
+        assert code == 0, code
+        detail = {}
     else:  # load-all: the whole timeline in memory, as before
         records = []
         for path in sorted((directory / "records").iterdir()):
@@ -136,14 +172,29 @@ def measure(kind: str, directory: Path) -> dict:
     return json.loads(out.stdout)
 
 
-def run_size(size_mb: int, base: Path, reference: bool) -> dict:
-    directory = Path(tempfile.mkdtemp(prefix="collect-bench-", dir=base))
+def write_manifest(directory: Path) -> None:
+    """What `lab report` and `lab logs` need of a run directory besides its records."""
+    containers = {f"lab-bench-{name}-1": {"service": name, "role": "server" if name == "server" else "client",
+                                          "ip": "10.77.0.2" if name == "server" else f"10.77.0.{10 + int(name[6:])}",
+                                          "exit_code": 0}
+                  for name in ["server", *(f"client{i}" for i in range(1, CLIENTS + 1))]}
+    manifest = {"run_id": RUN_ID, "scenario": "flood", "started": "2026-11-25T10:00:00.000000Z",
+                "ended": "2026-11-25T11:00:00.000000Z", "verdict": "passed", "containers": containers,
+                "clients": {f"client{i}": 0 for i in range(1, CLIENTS + 1)}}
+    (directory / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def run_size(size_mb: int, base: Path, reference: bool, steps: tuple[str, ...] = STEPS) -> dict:
+    parent = Path(tempfile.mkdtemp(prefix="collect-bench-", dir=base))
+    directory = parent / RUN_ID
+    directory.mkdir()
     try:
         started = time.perf_counter()
         size = write_records(directory, size_mb * 1_000_000)
+        write_manifest(directory)
         print(f"wrote {size / 1e6:.0f} MB of records in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         results = {"records_mb": round(size / 1e6, 1)}
-        for kind in ("collect", "join", "judge", *(("load-all",) if reference else ())):
+        for kind in ("collect", *(s for s in steps if s != "collect"), *(("load-all",) if reference else ())):
             results[kind] = measure(kind, directory)
             print(json.dumps(results[kind]), file=sys.stderr)
         # Wall clock, and per CPU second (what one idle core gives, whatever else runs on the machine).
@@ -152,7 +203,7 @@ def run_size(size_mb: int, base: Path, reference: bool) -> dict:
         results["events_mb"] = round((directory / "events.jsonl").stat().st_size / 1e6, 1)
         return results
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def main() -> None:
@@ -160,18 +211,25 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=2048)
     parser.add_argument("--reference-size-mb", type=int, default=200)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
-    parser.add_argument("--step", choices=["collect", "join", "judge", "load-all"], help=argparse.SUPPRESS)
+    parser.add_argument("--reference-only", action="store_true", help="only the --reference-size-mb set")
+    parser.add_argument("--full-only", action="store_true", help="only the --size-mb set")
+    parser.add_argument("--steps", default=",".join(STEPS),
+                        help=f"the steps to measure after `collect`, of {', '.join(STEPS)}")
+    parser.add_argument("--step", choices=[*STEPS, "load-all"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step:
         print(json.dumps(step(args.step, args.dir)))
         return
+    steps = tuple(s for s in args.steps.split(",") if s)
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                    f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f} at start",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "reference": run_size(args.reference_size_mb, args.dir, reference=True),
-        "full": run_size(args.size_mb, args.dir, reference=False),
     }
+    if not args.full_only:
+        report["reference"] = run_size(args.reference_size_mb, args.dir, reference=True, steps=steps)
+    if not args.reference_only:
+        report["full"] = run_size(args.size_mb, args.dir, reference=False, steps=steps)
     print(json.dumps(report, indent=2))
 
 

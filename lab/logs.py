@@ -296,12 +296,14 @@ class EventFile:
 
 
 def read_events(path) -> list[Record]:
-    """A run's events.jsonl as a list."""
+    """A run's events.jsonl as a list: for small runs and tests; the lab itself reads an
+    EventFile, which holds one record at a time."""
     return list(EventFile(path))
 
 
 def filter_events(events: Iterable[Record], client: str | None = None, proto: str | None = None) -> list[Record]:
-    """Records of one client (and the server's records about that client's addresses), one proto."""
+    """Records of one client (and the server's records about that client's addresses), one proto,
+    as a list (`iter_filtered` gives them as a stream)."""
     return list(iter_filtered(events, client=client, proto=proto))
 
 

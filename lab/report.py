@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -113,8 +113,9 @@ def cluster_table(name: str, nodes: list[Any]) -> Table:
     return table
 
 
-def timeline_lines(events: list[Record]) -> Iterable[str]:
-    """One readable line per record: time, who, proto, event and the fields that matter."""
+def timeline_lines(events: Iterable[Record]) -> Iterator[str]:
+    """One readable line per record: time, who, proto, event and the fields that matter; a line
+    as each record comes (`lab logs` passes a stream: a run's records may be gigabytes)."""
     for r in events:
         ts = (r.get("ts") or "")[11:26]
         parts = [ts, f"{who(r):<16}", f"{(r.get('proto') or '-'):<4}", f"{r.get('event', '?'):<10}"]

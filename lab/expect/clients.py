@@ -104,48 +104,71 @@ class ReconnectedAfterFault(Scoped):
         return "all reconnected from a new port and ok"
 
     def evaluate(self, events):
+        """In one pass over the TCP client records (after one for the faults): what each client
+        session had open at each fault is noted when the records reach the fault's time, then
+        whether it connected again from another address; held: the sessions and their addresses,
+        and each client's last summary, never the records."""
         faults = _faults(events, self.after, self.target)
         if not faults:
             return self._no_data(f"no {'/'.join(self.after)} fault on {self.target}")
-        records = list(q.select(events, "client", proto="tcp", services=self._services()))
+        times = [q.parse_ts(fault["ts"]) for fault in faults]
+        sessions = _Sessions()
+        open_at: list[dict[tuple[str, int], set[str]] | None] = [None] * len(faults)  # per fault, once reached
+        back: list[set[tuple[str, int]]] = [set() for _ in faults]  # the sessions that connected again since
+        summaries: dict[str, Record] = {}
+        for rec in q.select(events, "client", proto="tcp", services=self._services()):
+            ts = q.parse_ts(rec["ts"])
+            for i, t in enumerate(times):
+                if ts < t:
+                    continue
+                if open_at[i] is None:  # the first record at or after the fault: the ones before made the state
+                    open_at[i] = sessions.open()
+                if rec.get("event") == "connected":
+                    key = (q.who(rec), rec.get("session") or 0)
+                    ports = open_at[i].get(key)  # type: ignore[union-attr]
+                    if ports is not None and q.client_address(rec) not in ports:
+                        back[i].add(key)
+            sessions.add(rec)
+            if rec.get("event") == "summary":
+                summaries[q.who(rec)] = rec
         failures: dict[str, list[str]] = {}
-        for fault in faults:
-            t = q.parse_ts(fault["ts"])
-            before = [r for r in records if q.parse_ts(r["ts"]) < t]
-            after = [r for r in records if q.parse_ts(r["ts"]) >= t]
-            for (client, session), ports in _open_sessions(before).items():
+        for i, fault in enumerate(faults):
+            for (client, session), _ports in (open_at[i] if open_at[i] is not None else sessions.open()).items():
                 failures.setdefault(client, [])
-                if not any(r.get("event") == "connected" and q.who(r) == client and (r.get("session") or 0) == session
-                           and q.client_address(r) not in ports for r in after):
+                if (client, session) not in back[i]:
                     failures[client].append(f"{client} s{session}: no new connection after t={fault.get('t')}s")
         if not failures:
             return self._no_data("no tcp client was connected when the fault happened")
         for client in failures:
-            summary = [r for r in records if q.who(r) == client and r.get("event") == "summary"]
-            if not summary:
+            summary = summaries.get(client)
+            if summary is None:
                 failures[client].append(f"{client}: no summary")
-            elif summary[-1].get("ok") is not True:
-                failures[client].append(f"{client}: {summary[-1].get('reason') or 'not ok'}")
+            elif summary.get("ok") is not True:
+                failures[client].append(f"{client}: {summary.get('reason') or 'not ok'}")
         bad = [text for texts in failures.values() for text in texts]
         good = sum(1 for texts in failures.values() if not texts)
         return self._result(not bad, f"{good}/{len(failures)} clients reconnected ok", listed(bad), float(good))
 
 
-def _open_sessions(records: list[Record]) -> dict[tuple[str, int], set[str]]:
-    """(client, session) -> addresses it used, for TCP sessions not finished by the end of `records`.
+class _Sessions:
+    """The TCP client sessions seen so far, as the records go by: the addresses each used, which
+    finished (`done`/`interrupted`, not a drop: the client reconnects after eof, reset, timeout)
+    and which clients printed their summary. Grows with the connections, not the messages."""
 
-    A `closed` for a drop (eof, reset, timeout) does not finish a session: the client reconnects.
-    Only `done`/`interrupted` or the client's summary does.
-    """
-    used: dict[tuple[str, int], set[str]] = {}
-    finished: set[tuple[str, int]] = set()
-    done_clients: set[str] = set()
-    for rec in records:
+    def __init__(self) -> None:
+        self.used: dict[tuple[str, int], set[str]] = {}
+        self.finished: set[tuple[str, int]] = set()
+        self.done_clients: set[str] = set()
+
+    def add(self, rec: Record) -> None:
         key = (q.who(rec), rec.get("session") or 0)
         if rec.get("event") == "connected":
-            used.setdefault(key, set()).add(q.client_address(rec))
+            self.used.setdefault(key, set()).add(q.client_address(rec))
         elif rec.get("event") == "closed" and rec.get("reason") in ("done", "interrupted"):
-            finished.add(key)
+            self.finished.add(key)
         elif rec.get("event") == "summary":
-            done_clients.add(q.who(rec))
-    return {k: v for k, v in used.items() if k not in finished and k[0] not in done_clients}
+            self.done_clients.add(q.who(rec))
+
+    def open(self) -> dict[tuple[str, int], set[str]]:
+        """(client, session) -> the addresses it used, for the sessions not finished so far."""
+        return {k: set(v) for k, v in self.used.items() if k not in self.finished and k[0] not in self.done_clients}

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from lab.html.rundata import AT_SERVER, TO_CLIENT, TO_SERVER, Fault, Socket
+from lab.html.rundata import AT_SERVER, TO_CLIENT, TO_SERVER, Fault
+from lab.html.samples import RttSamples
 
 WIDTH, HEIGHT = 900, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 20, 34, 44
@@ -40,8 +41,24 @@ class Band:
 
 
 @dataclass
+class SliceBar:
+    """A slice of time of one protocol, in a run with too many messages to draw one by one: a
+    line from its fastest to its slowest round trip, a dot at the mean."""
+
+    x: float
+    low: float  # pixel of the fastest (the lower on the chart)
+    high: float
+    mean: float
+    kind: str  # tcp | udp
+    title: str
+
+
+@dataclass
 class RttChart:
     points: list[Point] = field(default_factory=list)
+    bars: list[SliceBar] = field(default_factory=list)  # instead of points, in a long run
+    sliced: bool = False  # drawn from slices of time (`bars`): more messages than points
+    messages: int = 0
     faults: list[Band] = field(default_factory=list)
     x_ticks: list[Tick] = field(default_factory=list)
     y_ticks: list[Tick] = field(default_factory=list)
@@ -56,31 +73,46 @@ class RttChart:
     empty: bool = True
 
 
-def rtt_chart(sockets: list[Socket], faults: list[Fault]) -> RttChart:
-    """Each echoed message as a point at (time it was sent, its rtt); lost ones in the top strip."""
-    chart = RttChart()
-    samples = [(j.sent, j.rtt_ms, s.conversation, j) for s in sockets for j in s.journeys]
-    rtts = [r for _, r, _, _ in samples if r is not None and r > 0]
-    times = [t for t, *_ in samples] + [f.t for f in faults] + [f.until for f in faults if f.until is not None]
-    if not samples:
+def rtt_chart(samples: RttSamples, faults: list[Fault]) -> RttChart:
+    """Each echoed message as a point at (time it was sent, its rtt); lost ones in the top strip.
+    With more messages than points (lab.html.samples), each slice of time as a bar instead."""
+    chart = RttChart(messages=samples.messages)
+    if not samples.messages:
         return chart
     chart.empty = False
+    times = [samples.t_max] + [f.t for f in faults] + [f.until for f in faults if f.until is not None]
     t_max = max(max(times), 0.001)
-    lo, hi = (min(rtts), max(rtts)) if rtts else (0.1, 1.0)
+    lo, hi = (samples.low_ms, samples.high_ms) if samples.high_ms > 0 else (0.1, 1.0)
     chart.log = hi / max(lo, 1e-6) > 30
     scale_y = _log_scale(lo, hi, chart) if chart.log else _linear_scale(hi, chart)
 
     def x_of(t: float) -> float:
         return LEFT + (chart.right - LEFT) * max(t, 0.0) / t_max
 
-    for t, rtt, conv, journey in samples:
-        who = f"{conv.client} {conv.proto} #{journey.seq}"
-        if rtt is None:
-            if journey.lost_where:
-                chart.points.append(Point(x_of(t), chart.lost_y, "lost",
-                                          f"{who} lost {journey.lost_where} at {t:.3f} s"))
-            continue
-        chart.points.append(Point(x_of(t), scale_y(max(rtt, 1e-3)), conv.proto, f"{who}: {rtt:.3f} ms at {t:.3f} s"))
+    points = samples.exact()
+    if points is not None:
+        for _order, t, rtt, proto, who, lost_where in points:
+            if rtt is None:
+                if lost_where:
+                    chart.points.append(Point(x_of(t), chart.lost_y, "lost", f"{who} lost {lost_where} at {t:.3f} s"))
+                continue
+            chart.points.append(Point(x_of(t), scale_y(max(rtt, 1e-3)), proto, f"{who}: {rtt:.3f} ms at {t:.3f} s"))
+    else:
+        chart.sliced = True
+        width = samples.width
+        for proto in sorted(samples.slices):
+            for index, piece in sorted(samples.slices[proto].items()):
+                start, end = index * width, (index + 1) * width
+                x = x_of(start + width / 2)
+                span = f"{start:.3f}-{end:.3f} s"
+                if piece.echoed:
+                    chart.bars.append(SliceBar(
+                        x, scale_y(max(piece.low_ms, 1e-3)), scale_y(max(piece.high_ms, 1e-3)),
+                        scale_y(max(piece.mean_ms, 1e-3)), proto,
+                        f"{proto} {span}: {piece.echoed} echoed, rtt {piece.low_ms:.3f}-{piece.high_ms:.3f} ms, "
+                        f"mean {piece.mean_ms:.3f} ms"))
+                if piece.lost:
+                    chart.points.append(Point(x, chart.lost_y, "lost", f"{proto} {span}: {piece.lost} lost"))
     for fault in faults:
         end = fault.until if fault.until is not None else fault.t
         chart.faults.append(Band(x_of(fault.t), max(x_of(end) - x_of(fault.t), 0.0), fault.label, not fault.ok))

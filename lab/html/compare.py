@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.expect.query import parse_ts, percentile
-from lab.html.rundata import AT_SERVER, TO_CLIENT, TO_SERVER, RunData, Socket
+from lab.expect.query import parse_ts
+from lab.html.rundata import AT_SERVER, TO_CLIENT, TO_SERVER, RunData, Socket, lost_by_where, marks_of
 
 
 @dataclass
@@ -98,23 +98,27 @@ def measure(run: RunData) -> dict[str, float | None]:
         "rows flagged": sum(1 for s in run.sockets if s.conversation.flag != "ok"),
     }
     for proto in sorted({s.conversation.proto for s in run.sockets}):
+        # Every message counted as the run was read, drawn or not (lab.html.journeys).
         sockets = [s for s in run.sockets if s.conversation.proto == proto]
-        journeys = [j for s in sockets for j in s.journeys]
-        rtts = [j.rtt_ms for j in journeys if j.rtt_ms is not None]
-        lost = [j for j in journeys if j.lost_where]
-        out[f"{proto} messages sent"] = len(journeys)
-        out[f"{proto} lost"] = len(lost)
-        out[f"{proto} loss %"] = round(100 * len(lost) / len(journeys), 2) if journeys else None
+        sent = sum(s.sent_count for s in sockets)
+        legs: dict[str, int] = {}
+        for sock in sockets:
+            for where, n in lost_by_where(sock).items():
+                legs[where] = legs.get(where, 0) + n
+        lost = sum(legs.values())
+        rtt = run.rtt.get(proto) or {}
+        out[f"{proto} messages sent"] = sent
+        out[f"{proto} lost"] = lost
+        out[f"{proto} loss %"] = round(100 * lost / sent, 2) if sent else None
         for leg in (TO_SERVER, AT_SERVER, TO_CLIENT):
-            out[f"{proto} lost {leg}"] = sum(1 for j in lost if j.lost_where == leg)
-        out[f"{proto} rtt p50"] = round(percentile(rtts, 50), 3) if rtts else None
-        out[f"{proto} rtt p95"] = round(percentile(rtts, 95), 3) if rtts else None
-        out[f"{proto} rtt max"] = round(max(rtts), 3) if rtts else None
+            out[f"{proto} lost {leg}"] = legs.get(leg, 0)
+        out[f"{proto} rtt p50"] = rtt.get("p50")
+        out[f"{proto} rtt p95"] = rtt.get("p95")
+        out[f"{proto} rtt max"] = rtt.get("max")
         if proto == "tcp":
-            out["tcp reconnects"] = sum(1 for s in sockets for m in s.marks if m.what == "reconnect")
+            out["tcp reconnects"] = sum(marks_of(s, "reconnect") for s in sockets)
             if run.has_wire:  # from the capture
-                out["tcp retransmitted segments"] = sum(1 for s in sockets for p in (s.wire or {}).get("packets", [])
-                                                        if p.get("retrans"))
+                out["tcp retransmitted segments"] = sum((s.wire or {}).get("retransmitted", 0) for s in sockets)
     return out
 
 
@@ -192,7 +196,7 @@ def _state(sock: Socket | None) -> str:
     wire_flag = (sock.wire or {}).get("flag")
     if wire_flag and wire_flag != "ok":
         parts.append(f"wire {wire_flag}")
-    lost = len(sock.lost)
+    lost = sock.lost_count
     if lost:
         parts.append(f"{lost} lost")
     return ", ".join(parts)

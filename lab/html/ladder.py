@@ -78,8 +78,10 @@ def ladder(sock: Socket, server_address: str | None = None) -> Ladder:
     arrows = _from_wire(sock, packets) if packets else _from_records(sock)
     diagram.source = "wire" if packets else "records"
     arrows.sort(key=lambda a: a.sort_key)
-    if len(arrows) > MAX_ROWS:
-        diagram.cut = len(arrows) - MAX_ROWS
+    # Packets past the first MAX_ROWS were counted, not kept (lab.html.wire).
+    steps = len(arrows) + ((sock.wire or {}).get("packets_left_out") or 0 if packets else 0)
+    if steps > MAX_ROWS:
+        diagram.cut = steps - MAX_ROWS
         arrows = arrows[:MAX_ROWS]
     for index, arrow in enumerate(arrows):
         arrow.y = TOP + ROW * index
@@ -103,6 +105,7 @@ def _from_records(sock: Socket) -> list[Arrow]:
                             order=first))
     for journey in sock.journeys:
         arrows.extend(_message(journey))
+    arrows.extend(_left_out(sock))
     for mark in sock.marks:
         if mark.what in ("timeout", "reconnect", "error", "duplicate"):
             arrows.append(Arrow(mark.t, mark.side == "client", f"{mark.what} {mark.detail}".strip(), "note", note=True))
@@ -117,6 +120,29 @@ def _from_records(sock: Socket) -> list[Arrow]:
     elif server_closed and sock.conversation.proto == "tcp":
         arrows.append(Arrow(server_closed.t, False, f"server closed ({server_closed.detail})", "close"))
     return arrows
+
+
+def _left_out(sock: Socket) -> list[Arrow]:
+    """A note wherever messages were counted but not kept to draw (lab.html.journeys): between
+    the kept ones, and for the lost, garbled or resent ones past the cap."""
+    where = f"every record is in events.jsonl: lab logs RUN --client {sock.conversation.client}"
+    notes, before = [], -1
+    for journey in sock.journeys:
+        gap = journey.index - before - 1
+        if gap > 0:
+            notes.append(Arrow(journey.sent, True, f"… {gap:,} message{'s' if gap != 1 else ''} not drawn", "note",
+                               note=True, detail=where, order=journey.sent - 1e-7))
+        before = journey.index
+    after = sock.sent_count - before - 1
+    if after > 0 and sock.journeys and sock.messages is not None:
+        last = sock.journeys[-1]
+        notes.append(Arrow(last.sent, True, f"… {after:,} later message{'s' if after != 1 else ''} not drawn", "note",
+                           note=True, detail=where, order=last.sent + 1e-6))
+    if sock.notable_left_out:
+        end = sock.journeys[-1].sent + 2e-6 if sock.journeys else 0.0
+        notes.append(Arrow(end, True, f"{sock.notable_left_out:,} more lost, garbled or resent messages not drawn",
+                           "note", note=True, detail=where, order=end))
+    return notes
 
 
 def _message(journey: Journey) -> list[Arrow]:

@@ -12,10 +12,21 @@ from jinja2 import Environment, FileSystemBytecodeCache, PackageLoader, StrictUn
 
 from lab.html.charts import loss_bars, rtt_chart
 from lab.html.compare import Comparison, compare
+from lab.html.journeys import HEAD, NOTABLE, TAIL
 from lab.html.ladder import ladder
-from lab.html.rundata import AT_SERVER, TO_CLIENT, TO_SERVER, RunData, Socket, load_run, loss_by_direction
+from lab.html.rundata import (
+    AT_SERVER,
+    TO_CLIENT,
+    TO_SERVER,
+    RunData,
+    Socket,
+    load_run,
+    loss_by_direction,
+    lost_by_place,
+    lost_by_where,
+)
 from lab.html.topology import topology
-from lab.html.wire import attach_wire, capture_points
+from lab.html.wire import attach_wire, capture_points, message_places, read_wire
 from lab.logs import has_nodes
 
 REPORT_FILE = "report.html"
@@ -56,8 +67,11 @@ def write_report(directory: Path) -> Path:
 
 
 def load_with_wire(directory: Path) -> RunData:
-    run = load_run(directory)
-    attach_wire(run)
+    """The run and its wire view: the wire's places of the lost round trips are given to the
+    journeys as they are followed, so the counts by place are every message's."""
+    wire, note = read_wire(directory)
+    run = load_run(directory, message_places(wire))
+    attach_wire(run, wire, note)
     return run
 
 
@@ -97,7 +111,9 @@ def render_report(run: RunData) -> str:
             "name": name,
             "sockets": sockets,
             "ladders": [ladder(s, server) for s in sockets],
-            "lost": sum(len(s.lost) for s in sockets),
+            "lost": sum(s.lost_count for s in sockets),
+            "messages": sum(s.sent_count for s in sockets),
+            "left_out": sum(s.left_out for s in sockets),
             "protos": "+".join(dict.fromkeys(s.conversation.proto for s in sockets)),
             "flags": sorted({s.conversation.flag for s in sockets}),
         })
@@ -111,12 +127,14 @@ def render_report(run: RunData) -> str:
         "description": " ".join(str(model.get("description") or "").split()),
         "verdict": manifest.get("verdict", "?"),
         "duration": _duration(manifest),
-        "topology": topology(manifest, run.events, run.wire_summary, run.wire_note),
+        "topology": topology(manifest, run.applied, run.wire_summary, run.wire_note),
         "capture_points": capture_points(run.wire_summary),
         "rows": [_row(s) for s in run.sockets],
         "has_nodes": has_nodes(s.conversation for s in run.sockets),
         "clients": clients,
-        "chart": rtt_chart(run.sockets, run.faults),
+        "chart": rtt_chart(run.samples, run.faults),
+        "left_out": run.left_out,
+        "kept": {"head": HEAD, "tail": TAIL, "notable": NOTABLE},
         "loss_rows": loss_rows,
         "loss_bars": loss_bars(loss_rows),
         "legs": [TO_SERVER, AT_SERVER, TO_CLIENT],
@@ -133,12 +151,7 @@ def render_report(run: RunData) -> str:
 def _row(sock: Socket) -> dict[str, Any]:
     """One table row: the three views side by side, the counts, where the lost ones went."""
     c = sock.conversation
-    lost: dict[str, int] = {}
-    places: dict[str, int] = {}
-    for journey in sock.lost:
-        lost[journey.lost_where] = lost.get(journey.lost_where, 0) + 1
-        if journey.lost_place:
-            places[journey.lost_place] = places.get(journey.lost_place, 0) + 1
+    lost, places = lost_by_where(sock), lost_by_place(sock)  # every message's, drawn or not
     wire = sock.wire or {}
     return {
         "id": sock.row_id,

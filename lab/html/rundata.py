@@ -1,25 +1,25 @@
-"""A run directory read back for the report: the manifest, the events, the joined conversations,
-each message's journey (client -> server -> client) and where a lost one got lost.
+"""A run directory read back for the report: the manifest, the conversation rows, and each
+message's journey (client -> server -> client) with where a lost one got lost.
 
-Pure once loaded: everything here is computed from `manifest.json` and `events.jsonl` (the
-conversation table is joined again from the events, so it has the round-trip times the CSV
-leaves out). The wire view is added by `lab.html.wire` when the run has a capture.
-
-Over 300 lines: a message's journey is followed through three views in one pass, and the
-clock, the sockets and the journeys share that pass's state.
+Read as streams, never whole: `events.jsonl` is read once to place the clock's origin (up to
+the first client record), once to join the conversation rows (lab.logs.join_views) and once
+to follow the messages (lab.html.journeys), so what is held grows with the client sockets, not
+with the messages: each socket keeps its counts and a bounded number of messages to draw. The
+wire view is added by `lab.html.wire` when the run has a capture.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
-from lab.expect.query import Record, client_address, normal_addr, parse_ts, select, who
-from lab.logs import Conversation, join_views, read_events
+from lab.expect.query import Record, parse_ts, select
+from lab.html.samples import RttSamples
+from lab.logs import Conversation, EventFile, join_views
 
 # Where a message that got no echo was lost, as the two programs' own records tell it.
 TO_SERVER = "client→server"  # the server never logged it
@@ -54,6 +54,7 @@ class Journey:
     retry: bool = False
     resent: bool = False  # lost here, sent again on the client's next connection
     wire_where: str | None = None  # the capture's verdict (docs/wire.md `where`), when captured
+    index: int = 0  # the how-manieth message of its socket (from 0), resends included
 
     @property
     def lost_where(self) -> str | None:
@@ -88,17 +89,38 @@ class Mark:
 
 @dataclass
 class Socket:
-    """One row of the conversation table with its messages and marks."""
+    """One row of the conversation table with its counts, and the messages and marks kept to
+    draw its ladder (every one of a short conversation; lab.html.journeys says which of a long one)."""
 
     conversation: Conversation
     address: str | None  # the client's own address as the server would see it
-    journeys: list[Journey] = field(default_factory=list)
-    marks: list[Mark] = field(default_factory=list)
+    journeys: list[Journey] = field(default_factory=list)  # kept, in the order they were sent
+    marks: list[Mark] = field(default_factory=list)  # kept: the client's, then the server's
     wire: dict[str, Any] | None = None  # the wire's view of this socket, when captured
+    messages: int | None = None  # every message it sent (resends included); None: count `journeys`
+    lost_by_where: dict[str, int] = field(default_factory=dict)  # every lost message, by leg
+    lost_by_place: dict[str, int] = field(default_factory=dict)  # and by the wire's place, when captured
+    notable_left_out: int = 0  # lost, garbled or resent messages not kept
+    mark_counts: dict[str, int] | None = None  # every mark by what it is; None: count `marks`
+    marks_left_out: int = 0
 
     @property
     def lost(self) -> list[Journey]:
+        """The lost messages kept (all of them unless `notable_left_out`)."""
         return [j for j in self.journeys if j.lost_where]
+
+    @property
+    def sent_count(self) -> int:
+        return len(self.journeys) if self.messages is None else self.messages
+
+    @property
+    def lost_count(self) -> int:
+        return sum(self.lost_by_where.values()) if self.messages is not None else len(self.lost)
+
+    @property
+    def left_out(self) -> int:
+        """Messages sent and not kept to draw."""
+        return self.sent_count - len(self.journeys)
 
     @property
     def row_id(self) -> str:
@@ -125,10 +147,12 @@ class Fault:
 class RunData:
     directory: Path
     manifest: dict[str, Any]
-    events: list[Record]
     origin: str | None  # ts of t=0: the first client record
     sockets: list[Socket]
     faults: list[Fault]
+    applied: list[Record] = field(default_factory=list)  # the shapers' and routers' `applied` records
+    samples: RttSamples = field(default_factory=RttSamples)  # what the round-trip chart is drawn from
+    rtt: dict[str, dict[str, float | None]] = field(default_factory=dict)  # per protocol: p50, p95, max
     wire_note: str = "this run has no capture"  # why there is no wire view, when there is none
     wire_summary: dict[str, Any] | None = None  # wire.json's `capture`, when there is a wire view
     wire_flags: list[dict[str, Any]] = field(default_factory=list)  # wire.json's disagreements
@@ -141,13 +165,19 @@ class RunData:
     def has_wire(self) -> bool:
         return self.wire_summary is not None
 
+    @property
+    def left_out(self) -> int:
+        """Messages counted but not kept to draw, over every socket."""
+        return sum(s.left_out for s in self.sockets)
+
     def clients(self) -> list[str]:
         """Client names in table order, each once."""
         return list(dict.fromkeys(s.conversation.client for s in self.sockets))
 
 
-def load_run(directory: Path) -> RunData:
-    """Read a run directory; a missing or damaged file is a LabError naming it."""
+def load_run(directory: Path, places: dict | None = None) -> RunData:
+    """Read a run directory; a missing or damaged file is a LabError naming it. `places`: the
+    wire's `where` of each lost round trip (lab.html.wire.message_places), when captured."""
     manifest_path = directory / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -156,25 +186,37 @@ def load_run(directory: Path) -> RunData:
     except (OSError, json.JSONDecodeError) as exc:
         raise LabError(f"{manifest_path}: not readable JSON ({exc})") from None
     events_path = directory / "events.jsonl"
-    events = read_events(events_path) if events_path.exists() else []
-    return build_run(directory, manifest, events)
+    events: Iterable[Record] = EventFile(events_path) if events_path.exists() else []
+    return build_run(directory, manifest, events, places)
 
 
-def build_run(directory: Path, manifest: dict[str, Any], events: list[Record]) -> RunData:
+def build_run(directory: Path, manifest: dict[str, Any], events: Iterable[Record],
+              places: dict | None = None) -> RunData:
+    """`events` is read three times (a list, or an EventFile that reads its file again)."""
+    from lab.html.journeys import Follower  # it follows this module's Journeys and Sockets
+
     clock = Clock(events)
-    sockets = journeys(events, join_views(events), clock)
-    return RunData(directory=directory, manifest=manifest, events=events, origin=clock.origin_ts, sockets=sockets,
-                   faults=faults(events, clock))
+    sockets = [Socket(conversation=conv, address=conv.own_address) for conv in join_views(events)]
+    follower = Follower(sockets, clock, places)
+    for record in events:
+        follower.add(record)
+    rtt = follower.finish()
+    return RunData(directory=directory, manifest=manifest, origin=clock.origin_ts, sockets=sockets,
+                   faults=faults(follower.fault_records, clock), applied=follower.applied,
+                   samples=follower.samples, rtt=rtt)
 
 
 class Clock:
     """Seconds since the run's origin, the first client record (else the first record), for a
     record timestamp. Every container shares the host's clock, so client and server times compare.
-    A record with no real time (output before a program's first record) counts as the origin."""
+    A record with no real time (output before a program's first record) counts as the origin.
+    Reads `events` only up to the origin."""
 
-    def __init__(self, events: list[Record]) -> None:
-        self.origin_ts: str | None = None
-        self.origin = None
+    def __init__(self, events: Iterable[Record] = (), origin_ts: str | None = None) -> None:
+        self.origin_ts: str | None = origin_ts
+        self.origin = _parsed(origin_ts)
+        if self.origin is not None:
+            return
         for wanted in ("client", None):
             for record in events:
                 if (wanted is None or record.get("role") == wanted) and _parsed(record.get("ts")):
@@ -195,7 +237,7 @@ def _parsed(ts: Any):
         return None
 
 
-def faults(events: list[Record], clock: Clock) -> list[Fault]:
+def faults(events: Iterable[Record], clock: Clock) -> list[Fault]:
     """The lab's fault records, each undo folded into the fault it undoes."""
     out: list[Fault] = []
     for r in select(events, "lab", "fault"):
@@ -210,150 +252,40 @@ def faults(events: list[Record], clock: Clock) -> list[Fault]:
     return out
 
 
-def journeys(events: list[Record], conversations: list[Conversation], clock: Clock) -> list[Socket]:
-    """Each conversation row with its messages followed through the server's records."""
-    sockets: dict[tuple[str, str], Socket] = {}
-    by_row: list[Socket] = []
-    for conv in conversations:
-        address = conv.own_address
-        sock = Socket(conversation=conv, address=address)
-        by_row.append(sock)
-        if address:
-            sockets[(conv.proto, normal_addr(address))] = sock
-        if conv.server_saw:
-            sockets.setdefault((conv.proto, normal_addr(conv.server_saw)), sock)
-    _client_side(events, sockets, clock)
-    _server_side(events, sockets, clock)
-    _mark_resent(by_row)
-    return by_row
-
-
-def _mark_resent(rows: list[Socket]) -> None:
-    """A TCP message lost with its connection and sent again on the client's next one."""
-    later: dict[tuple[str, str, int], set[int]] = {}
-    for sock in sorted(rows, key=lambda s: min((j.sent for j in s.journeys), default=0.0), reverse=True):
-        c = sock.conversation
-        key = (c.client, c.proto, int(c.session or 0))
-        for journey in sock.journeys:
-            if journey.lost_where and journey.seq in later.get(key, set()):
-                journey.resent = True
-        later.setdefault(key, set()).update(j.seq for j in sock.journeys)
-
-
-def _client_side(events: list[Record], sockets: dict[tuple[str, str], Socket], clock: Clock) -> None:
-    current: dict[tuple[str, str, int], Socket] = {}
-    latest: dict[tuple[int, int], Journey] = {}
-    for r in select(events, "client"):
-        event, proto = r.get("event"), str(r.get("proto"))
-        owner = (who(r), proto, int(r.get("session") or 0))
-        if event in ("connected", "bound") and r.get("local"):
-            sock = current[owner] = sockets.get((proto, client_address(r)))
-            if sock is not None:
-                sock.marks.append(Mark(clock(r["ts"]), "client", event, f"attempt {r['attempt']}"
-                                       if r.get("attempt", 1) != 1 else ""))
-            continue
-        sock = current.get(owner)
-        if sock is None:
-            continue
-        t = clock(r["ts"])
-        if event == "sent" and r.get("seq") is not None:
-            retry = any(j.seq == r["seq"] for j in sock.journeys)
-            journey = Journey(seq=int(r["seq"]), proto=proto, bytes=int(r.get("bytes") or 0),
-                              text=_text(r), sent=t, retry=retry)
-            sock.journeys.append(journey)
-            latest[(id(sock), journey.seq)] = journey
-        elif event == "reply" and r.get("seq") is not None:
-            journey = latest.get((id(sock), int(r["seq"])))
-            if journey is not None and journey.reply is None:
-                journey.reply, journey.rtt_ms, journey.intact = t, r.get("rtt_ms"), r.get("intact")
-        elif event in ("timeout", "closed", "reconnect", "error", "duplicate"):
-            detail = str(r.get("reason") or r.get("detail") or "")
-            if event in ("timeout", "duplicate") and r.get("seq") is not None:
-                detail = f"seq {r['seq']}" + (f" {detail}" if detail else "")
-            sock.marks.append(Mark(t, "client", event, detail))
-
-
-def _server_side(events: list[Record], sockets: dict[tuple[str, str], Socket], clock: Clock) -> None:
-    """Match the server's reads and echoes to the client's messages.
-
-    UDP: a datagram is one message, matched by its text (cycled messages are made unique).
-    TCP: a byte stream, so reads and echoes are placed by byte offset (`_Stream`).
-    """
-    unread: dict[int, dict[str, deque[Journey]]] = {}  # UDP: per socket, by text
-    unechoed: dict[int, deque[Journey]] = defaultdict(deque)  # UDP: read, not yet echoed
-    streams: dict[int, _Stream] = {}  # TCP
-    for r in select(events, "server"):
-        if not r.get("peer"):
-            continue
-        proto = str(r.get("proto"))
-        sock = sockets.get((proto, normal_addr(r["peer"])))
-        if sock is None:
-            continue
-        event, t, key = r.get("event"), clock(r["ts"]), id(sock)
-        if event in ("accepted", "closed"):
-            sock.marks.append(Mark(t, "server", event, str(r.get("reason") or "")))
-        elif proto == "udp" and event == "received":
-            if key not in unread:
-                unread[key] = defaultdict(deque)
-                for journey in sock.journeys:
-                    unread[key][journey.text].append(journey)
-            waiting = unread[key].get(_text(r))
-            if waiting:
-                journey = waiting.popleft()
-                journey.received = t
-                unechoed[key].append(journey)
-        elif proto == "udp" and event == "echoed" and unechoed[key]:
-            unechoed[key].popleft().echoed = t
-        elif proto == "tcp" and event in ("received", "echoed"):
-            stream = streams.setdefault(key, _Stream(sock.journeys))
-            stream.advance(event, int(r.get("bytes") or 0), t)
-
-
-class _Stream:
-    """A TCP socket's messages laid end to end, with how far the server's reads and echoes got."""
-
-    def __init__(self, journeys: list[Journey]) -> None:
-        self.journeys = journeys
-        self.starts, self.ends, total = [], [], 0
-        for journey in journeys:
-            self.starts.append(total)
-            total += journey.bytes
-            self.ends.append(total)
-        self.read = self.echoed = 0  # bytes so far
-        self.next_read = self.next_echo = 0  # message index
-
-    def advance(self, event: str, size: int, t: float) -> None:
-        n = len(self.journeys)
-        if event == "received":
-            self.read += size
-            # Every message whose first byte came in with this read was received now.
-            while self.next_read < n and self.starts[self.next_read] < self.read:
-                self.journeys[self.next_read].received = t
-                self.next_read += 1
-        else:
-            self.echoed += size
-            # Every message whose last byte went out with this echo was echoed now.
-            while self.next_echo < n and self.ends[self.next_echo] <= self.echoed:
-                self.journeys[self.next_echo].echoed = t
-                self.next_echo += 1
-
-
-def _text(record: Record) -> str:
-    text = record.get("text")
-    return "" if text is None else str(text)
-
-
 def loss_by_direction(sockets: list[Socket]) -> list[dict[str, Any]]:
-    """Per protocol: messages sent, and how many were lost on each leg."""
+    """Per protocol: messages sent, and how many were lost on each leg (every message counted,
+    kept to draw or not)."""
     rows: dict[str, dict[str, Any]] = {}
     for sock in sockets:
         proto = sock.conversation.proto
         row = rows.setdefault(proto, {"proto": proto, "sent": 0, "lost": 0, TO_SERVER: 0, AT_SERVER: 0,
                                       TO_CLIENT: 0, "other": 0})
-        for journey in sock.journeys:
-            row["sent"] += 1
-            where = journey.lost_where
-            if where:
-                row["lost"] += 1
-                row[where if where in row else "other"] += 1
+        row["sent"] += sock.sent_count
+        for where, count in lost_by_where(sock).items():
+            row["lost"] += count
+            row[where if where in row else "other"] += count
     return [rows[p] for p in sorted(rows)]
+
+
+def lost_by_where(sock: Socket) -> dict[str, int]:
+    """A socket's lost messages by leg: its counts, or its journeys' for one made by hand."""
+    return sock.lost_by_where if sock.messages is not None else _count(j.lost_where for j in sock.lost)
+
+
+def lost_by_place(sock: Socket) -> dict[str, int]:
+    """A socket's lost messages by the wire's place, where the capture tells it."""
+    return sock.lost_by_place if sock.messages is not None else _count(j.lost_place for j in sock.lost if j.lost_place)
+
+
+def marks_of(sock: Socket, what: str) -> int:
+    """How many marks of a kind (`reconnect`...) a socket had, kept to draw or not."""
+    if sock.mark_counts is not None:
+        return sock.mark_counts.get(what, 0)
+    return sum(1 for m in sock.marks if m.what == what)
+
+
+def _count(items: Iterable[Any]) -> dict[Any, int]:
+    out: dict[Any, int] = {}
+    for item in items:
+        out[item] = out.get(item, 0) + 1
+    return out

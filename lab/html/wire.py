@@ -1,5 +1,6 @@
 """The wire's view of a run for the report: what the capture saw (`wire.json`, docs/wire.md),
-attached to each conversation row, or the reason there is none.
+attached to each conversation row, or the reason there is none. Of each flow's packets, those the
+ladder draws are kept; the rest are counted.
 
 A run without a capture still gets its report: the wire column then says why.
 """
@@ -8,36 +9,68 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 from typing import Any
 
 from lab.expect.query import normal_addr
+from lab.html.ladder import MAX_ROWS
 from lab.html.rundata import Clock, RunData
+from lab.wire.view import read_wire_capture
 
 WIRE_FILE = "wire.json"
 
 
-def attach_wire(run: RunData) -> None:
-    """Fill `run.wire_summary` and each socket's `wire` from the run's wire.json, if it has one."""
-    path = run.directory / WIRE_FILE
+def read_wire(directory: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A run's wire.json when it holds a wire view (the capture was read), and what the page
+    should say about it: why there is none, or that the capture is damaged."""
+    path = directory / WIRE_FILE
     if not path.exists():
-        run.wire_note = "this run has no wire.json: it was recorded without a packet capture"
-        return
+        return None, "this run has no wire.json: it was recorded without a packet capture"
+    # Its capture first, from the head of the file: without one, its messages (one per send)
+    # are not read at all.
+    capture = read_wire_capture(directory) or {}
+    status = capture.get("status")
+    if capture and status not in ("ok", "damaged"):
+        return None, _no_view(capture)
     try:
         wire = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        run.wire_note = f"{path.name} is not readable JSON ({exc})"
-        return
+        return None, f"{path.name} is not readable JSON ({exc})"
     capture = wire.get("capture") or {}
     status = capture.get("status")
     if status not in ("ok", "damaged"):
-        reason = capture.get("reason") or ("capture was turned off" if status == "off" else "no capture file")
-        run.wire_note = f"capture {status or 'unknown'}: {reason}"
-        return
-    run.wire_summary = capture
+        return None, _no_view(capture)
     if status == "damaged":
         damage = capture.get("damage") or {}
-        run.wire_note = f"the capture is damaged after {damage.get('after_packets', '?')} packets: later packets are unknown"
-    clock = Clock(run.events)
+        return wire, f"the capture is damaged after {damage.get('after_packets', '?')} packets: later packets are unknown"
+    return wire, None
+
+
+def _no_view(capture: dict[str, Any]) -> str:
+    status = capture.get("status")
+    reason = capture.get("reason") or ("capture was turned off" if status == "off" else "no capture file")
+    return f"capture {status or 'unknown'}: {reason}"
+
+
+def message_places(wire: dict[str, Any] | None) -> dict[tuple[str, str, int, int], str]:
+    """The wire's `where` of each lost round trip, by (client, proto, session, seq): what the
+    journeys need from wire.json's messages (the ones that came back are left out)."""
+    places = {}
+    for m in (wire or {}).get("messages") or []:
+        if m.get("where") not in (None, "ok", "unknown"):
+            places[(m.get("client"), m.get("proto"), int(m.get("session") or 0), m.get("seq"))] = m["where"]
+    return places
+
+
+def attach_wire(run: RunData, wire: dict[str, Any] | None, note: str | None) -> None:
+    """Fill `run.wire_summary` and each socket's `wire` from the run's wire view (`read_wire`);
+    the messages' places were given to the journeys when they were followed (`message_places`)."""
+    if note:
+        run.wire_note = note
+    if wire is None:
+        return
+    run.wire_summary = wire.get("capture") or {}
+    clock = Clock(origin_ts=run.origin)
     flags = _csv_flags(run)
     # The flow on the server's side of the run stands for the socket (the one its messages were
     # matched on); the same socket's flow on its own network, beyond a router, is named beside it.
@@ -50,9 +83,6 @@ def attach_wire(run: RunData) -> None:
             near.setdefault(key, f)
         elif owner or key not in flows:
             flows[key] = f
-    messages = {}
-    for m in wire.get("messages") or []:
-        messages[(m.get("client"), m.get("proto"), int(m.get("session") or 0), m.get("seq"))] = m
     for sock in run.sockets:
         conv = sock.conversation
         key = (conv.proto, normal_addr(sock.address)) if sock.address else None
@@ -60,18 +90,17 @@ def attach_wire(run: RunData) -> None:
         sock.wire = _socket_wire(flow, clock, near.get(key) if key else None)
         sock.wire["flag"] = flags.get((conv.client, conv.proto, str(conv.client_port or ""))) or (
             "ok" if flow else "no-flow")
-        for journey in sock.journeys:
-            message = messages.get((conv.client, conv.proto, int(conv.session or 0), journey.seq))
-            if message and message.get("where") not in (None, "ok", "unknown"):
-                journey.wire_where = message["where"]
     run.wire_flags = list(wire.get("flags") or [])
 
 
 def _socket_wire(flow: dict[str, Any] | None, clock: Clock, near: dict[str, Any] | None = None) -> dict[str, Any]:
     if flow is None:
-        return {"summary": "not on the wire" + (f" beyond {near['network']}" if near else ""), "packets": []}
+        return {"summary": "not on the wire" + (f" beyond {near['network']}" if near else ""), "packets": [],
+                "packets_left_out": 0, "retransmitted": 0}
+    timed = [p for p in flow.get("packets_list") or [] if p.get("ts")]
+    # The ladder draws the first MAX_ROWS steps: the packets after those are counted, not kept.
     packets = [{"t": clock(p["ts"]), **{k: p.get(k) for k in ("dir", "flags", "seq", "ack", "len", "retrans", "msg")}}
-               for p in flow.get("packets_list") or [] if p.get("ts")]
+               for p in timed[:MAX_ROWS]]
     count, size = flow.get("packets") or {}, flow.get("bytes") or {}
     parts = [(f"{near.get('network')}: {near.get('client')} → {near.get('server')} · " if near else "")
              + (f"{flow.get('network')}: " if near else "") + f"{flow.get('client')} → {flow.get('server')}",
@@ -87,7 +116,8 @@ def _socket_wire(flow: dict[str, Any] | None, clock: Clock, near: dict[str, Any]
             sides = [side for side, ts in (tcp.get(what) or {}).items() if ts]
             if sides:
                 parts.append(f"{what.upper()} " + "+".join("client" if s == "c2s" else "server" for s in sides))
-    return {"summary": " · ".join(parts), "packets": packets}
+    return {"summary": " · ".join(parts), "packets": packets, "packets_left_out": len(timed) - len(packets),
+            "retransmitted": sum(1 for p in timed if p.get("retrans"))}
 
 
 def capture_points(capture: dict[str, Any] | None) -> str:

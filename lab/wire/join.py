@@ -5,12 +5,18 @@ wire. Each `sent` record is then matched with the packets that carried it: UDP b
 client's messages are unique within a socket), TCP by byte range (the n-th message is the bytes
 after the first n-1, and the echo server sends the same bytes back). A send with no intact
 reply gets a place where its round trip was lost. Disagreements are flagged, never dropped.
+
+Only a socket with a flow on the wire has its sends kept (to be matched with the flow's packets,
+which are held anyway): the sends of a socket the capture never saw, or of every socket when
+there is no capture, are derived again from the records whenever they are listed
+(`unfollowed_sends`), so what is held does not grow with the messages of such a run.
 """
 
 from __future__ import annotations
 
 import base64
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +29,7 @@ NO_ECHO = "no-echo-on-wire"
 NOT_RECEIVED = "echo-not-received"
 UNKNOWN = "unknown"
 LOST_PLACES = (NOT_ON_WIRE, NO_ECHO, NOT_RECEIVED)
+OPEN = 256  # sends per socket still waiting for their reply when they are derived again
 
 
 @dataclass
@@ -37,6 +44,7 @@ class Socket:
     flow: Flow | None = None
     sends: list[SendMatch] = field(default_factory=list)
     seen_as: str | None = None  # the address a masquerading router gave it, when its flow carries that
+    follow: bool = True  # its sends are kept (it has a flow to match them with)
 
     @property
     def out_dir(self) -> str:
@@ -89,8 +97,11 @@ def message_bytes(record: Record) -> tuple[bytes, bool]:
     return data, bool(record.get("truncated"))
 
 
-def client_sockets(events: list[Record]) -> list[Socket]:
-    """Every client socket with its sends and replies, from the client records in time order."""
+def client_sockets(events: Iterable[Record], claim: Callable[[Socket], object] | None = None) -> list[Socket]:
+    """Every client socket with its sends and replies, from the client records in time order.
+
+    `claim`, when given, is called with each socket as it opens (to give it its flow): the sends
+    of a socket still without a flow are then not kept (`follow` is False)."""
     sockets: list[Socket] = []
     current: dict[tuple[str, str, int], Socket] = {}
     latest: dict[tuple[str, str, int, int], SendMatch] = {}
@@ -99,10 +110,13 @@ def client_sockets(events: list[Record]) -> list[Socket]:
         key = (who(record), proto, int(record.get("session") or 0))
         if event in ("connected", "bound") and record.get("local"):
             sock = current[key] = Socket(*key, address=client_address(record), opened=record_time(record))
+            if claim is not None:
+                claim(sock)
+                sock.follow = sock.flow is not None
             sockets.append(sock)
             continue
         sock = current.get(key)
-        if sock is None or record.get("seq") is None:
+        if sock is None or not sock.follow or record.get("seq") is None:
             continue
         if event == "sent":
             content, partial = message_bytes(record)
@@ -123,6 +137,69 @@ def client_sockets(events: list[Record]) -> list[Socket]:
     return sockets
 
 
+def unfollowed_sends(events: Iterable[Record], sockets: list[Socket],
+                     known_until: float | None = None) -> Iterator[tuple[Socket, SendMatch]]:
+    """The sends of the sockets that were not followed (`client_sockets` with `claim`), derived
+    again from the records: each socket's in the order sent, each once its fate is settled (its
+    reply, a resend of its seq, OPEN later sends, the socket's next connection or the end of
+    the records), with the `where` match_messages gives a send without a flow. `sockets` are
+    client_sockets' of the same records. Holds at most OPEN sends per socket."""
+    opened = iter(sockets)
+    current: dict[tuple[str, str, int], Socket | None] = {}
+    waiting: dict[int, tuple[Socket, _Waiting]] = {}  # by id of the socket
+    for record in select(events, "client"):
+        event = record.get("event")
+        key = (who(record), str(record.get("proto")), int(record.get("session") or 0))
+        if event in ("connected", "bound") and record.get("local"):
+            sock = next(opened, None)  # the same records open the same sockets in the same order
+            before = current.get(key)
+            if before is not None and id(before) in waiting:  # no reply can reach its sends now
+                yield from waiting.pop(id(before))[1].settled(before, known_until, everything=True)
+            current[key] = sock if sock is not None and not sock.follow else None
+            continue
+        sock = current.get(key)
+        if sock is None or record.get("seq") is None or event not in ("sent", "reply"):
+            continue
+        queue = waiting.setdefault(id(sock), (sock, _Waiting()))[1]
+        if event == "sent":
+            queue.sent(SendMatch(int(record["seq"]), int(record.get("attempt") or 1), record_time(record), b"",
+                                 int(record.get("bytes") or 0), False))
+        else:
+            send = queue.latest.get(int(record["seq"]))
+            if send is not None and not send.replied and record.get("intact") is True:
+                send.replied, send.reply_ts = True, record_time(record)
+        yield from queue.settled(sock, known_until)
+    for sock, queue in waiting.values():
+        yield from queue.settled(sock, known_until, everything=True)
+
+
+class _Waiting:
+    """One socket's sends not yet given by `unfollowed_sends`, and the latest of each seq (the
+    one a reply is for)."""
+
+    def __init__(self) -> None:
+        self.sends: deque[SendMatch] = deque()
+        self.latest: dict[int, SendMatch] = {}
+
+    def sent(self, send: SendMatch) -> None:
+        self.sends.append(send)
+        self.latest[send.seq] = send  # an earlier attempt of this seq gets no reply now
+
+    def settled(self, sock: Socket, known_until: float | None,
+                everything: bool = False) -> Iterator[tuple[Socket, SendMatch]]:
+        sends = self.sends
+        while sends and (everything or sends[0].replied or self.latest.get(sends[0].seq) is not sends[0]
+                         or len(sends) > OPEN):
+            send = sends.popleft()
+            if self.latest.get(send.seq) is send:
+                del self.latest[send.seq]
+            _place(send, known_until)
+            yield sock, send
+
+    def __len__(self) -> int:
+        return len(self.sends)
+
+
 def claim_flows(sockets: list[Socket], flows: list[Flow],
                 translated: dict[tuple[str, str], str] | None = None) -> list[tuple[Socket, Flow]]:
     """Give each socket the flow with its address: the latest one that began by the time it opened
@@ -132,24 +209,35 @@ def claim_flows(sockets: list[Socket], flows: list[Flow],
     flow on the wire carries that address; a flow that also carries the socket's own address
     beyond the router is packets the router forwarded without NAT. Those are returned, each with
     its socket, so they are shown as such and not as a conversation of their own."""
-    by_address: dict[tuple[str, str], list[Flow]] = defaultdict(list)
-    for flow in flows:
-        by_address[(flow.proto, flow.client)].append(flow)
-        by_address[(flow.proto, flow.server)].append(flow)
-    leaks: list[tuple[Socket, Flow]] = []
+    claim = FlowClaims(flows, translated)
     for sock in sockets:
-        own = by_address.get((sock.proto, sock.address), [])
-        seen_as = (translated or {}).get((sock.proto, sock.address))
-        outside = by_address.get((sock.proto, seen_as), []) if seen_as else []
+        claim(sock)
+    return claim.leaks
+
+
+class FlowClaims:
+    """`claim_flows` one socket at a time (as `client_sockets` opens them)."""
+
+    def __init__(self, flows: list[Flow], translated: dict[tuple[str, str], str] | None = None) -> None:
+        self.by_address: dict[tuple[str, str], list[Flow]] = defaultdict(list)
+        for flow in flows:
+            self.by_address[(flow.proto, flow.client)].append(flow)
+            self.by_address[(flow.proto, flow.server)].append(flow)
+        self.translated = translated or {}
+        self.leaks: list[tuple[Socket, Flow]] = []
+
+    def __call__(self, sock: Socket) -> None:
+        own = self.by_address.get((sock.proto, sock.address), [])
+        seen_as = self.translated.get((sock.proto, sock.address))
+        outside = self.by_address.get((sock.proto, seen_as), []) if seen_as else []
         candidates = outside or own
         if outside:
             sock.seen_as = seen_as
-            leaks += [(sock, flow) for flow in own]
+            self.leaks += [(sock, flow) for flow in own]
         if not candidates:
-            continue
+            return
         started = [f for f in candidates if f.packets and f.packets[0].ts <= sock.opened + 1.0]
         sock.flow = (started or candidates)[-1]
-    return leaks
 
 
 def match_messages(sock: Socket, known_until: float | None = None) -> None:
@@ -163,17 +251,22 @@ def match_messages(sock: Socket, known_until: float | None = None) -> None:
         else:
             _match_stream(sock)
     for send in sock.sends:
-        send.after_damage = known_until is not None and send.sent_ts > known_until
-        if send.replied:
-            send.where = OK
-        elif send.after_damage:
-            send.where = UNKNOWN
-        elif not send.on_wire:
-            send.where = NOT_ON_WIRE
-        elif not send.echo_on_wire:
-            send.where = NO_ECHO
-        else:
-            send.where = NOT_RECEIVED
+        _place(send, known_until)
+
+
+def _place(send: SendMatch, known_until: float | None) -> None:
+    """Where a send's round trip was lost, from what was matched on the wire."""
+    send.after_damage = known_until is not None and send.sent_ts > known_until
+    if send.replied:
+        send.where = OK
+    elif send.after_damage:
+        send.where = UNKNOWN
+    elif not send.on_wire:
+        send.where = NOT_ON_WIRE
+    elif not send.echo_on_wire:
+        send.where = NO_ECHO
+    else:
+        send.where = NOT_RECEIVED
 
 
 def _same(payload: bytes, send: SendMatch) -> bool:

@@ -7,7 +7,8 @@ file):
 - `flow`: one per flow on the server's side of the run (a flow seen again on a client's own
   network beyond a router is not counted twice), with `client` (the owning client, or null),
   `retransmissions`, `handshake_ms`;
-- `message`: one per client send, with `client`, `seq`, `attempt` and `where`;
+- `message`: one per client send, with `client`, `seq`, `attempt` and `where` (only when the
+  capture was read: without one the wire expectations have nothing to measure);
 - for the timeline only, `packet` records (one per packet, `seq` being the client's message
   number it carries) and nothing else.
 """
@@ -42,6 +43,10 @@ def check_records(view: dict[str, Any] | None) -> list[Record]:
         records.append(_record(flow["first_ts"], flow["proto"], "flow", client=owner.get("client"), flow=flow["id"],
                                retransmissions=sum((tcp.get("retransmissions") or {}).values()) if tcp else None,
                                handshake_ms=tcp.get("handshake_ms")))
+    if capture["status"] not in ("ok", "damaged"):
+        # Without a capture the wire expectations measure nothing (they fail on the capture's
+        # reason): a record per message would only be held, a run's worth of them.
+        return records
     for msg in view["messages"]:
         records.append(_record(msg["sent_ts"], msg["proto"], "message", client=msg["client"], seq=msg["seq"],
                                attempt=msg["attempt"], where=msg["where"]))

@@ -3,20 +3,27 @@ them with the conversation rows, and write `wire.json` (format: docs/wire.md).
 
 A run without a capture still gets a view that says why (`capture.status`, `capture.reason`),
 and every row then says `no-capture`; a damaged capture gives the flows up to the damage.
+
+The records are read as a stream: the view's `messages` (`Messages`) are listed again each time
+they are read, the sends of a socket without a flow derived again from the records, so a long
+run without a capture holds no message. With a capture, the packets are held (lab.wire.pcap
+reads the file whole) and so are the sends of the sockets matched with them.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from lab.expect.query import Record, normal_addr, select
 from lab.labels import NETWORK
 from lab.wire.flows import C2S, S2C, Flow, extract_flows, flow_summary
-from lab.wire.join import Socket, claim_flows, client_sockets, match_messages, row_address, wire_row
+from lab.wire.join import FlowClaims, SendMatch, Socket, client_sockets, match_messages, row_address, unfollowed_sends, wire_row
 from lab.wire.pcap import read_capture
 from lab.wire.service import CAPTURE_DIR, PCAP_NAME, ROLE, pcap_name
 
@@ -31,7 +38,7 @@ def iso(ts: float | None) -> str | None:
     return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def build_wire_view(directory: Path, events: list[Record], conversations: list, capture_on: bool,
+def build_wire_view(directory: Path, events: Iterable[Record], conversations: list, capture_on: bool,
                     networks: list[str] | None = None, server_networks: list[str] | None = None) -> dict[str, Any]:
     """The wire view of a run; adds the wire columns to each conversation row (`row.wire`) and
     rows for flows no program claims. `conversations` are lab.logs.Conversation objects.
@@ -40,7 +47,10 @@ def build_wire_view(directory: Path, events: list[Record], conversations: list, 
     `server_networks` the server's among them (its side of every router; default the first).
     Without them the run has one network, captured into `capture/lab.pcap`. A row's wire
     columns are its flow on the server's side; the flow on the client's own network, when that
-    is another one, adds the `_near` columns."""
+    is another one, adds the `_near` columns.
+
+    `events` is read more than once (a list, or an EventFile): here, and whenever the view's
+    `messages` are listed."""
     points = [(net, pcap_name(net)) for net in networks] if networks else [(NETWORK, PCAP_NAME)]
     server_side = set(server_networks or [points[0][0]])
     helper = _helper_report(events)
@@ -64,12 +74,14 @@ def build_wire_view(directory: Path, events: list[Record], conversations: list, 
 
     server_flows = [flow for flow in flows if network_of[id(flow)] in server_side]
     near_flows = [flow for flow in flows if network_of[id(flow)] not in server_side]
-    sockets = client_sockets(events)
     # A masqueraded socket's flow beyond the router carries the address the server saw.
     translated = {(conv.proto, address): normal_addr(conv.server_saw) for conv in conversations
                   if conv.flag == "nat" and conv.server_saw
                   and (address := row_address(conv.client_ip, conv.client_port))}
-    leaks = claim_flows(sockets, server_flows, translated) if server_flows else []
+    # Each socket claims its flow as it opens: only a socket with one keeps its sends.
+    claims = FlowClaims(server_flows, translated)
+    sockets = client_sockets(events, claims)
+    leaks = claims.leaks
     near = _claim_near(sockets, near_flows)
     for sock in sockets:
         match_messages(sock, known_until)
@@ -83,9 +95,35 @@ def build_wire_view(directory: Path, events: list[Record], conversations: list, 
         "capture": capture,
         "flows": [_flow_json(flow, owners.get(id(flow)), network_of[id(flow)], network_of[id(flow)] in server_side)
                   for flow in flows],
-        "messages": [_message_json(sock, send) for sock in sockets for send in sock.sends],
+        "messages": Messages(events, sockets, known_until),
         "flags": flags,
     }
+
+
+class Messages:
+    """wire.json's `messages`, listed again each time they are iterated: first the sends of the
+    sockets matched with a flow (kept: they were matched with the packets), then the others',
+    derived again from the records (lab.wire.join.unfollowed_sends), so none of those is held."""
+
+    def __init__(self, events: Iterable[Record], sockets: list[Socket], known_until: float | None) -> None:
+        self.events, self.sockets, self.known_until = events, sockets, known_until
+
+    def sends(self) -> Iterator[tuple[Socket, SendMatch]]:
+        for sock in self.sockets:
+            for send in sock.sends:
+                yield sock, send
+        if any(not sock.follow for sock in self.sockets):
+            yield from unfollowed_sends(self.events, self.sockets, self.known_until)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (_message_json(sock, send) for sock, send in self.sends())
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """The index-th message (read up to it): for a quick look, not for going through them."""
+        found = next(itertools.islice(iter(self), index, None), None)
+        if found is None:
+            raise IndexError(index)
+        return found
 
 
 def _read_point(directory: Path, network: str, name: str, server_side: bool, helper: dict[str, Any],
@@ -300,12 +338,29 @@ def _message_json(sock: Socket, send) -> dict[str, Any]:
 
 
 def write_wire_view(directory: Path, view: dict[str, Any]) -> Path:
-    """wire.json, whole or not at all."""
+    """wire.json, whole or not at all; its messages written one at a time as they are listed."""
     path = directory / WIRE_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(view, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    rest = {key: value for key, value in view.items() if key != "messages"}
+    with open(tmp, "w", encoding="utf-8") as fh:
+        _write_json(fh, rest, view.get("messages"))
     tmp.replace(path)
     return path
+
+
+def _write_json(fh, rest: dict[str, Any], messages: Iterable[dict[str, Any]] | None) -> None:
+    """The view as json.dumps(view, indent=1) would write it, the messages streamed in."""
+    head = json.dumps(rest, indent=1, ensure_ascii=False)
+    if messages is None:
+        fh.write(head + "\n")
+        return
+    fh.write(head[:-2] + ',\n "messages": [' if rest else '{\n "messages": [')
+    first = True
+    for message in messages:
+        text = json.dumps(message, indent=1, ensure_ascii=False).replace("\n", "\n  ")
+        fh.write(("\n  " if first else ",\n  ") + text)
+        first = False
+    fh.write("\n ]\n}\n" if not first else "]\n}\n")
 
 
 def read_wire_view(directory: Path) -> dict[str, Any] | None:
@@ -318,6 +373,23 @@ def read_wire_view(directory: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_wire_capture(directory: Path) -> dict[str, Any] | None:
+    """wire.json's `capture` alone, read from the head of the file (it is written first): whether
+    the run has a wire view, without reading its flows and messages. None without a wire.json."""
+    path = directory / WIRE_FILE
+    try:
+        with open(path, encoding="utf-8") as fh:
+            head = fh.read(1 << 20)
+    except OSError:
+        return None
+    at = head.find('"capture":')
+    try:
+        capture, _end = json.JSONDecoder().raw_decode(head, head.index("{", at)) if at >= 0 else (None, 0)
+    except ValueError:  # not where it is written: read the whole file
+        capture = (read_wire_view(directory) or {}).get("capture")
+    return capture if isinstance(capture, dict) else None
 
 
 def drop_details(view: dict[str, Any]) -> list[str]:

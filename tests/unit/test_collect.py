@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 
+from flood import Held
+
 from lab.collect import Normaliser, docker_ts, merge, normalise
 from lab.logs import Origin, join_views
 
@@ -121,19 +123,6 @@ def test_merge_holds_one_line_per_stream_however_many_records():
     merge(streams, count)
     assert count.written == 80_000
     assert count.most_held <= 8 + 1
-
-
-class Held(dict):
-    """A record that counts how many of its kind are alive."""
-
-    alive = 0
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        Held.alive += 1
-
-    def __del__(self) -> None:
-        Held.alive -= 1
 
 
 def test_join_holds_no_records_however_many_messages():

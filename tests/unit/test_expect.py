@@ -374,3 +374,17 @@ def test_distinct_peers_per_family_fails_when_one_family_is_missing():
     res = check("- {check: distinct_peers, family: ipv6, equals: 1}", _dual_stack_records(v6=False))
     assert not res.passed and "over ipv6" in res.detail
     assert "ipv6" in res.name
+
+
+def test_reconnected_after_fault_holds_no_record_however_many():
+    from flood import Flood
+
+    for n in (2000, 20_000):
+        records = Flood(n, restart=True)
+        res = check("- check: reconnected_after_fault", records)
+        assert res.passed and res.measured == "1/1 clients reconnected ok", res
+        assert records.most_alive <= 3
+    # The same run without the reconnection: the session open at the fault never came back.
+    stuck = [r for r in Flood(200, restart=True) if not (r.get("event") == "connected" and r.get("attempt") == 2)]
+    res = check("- check: reconnected_after_fault", stuck)
+    assert not res.passed and "client1 s0: no new connection after t=1.0s" in res.detail

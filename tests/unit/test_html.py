@@ -14,7 +14,7 @@ from lab.html import write_report
 from lab.html.compare import compare
 from lab.html.ladder import MAX_ROWS, ladder
 from lab.html.page import load_with_wire, render_report
-from lab.html.rundata import AT_SERVER, TO_CLIENT, TO_SERVER, build_run, load_run
+from lab.html.rundata import AT_SERVER, TO_CLIENT, TO_SERVER, build_run, load_run, loss_by_direction
 from lab.logs import read_events
 
 RUNS = Path(__file__).parents[1] / "fixtures" / "runs"
@@ -301,3 +301,100 @@ def test_a_socket_captured_on_both_sides_of_a_router_shows_both_and_the_capture_
     page = render_report(run)
     assert "captured on every network: home (client side, 1 packets), internet (server side, 1 packets)" in page
     assert "tcpdump on 2 bridges: home, internet" in page
+
+
+# --- a long run: every message counted, a bounded number kept, the page says what it left out --------
+
+def _followed(records):
+    """The report's pass over `records` by hand, noting the most it held at once."""
+    from lab.html.journeys import Follower
+    from lab.html.rundata import Clock, Socket
+    from lab.logs import join_views
+
+    clock = Clock(records)
+    sockets = [Socket(conversation=c, address=c.own_address) for c in join_views(records)]
+    follower = Follower(sockets, clock)
+    most = 0
+    for record in records:
+        follower.add(record)
+        most = max(most, sum(t.held() for t in follower.tracks) + follower.samples.held())
+    follower.finish()
+    return sockets, most
+
+
+def test_a_long_run_is_counted_whole_and_drawn_in_part():
+    from flood import Flood
+
+    from lab.html.journeys import HEAD, NOTABLE, TAIL
+
+    run = build_run(Path("."), {"run_id": "long"}, Flood(3000))
+    tcp, udp = socket(run, "client1", "tcp"), socket(run, "client1", "udp")
+    # Every message is counted...
+    assert (tcp.sent_count, tcp.lost_count) == (3000, 0)
+    assert (udp.sent_count, udp.lost_count, udp.lost_by_where) == (3000, 428, {TO_SERVER: 428})
+    assert [(r["proto"], r["sent"], r["lost"]) for r in loss_by_direction(run.sockets)] == [
+        ("tcp", 3000, 0), ("udp", 3000, 428)]
+    metrics = {m.name: m.a for m in compare(run, run).metrics}
+    assert (metrics["tcp messages sent"], metrics["udp lost"], metrics["tcp rtt max"]) == (3000, 428, 0.4)
+    # ...a few are kept: the first, the last and the first lost ones, each followed through the server
+    # (the reads the server logged before the client's send included).
+    assert [j.index for j in tcp.journeys] == [*range(HEAD), *range(3000 - TAIL, 3000)]
+    assert all(j.received is not None and j.echoed is not None and j.reply is not None for j in tcp.journeys)
+    assert len(udp.journeys) == HEAD + NOTABLE + TAIL and udp.notable_left_out == 428 - 5 - NOTABLE - 1
+    assert tcp.left_out == 3000 - HEAD - TAIL
+    steps = ladder(tcp)
+    notes = [a.label for a in steps.arrows if a.note]
+    assert notes == [f"… {3000 - HEAD - TAIL:,} messages not drawn"] and len(steps.arrows) <= MAX_ROWS
+    page = render_report(run)
+    assert f"{run.left_out:,} messages of this run are counted" in page and "lab logs long --client NAME" in page
+    assert "6,000 messages, 5,875 not drawn" in page
+    assert "too many to draw one by one" in page and 'class="slice tcp"' in page
+
+
+def test_the_report_holds_as_much_for_ten_times_the_messages():
+    from flood import Flood
+
+    small, large = Flood(2000), Flood(20_000)
+    (tcp_small, udp_small), held_small = _followed(small)
+    (tcp_large, udp_large), held_large = _followed(large)
+    assert (tcp_large.sent_count, udp_large.lost_count) == (20_000, 2857)
+    # The same messages kept, the same most held at once, and no record kept at all.
+    assert [len(s.journeys) for s in (tcp_small, udp_small)] == [len(s.journeys) for s in (tcp_large, udp_large)]
+    assert held_large == held_small
+    assert small.most_alive <= 2 and large.most_alive <= 2
+
+
+def test_the_round_trip_chart_is_bounded_by_slices_of_time():
+    from lab.html.charts import rtt_chart
+    from lab.html.samples import POINTS, SLICES, RttSamples
+
+    samples = RttSamples()
+    for i in range(50 * POINTS):  # a long run: 100 s, every 1 ms
+        samples.add((0, i), i / 1000, None if i % 100 == 0 else 1.0 + i % 7, "udp", f"c udp #{i}",
+                    TO_SERVER if i % 100 == 0 else None)
+        assert samples.held() <= POINTS + 1 + SLICES
+    assert samples.exact() is None and samples.messages == 50 * POINTS
+    assert sum(s.echoed + s.lost for s in samples.slices["udp"].values()) == 50 * POINTS
+    assert sum(s.lost for s in samples.slices["udp"].values()) == POINTS // 2
+    chart = rtt_chart(samples, [])
+    assert chart.sliced and len(chart.bars) <= SLICES and len(chart.points) <= SLICES
+    assert chart.bars[0].title.startswith("udp 0.000-") and "mean" in chart.bars[0].title
+
+
+def test_rtt_percentiles_are_exact_then_bucketed_within_a_twentieth_of_a_percent():
+    import random
+
+    from lab.html.samples import STEP, Percentiles
+    from lab.records.stats import percentile
+
+    rng = random.Random(7)
+    values = [rng.lognormvariate(0, 1.5) for _ in range(3000)]
+    few, many = Percentiles(exact=5000), Percentiles(exact=1000)
+    for value in values:
+        few.add(value)
+        many.add(value)
+        assert many.held() <= 1000 + 1 + 12_000  # the buckets span the values' range, not their count
+    for p in (50, 95, 99):
+        assert few.percentile(p) == percentile(values, p)
+        assert abs(many.percentile(p) / percentile(values, p) - 1) <= STEP ** 0.5 - 1
+    assert many.values is None and many.high == max(values)

@@ -145,3 +145,29 @@ def test_filtering_streams_holding_only_the_clients_addresses():
     assert list(picked) == filter_events(records, client="client1") and Source.passes == 2
     Source.passes = 0
     assert len(list(iter_filtered(Source(), proto="tcp"))) == len(records) and Source.passes == 1
+
+
+def test_lab_logs_prints_a_long_run_holding_no_record(tmp_path, monkeypatch, capsys):
+    """`lab logs` reads the run's records from disk on each pass and prints them as they come."""
+    import json
+
+    from flood import Flood
+
+    import lab.logs
+    from lab.cli import main
+
+    run = tmp_path / "20261125-100000-basic-aaaaaa"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"run_id": run.name, "verdict": "passed"}))
+    (run / "events.jsonl").write_text("")
+    (run / "wire.json").write_text(json.dumps({"v": 1, "capture": {"status": "off", "reason": "off"},
+                                               "flows": [], "messages": [{"where": "request-not-on-wire"}]}))
+    records = Flood(5000)
+    monkeypatch.setattr(lab.logs, "EventFile", lambda path, **kw: records)
+    assert main(["logs", "--out", str(tmp_path), "--client", "client1", "--proto", "udp"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(f": {len(lines) - 1} records") and len(lines) > 5000 * 2
+    assert records.most_alive <= 3
+    assert main(["logs", "--out", str(tmp_path), "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == sum(1 for _ in records)
+    assert records.most_alive <= 3

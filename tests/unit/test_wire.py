@@ -455,3 +455,36 @@ def test_a_capture_cut_before_its_file_header_is_not_readable_and_the_view_says_
         read_capture(tmp_path / "capture" / "lab.pcap")
     view = build_wire_view(tmp_path, [], [], capture_on=True)
     assert view["capture"]["status"] == "missing" and "not a readable capture" in view["capture"]["reason"]
+
+
+def test_a_run_without_a_capture_holds_no_message_however_many(tmp_path, monkeypatch):
+    """Without a flow to match them with, the sends are not kept: wire.json's messages are derived
+    again from the records as they are written, holding a send or two at a time."""
+    import weakref
+
+    from flood import Flood
+
+    import lab.wire.join as join
+
+    alive: weakref.WeakSet = weakref.WeakSet()
+    most = 0
+
+    class Counted(join.SendMatch):
+        def __post_init__(self):
+            nonlocal most
+            alive.add(self)
+            most = max(most, len(alive))
+
+    monkeypatch.setattr(join, "SendMatch", Counted)
+    for n in (2000, 20_000):
+        most = 0
+        records = Flood(n)
+        view = build_wire_view(tmp_path, records, join_views(records), capture_on=False)
+        write_wire_view(tmp_path, view)
+        messages = read_wire_view(tmp_path)["messages"]
+        assert len(messages) == 2 * n and most <= 3 and records.most_alive <= 3
+        where = [m["where"] for m in messages if m["proto"] == "udp"]
+        assert where.count("ok") == n - n // 7
+        assert [m["seq"] for m in messages if m["proto"] == "tcp"] == list(range(1, n + 1))
+        # Nor are they listed for the expectations: without a capture they have nothing to measure.
+        assert [r["event"] for r in check_records(view)] == ["capture"]
