@@ -1,7 +1,8 @@
 """The compose CLI driver: `ComposeProject(name, file)` runs `docker compose` for one project.
 
-Lifecycle goes through compose (it knows the health conditions and start order between
-services); everything else goes through the SDK. One wrapper runs every compose command, and its
+Bring-up and removal go through compose (it knows the health conditions and start order
+between services); stopping goes through the engine's `stopper` when it has one (compose stops
+every container at once), and everything else through the SDK. One wrapper runs every compose command, and its
 error carries compose's own output.
 """
 
