@@ -100,12 +100,13 @@ class _Run:
     described: Callable[..., Any] | None = None  # waits for the engine's versions and the resolved project
 
     def done(self) -> dict[str, int]:
-        """Each client's exit status once it is over: its container exited, or it says so and
-        stays up until the teardown stops it (lab/phases.py `finished`)."""
-        statuses = finished(self.control, self.held) if self.control else {}
-        for c in self.seen.values():
-            if c.role == "client" and c.status in ("exited", "dead"):
-                statuses[c.service] = c.exit_code
+        """Each client's exit status once it is over: it says so and stays up until the teardown
+        stops it (lab/phases.py `finished`), or its container exited. The client's own word
+        comes first: a teardown that has to kill a finished client does not undo its conversation."""
+        statuses = {c.service: c.exit_code for c in self.seen.values()
+                    if c.role == "client" and c.status in ("exited", "dead")}
+        if self.control:
+            statuses.update(finished(self.control, self.held))
         return statuses
 
 

@@ -50,12 +50,13 @@ class FakeProject:
             for volume in spec.get("volumes") or []:
                 if isinstance(volume, dict) and volume.get("target") == READY_MOUNT:
                     Path(volume["source"]).write_text("waiting\n")
+                    self.engine.ready_files[service] = Path(volume["source"])
 
     def stop(self, grace: float = 3) -> None:
         self.engine.call("stop")
         for info in self.engine.running.values():
             if info.status != "exited":
-                info.status, info.exit_code, info.ip = "exited", 143, None
+                info.status, info.exit_code, info.ip = "exited", self.engine.stop_code, None
 
     def remove(self) -> None:
         self.engine.call("remove")
@@ -73,6 +74,9 @@ class FakeEngine:
     ips: dict[str, str] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)  # a client's status when it ends (default 0)
     ticks_to_finish: int | None = 2  # None: the clients never end
+    stay: bool = False  # clients behind the barrier write `done N` and stay up, as the echo client does
+    stop_code: int = 143  # what a container still running exits with when the project is stopped
+    ready_files: dict[str, Path] = field(default_factory=dict)  # by client service
     on: dict[str, Callable[[], None]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     running: dict[str, ContainerInfo] = field(default_factory=dict)  # by container name
@@ -103,7 +107,10 @@ class FakeEngine:
         for info in self.running.values():
             if info.role == "client" and info.status == "running" and self.ticks_to_finish is not None \
                     and self.ticks >= self.ticks_to_finish:
-                info.status, info.exit_code = "exited", self.exit_codes.get(info.service, 0)
+                if self.stay and info.service in self.ready_files:
+                    self.ready_files[info.service].write_text(f"done {self.exit_codes.get(info.service, 0)}\n")
+                else:
+                    info.status, info.exit_code = "exited", self.exit_codes.get(info.service, 0)
         return [ContainerInfo(**vars(info)) for info in self.running.values() if info.name.startswith(project)]
 
     def container_logs(self, container_id: str) -> bytes:

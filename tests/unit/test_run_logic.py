@@ -94,6 +94,15 @@ def test_a_run_whose_clients_all_succeed_passes_with_everything_written(engine, 
     assert engine.calls.index("stop") < engine.calls.index("container_output") < engine.calls.index("remove")
 
 
+def test_clients_that_say_they_are_done_end_the_conversation_and_their_word_is_their_status(engine, tmp_path):
+    engine.stay, engine.stop_code = True, 137  # the teardown had to kill them: their talk was over
+    engine.exit_codes["client2"] = 1
+    result, manifest = run(engine, tmp_path)
+    assert manifest["phases"]["detail"]["conversation"]["clients_held"] == 3  # none left by itself
+    assert result.clients == {"client1": 0, "client2": 1, "client3": 0}
+    assert result.verdict == "failed" and torn_down(engine)
+
+
 def test_clients_still_running_at_the_timeout_give_a_timeout(engine, tmp_path):
     engine.ticks_to_finish = None
     progress = RecordedProgress()
