@@ -2,6 +2,7 @@
 
     python3 benchmarks/wire_bench.py parse [--packets 200000] [--rounds 5] [--baseline REV]
     python3 benchmarks/wire_bench.py capture [--rounds 3] [--scenario FILE]
+    python3 benchmarks/wire_bench.py view [--messages 250000] [--baseline REV]
 
 `parse`: a capture like the lab's own (clients each with a TCP connection: handshake, messages
 and their echoes with ACKs, FIN both ways; and a UDP socket: each message and its echo), made
@@ -19,6 +20,13 @@ it is installed, for the choice of library. Goal (issue 9): >= 200,000 packets/s
 see the same load; per round the median of every client's rtt p50 and the run's wall time.
 Goals (issue 9): rtt p50 within 5% and wall time within 10% of the run without capture.
 Needs the Docker engine and the node image (`lab build`).
+
+`view`: peak memory (issue 8) of building a run's wire view with a capture, for a synthetic run
+(tests/unit/flood.py: one client, a TCP and a UDP socket, `--messages` messages on each, every
+7th UDP message lost; about 4 packets and 9 records per message) and for one 10x smaller: in a
+fresh process each (`lab.logs.join_views`, `build_wire_view`, `write_wire_view`, the wire's check
+records counted, and the report's reading of wire.json), its peak RSS from wait4. With
+`--baseline REV`, the smaller run also with that revision's `lab` package (from `git archive`).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -259,6 +268,69 @@ def bench_capture(args) -> None:
         print(f"| on/off | {on_p50 / off_p50:.3f} | {on_wall / off_wall:.3f} |")
 
 
+def bench_view(args) -> None:
+    sys.path.insert(0, str(ROOT / "tests" / "unit"))
+    from flood import Flood, flood_capture
+
+    print(f"{platform.machine()}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print("\n| code | messages | packets | records | events.jsonl MB | pcap MB | wire.json MB | peak RSS MB | CPU s | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        codes = [("current", str(ROOT))]
+        if args.baseline:
+            old = Path(tmp) / "baseline"
+            old.mkdir()
+            archive = subprocess.run(["git", "archive", args.baseline, "lab"], cwd=ROOT, capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+            codes.append((f"at {args.baseline}", str(old)))
+        for n in (args.messages // 10, args.messages):
+            run = Path(tmp) / f"run{n}"
+            (run / "capture").mkdir(parents=True)
+            flood = Flood(n)
+            packets = flood_capture(run / "capture" / "lab.pcap", flood)
+            records = 0
+            with open(run / "events.jsonl", "w", encoding="utf-8") as fh:
+                for record in flood:
+                    fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+                    records += 1
+            # The baseline only for the smaller run: before issue 8 the UDP matching took time
+            # quadratic in a socket's messages.
+            for name, path in codes if n < args.messages else codes[:1]:
+                start = time.perf_counter()
+                env = {**os.environ, "PYTHONPATH": path}
+                child = subprocess.Popen([sys.executable, "-c", VIEW_CHILD, str(run)], env=env, cwd=tmp)
+                _pid, status, usage = os.wait4(child.pid, 0)
+                wall = time.perf_counter() - start
+                if status != 0:
+                    raise SystemExit(f"{name}: the view's process failed ({status})")
+                size = {f: (run / f).stat().st_size / 1e6 for f in ("events.jsonl", "capture/lab.pcap", "wire.json")}
+                print(f"| {name} | {n:,} | {packets:,} | {records:,} | {size['events.jsonl']:.0f} | "
+                      f"{size['capture/lab.pcap']:.0f} | {size['wire.json']:.0f} | {usage.ru_maxrss / 1024:.0f} | "
+                      f"{usage.ru_utime + usage.ru_stime:.0f} | {wall:.0f} |",
+                      flush=True)
+                (run / "wire.json").unlink()
+
+
+# One fresh process (run with -c, so that PYTHONPATH alone says which `lab` it imports): the wire
+# view of a run directory, as `lab run` and the report make it.
+VIEW_CHILD = """
+import sys
+from pathlib import Path
+from lab.html.wire import read_wire
+from lab.logs import EventFile, join_views
+from lab.wire.records import check_records
+from lab.wire.view import build_wire_view, write_wire_view
+
+run = Path(sys.argv[1])
+events = EventFile(run / "events.jsonl")
+rows = join_views(events)
+view = build_wire_view(run, events, rows, capture_on=True)
+write_wire_view(run, view)
+sum(1 for _ in check_records(view))
+read_wire(run)
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -271,6 +343,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--scenario", help="a scenario file (default: 4 clients, 60 messages each way, 20 ms apart)")
     p.set_defaults(func=bench_capture)
+    p = sub.add_parser("view")
+    p.add_argument("--messages", type=int, default=250_000, help="messages on each socket (about 4 packets each)")
+    p.add_argument("--baseline", help="a git revision to compare with (its `lab` package)")
+    p.set_defaults(func=bench_view)
     args = parser.parse_args()
     args.func(args)
 

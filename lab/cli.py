@@ -239,19 +239,18 @@ def _with_wire(directory: Path, events: Iterable[dict], client: str | None, prot
     as a stream: both are in time order."""
     import heapq
 
-    from lab.wire.records import timeline_records
-    from lab.wire.view import read_wire_capture, read_wire_view
+    from lab.wire.records import wire_timeline
+    from lab.wire.view import read_wire_capture
 
     def ts(record):
         return record.get("ts") or ""
 
     # Without a capture the wire knows nothing to add, and its wire.json (a line per message)
-    # is not read at all; with one, the view is read whole (its packets are the timeline's).
+    # is not read at all; with one, its packets are read as a stream in time order.
     capture = read_wire_capture(directory)
     if not capture or capture.get("status") not in ("ok", "damaged"):
         return iter(events)
-    wire = sorted(timeline_records(read_wire_view(directory), client=client, proto=proto), key=ts)
-    return heapq.merge(events, wire, key=ts) if wire else iter(events)
+    return heapq.merge(events, wire_timeline(directory, client=client, proto=proto), key=ts)
 
 
 def _run_dir(out: Path | None, run: str | None) -> Path:

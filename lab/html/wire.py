@@ -1,6 +1,7 @@
 """The wire's view of a run for the report: what the capture saw (`wire.json`, docs/wire.md),
-attached to each conversation row, or the reason there is none. Of each flow's packets, those the
-ladder draws are kept; the rest are counted.
+attached to each conversation row, or the reason there is none. wire.json is read as a stream: of
+each flow's packets, those the ladder draws are kept and the rest counted; of its messages, only
+the lost round trips.
 
 A run without a capture still gets its report: the wire column then says why.
 """
@@ -15,14 +16,18 @@ from typing import Any
 from lab.expect.query import normal_addr
 from lab.html.ladder import MAX_ROWS
 from lab.html.rundata import Clock, RunData
-from lab.wire.view import read_wire_capture
+from lab.wire.file import iter_wire, read_wire_capture
 
 WIRE_FILE = "wire.json"
 
 
 def read_wire(directory: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """A run's wire.json when it holds a wire view (the capture was read), and what the page
-    should say about it: why there is none, or that the capture is damaged."""
+    """A run's wire view as the page draws it, when it holds one (the capture was read), and what
+    the page should say about it: why there is none, or that the capture is damaged.
+
+    wire.json is read as a stream (lab.wire.file.iter_wire): of each flow, the packets the ladder
+    draws are kept and the rest counted (`timed`, `retransmitted`); of the messages, only the
+    lost round trips (`message_places`). So what is held does not grow with the run's packets."""
     path = directory / WIRE_FILE
     if not path.exists():
         return None, "this run has no wire.json: it was recorded without a packet capture"
@@ -32,10 +37,13 @@ def read_wire(directory: Path) -> tuple[dict[str, Any] | None, str | None]:
     status = capture.get("status")
     if capture and status not in ("ok", "damaged"):
         return None, _no_view(capture)
-    try:
-        wire = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        return None, f"{path.name} is not readable JSON ({exc})"
+    wire = _drawn(directory)
+    if wire is None:
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            return None, f"{path.name} is not readable JSON ({exc})"
+        return None, f"{path.name} holds no wire view"
     capture = wire.get("capture") or {}
     status = capture.get("status")
     if status not in ("ok", "damaged"):
@@ -44,6 +52,28 @@ def read_wire(directory: Path) -> tuple[dict[str, Any] | None, str | None]:
         damage = capture.get("damage") or {}
         return wire, f"the capture is damaged after {damage.get('after_packets', '?')} packets: later packets are unknown"
     return wire, None
+
+
+def _drawn(directory: Path) -> dict[str, Any] | None:
+    """What the page draws of wire.json, read as a stream; None when there is no readable one."""
+    wire: dict[str, Any] | None = None
+    flow: dict[str, Any] = {}
+    for kind, item in iter_wire(directory):
+        if kind == "head":
+            wire = {**item, "flows": [], "messages": []}
+        elif kind == "flow":
+            flow = {**item, "packets_list": [], "timed": 0, "retransmitted": 0}
+            wire["flows"].append(flow)
+        elif kind == "packet":
+            if item.get("retrans"):
+                flow["retransmitted"] += 1
+            if item.get("ts"):
+                flow["timed"] += 1
+                if len(flow["packets_list"]) < MAX_ROWS:  # the ladder draws these; the rest are counted
+                    flow["packets_list"].append(item)
+        elif kind == "message" and item.get("where") not in (None, "ok", "unknown"):
+            wire["messages"].append({k: item.get(k) for k in ("client", "proto", "session", "seq", "where")})
+    return wire
 
 
 def _no_view(capture: dict[str, Any]) -> str:
@@ -101,6 +131,7 @@ def _socket_wire(flow: dict[str, Any] | None, clock: Clock, near: dict[str, Any]
     # The ladder draws the first MAX_ROWS steps: the packets after those are counted, not kept.
     packets = [{"t": clock(p["ts"]), **{k: p.get(k) for k in ("dir", "flags", "seq", "ack", "len", "retrans", "msg")}}
                for p in timed[:MAX_ROWS]]
+    retransmitted = flow.get("retransmitted", sum(1 for p in timed if p.get("retrans")))
     count, size = flow.get("packets") or {}, flow.get("bytes") or {}
     parts = [(f"{near.get('network')}: {near.get('client')} → {near.get('server')} · " if near else "")
              + (f"{flow.get('network')}: " if near else "") + f"{flow.get('client')} → {flow.get('server')}",
@@ -116,8 +147,8 @@ def _socket_wire(flow: dict[str, Any] | None, clock: Clock, near: dict[str, Any]
             sides = [side for side, ts in (tcp.get(what) or {}).items() if ts]
             if sides:
                 parts.append(f"{what.upper()} " + "+".join("client" if s == "c2s" else "server" for s in sides))
-    return {"summary": " · ".join(parts), "packets": packets, "packets_left_out": len(timed) - len(packets),
-            "retransmitted": sum(1 for p in timed if p.get("retrans"))}
+    return {"summary": " · ".join(parts), "packets": packets,
+            "packets_left_out": flow.get("timed", len(timed)) - len(packets), "retransmitted": retransmitted}
 
 
 def capture_points(capture: dict[str, Any] | None) -> str:

@@ -6,10 +6,11 @@ client's messages are unique within a socket), TCP by byte range (the n-th messa
 after the first n-1, and the echo server sends the same bytes back). A send with no intact
 reply gets a place where its round trip was lost. Disagreements are flagged, never dropped.
 
-Only a socket with a flow on the wire has its sends kept (to be matched with the flow's packets,
-which are held anyway): the sends of a socket the capture never saw, or of every socket when
-there is no capture, are derived again from the records whenever they are listed
-(`unfollowed_sends`), so what is held does not grow with the messages of such a run.
+The sends of a socket with a flow on the wire are matched with its packets as one stream in time
+order (lab.wire.match, holding a bounded window); the sends of a socket the capture never saw,
+or of every socket when there is no capture, are derived again from the records whenever they
+are listed (`unfollowed_sends`). Neither holds a run's worth of messages: a socket keeps only
+the counts its row shows (`Socket.tally`).
 """
 
 from __future__ import annotations
@@ -42,9 +43,18 @@ class Socket:
     address: str
     opened: float
     flow: Flow | None = None
-    sends: list[SendMatch] = field(default_factory=list)
     seen_as: str | None = None  # the address a masquerading router gave it, when its flow carries that
-    follow: bool = True  # its sends are kept (it has a flow to match them with)
+    follow: bool = True  # its sends are matched with its flow's packets (it has a flow)
+    # What its row says of its sends, counted as each is settled (`tally`): they are not kept.
+    lost: dict[str, int] = field(default_factory=dict)
+    sent_not_on_wire: bool = False
+    reply_not_on_wire: bool = False
+
+    def tally(self, send: SendMatch) -> None:
+        if send.where in LOST_PLACES:
+            self.lost[send.where] = self.lost.get(send.where, 0) + 1
+        self.sent_not_on_wire |= send.where == NOT_ON_WIRE
+        self.reply_not_on_wire |= send.replied and not send.echo_on_wire and not send.after_damage
 
     @property
     def out_dir(self) -> str:
@@ -77,6 +87,8 @@ class SendMatch:
     echo_on_wire: bool = False  # the whole echo crossed the wire
     where: str = UNKNOWN
     after_damage: bool = False  # sent after the last packet a damaged capture holds
+    start: float | None = None  # UDP: when the client gave up on the attempt before, if it did
+    order: tuple[int, int] = (0, 0)  # (its socket's, its own) place, for listing
 
     @property
     def retransmissions(self) -> int:
@@ -98,42 +110,20 @@ def message_bytes(record: Record) -> tuple[bytes, bool]:
 
 
 def client_sockets(events: Iterable[Record], claim: Callable[[Socket], object] | None = None) -> list[Socket]:
-    """Every client socket with its sends and replies, from the client records in time order.
+    """Every client socket, from the client records in time order; without its sends (those are
+    matched as a stream: lab.wire.match, or derived again: `unfollowed_sends`).
 
-    `claim`, when given, is called with each socket as it opens (to give it its flow): the sends
-    of a socket still without a flow are then not kept (`follow` is False)."""
+    `claim`, when given, is called with each socket as it opens (to give it its flow): a socket
+    still without a flow is then not followed (`follow` is False)."""
     sockets: list[Socket] = []
-    current: dict[tuple[str, str, int], Socket] = {}
-    latest: dict[tuple[str, str, int, int], SendMatch] = {}
     for record in select(events, "client"):
-        event, proto = record.get("event"), str(record.get("proto"))
-        key = (who(record), proto, int(record.get("session") or 0))
-        if event in ("connected", "bound") and record.get("local"):
-            sock = current[key] = Socket(*key, address=client_address(record), opened=record_time(record))
+        if record.get("event") in ("connected", "bound") and record.get("local"):
+            key = (who(record), str(record.get("proto")), int(record.get("session") or 0))
+            sock = Socket(*key, address=client_address(record), opened=record_time(record))
             if claim is not None:
                 claim(sock)
                 sock.follow = sock.flow is not None
             sockets.append(sock)
-            continue
-        sock = current.get(key)
-        if sock is None or not sock.follow or record.get("seq") is None:
-            continue
-        if event == "sent":
-            content, partial = message_bytes(record)
-            size = int(record.get("bytes") or len(content))
-            offset = sum(s.size for s in sock.sends) if proto == "tcp" else 0
-            send = SendMatch(int(record["seq"]), int(record.get("attempt") or 1), record_time(record), content,
-                             size, partial, offset)
-            sock.sends.append(send)
-            latest[(*key, send.seq)] = send
-        elif event == "timeout":
-            send = latest.get((*key, int(record["seq"])))
-            if send is not None and send.gave_up_ts is None:
-                send.gave_up_ts = record_time(record)
-        elif event == "reply":
-            send = latest.get((*key, int(record["seq"])))
-            if send is not None and not send.replied and record.get("intact") is True:
-                send.replied, send.reply_ts = True, record_time(record)
     return sockets
 
 
@@ -193,7 +183,7 @@ class _Waiting:
             send = sends.popleft()
             if self.latest.get(send.seq) is send:
                 del self.latest[send.seq]
-            _place(send, known_until)
+            place(send, known_until)
             yield sock, send
 
     def __len__(self) -> int:
@@ -236,26 +226,15 @@ class FlowClaims:
             self.leaks += [(sock, flow) for flow in own]
         if not candidates:
             return
-        started = [f for f in candidates if f.packets and f.packets[0].ts <= sock.opened + 1.0]
+        started = [f for f in candidates if f.first_ts is not None and f.first_ts <= sock.opened + 1.0]
         sock.flow = (started or candidates)[-1]
 
 
-def match_messages(sock: Socket, known_until: float | None = None) -> None:
-    """Find each send's request and echo packets, then say where an unanswered one was lost.
+def place(send: SendMatch, known_until: float | None) -> None:
+    """Where a send's round trip was lost, from what was matched on the wire.
 
     `known_until`: the time of the last packet read from a damaged capture; a send after it
     has no known place."""
-    if sock.flow is not None:
-        if sock.proto == "udp":
-            _match_datagrams(sock)
-        else:
-            _match_stream(sock)
-    for send in sock.sends:
-        _place(send, known_until)
-
-
-def _place(send: SendMatch, known_until: float | None) -> None:
-    """Where a send's round trip was lost, from what was matched on the wire."""
     send.after_damage = known_until is not None and send.sent_ts > known_until
     if send.replied:
         send.where = OK
@@ -267,83 +246,6 @@ def _place(send: SendMatch, known_until: float | None) -> None:
         send.where = NO_ECHO
     else:
         send.where = NOT_RECEIVED
-
-
-def _same(payload: bytes, send: SendMatch) -> bool:
-    if send.partial:
-        return len(payload) == send.size and payload.startswith(send.content)
-    return payload == send.content
-
-
-def _match_datagrams(sock: Socket) -> None:
-    """Each attempt's request is the first datagram with its content between the client giving up
-    on the attempt before and giving up on this one; its echo, the first answer with that
-    content after it."""
-    assert sock.flow is not None
-    out = [p for p in sock.flow.packets if p.dir == sock.out_dir]
-    back = [p for p in sock.flow.packets if p.dir == sock.in_dir]
-    attempts: dict[int, list[SendMatch]] = defaultdict(list)
-    for send in sock.sends:
-        attempts[send.seq].append(send)
-    used: set[int] = set()
-    for sends in attempts.values():
-        for i, send in enumerate(sends):
-            # The record comes after sendto() (on a busy host, long after), so the send time is no
-            # bound; the client's `timeout` for the attempt before is: it resends only after that.
-            start = sends[i - 1].gave_up_ts if i else None
-            end = send.gave_up_ts
-            request = next((p for p in out if (start is None or p.ts >= start) and (end is None or p.ts < end)
-                            and id(p) not in used and _same(p.payload, send)), None)
-            if request is not None:
-                used.add(id(request))
-                request.msg = send.seq
-                send.request.append(request)
-                send.on_wire = True
-            # An echo may come after the client gave up and resent: it still belongs to this attempt.
-            after = request.ts if request is not None else (start or 0.0)
-            echo = next((p for p in back if after <= p.ts and id(p) not in used and _same(p.payload, send)), None)
-            if echo is not None:
-                used.add(id(echo))
-                echo.msg = send.seq
-                send.echo.append(echo)
-                send.echo_on_wire = True
-
-
-def _match_stream(sock: Socket) -> None:
-    """TCP: a message's request is every segment carrying bytes of its range; its echo, every
-    segment back carrying the same range. Byte 1 of a stream is the first after the SYN."""
-    assert sock.flow is not None
-    for send in sock.sends:
-        first, last = send.offset + 1, send.offset + send.size  # relative sequence numbers
-        for packet in sock.flow.packets:
-            if not packet.len or packet.seq > last or packet.seq + packet.len <= first:
-                continue
-            (send.request if packet.dir == sock.out_dir else send.echo).append(packet)
-            if packet.msg is None:
-                packet.msg = send.seq
-        send.on_wire = _covers(send.request, first, last)
-        send.echo_on_wire = _covers(send.echo, first, last)
-
-
-def _covers(packets: list[WirePacket], first: int, last: int) -> bool:
-    """Do these segments together carry every byte from `first` to `last`?"""
-    reach = first
-    for start, end in sorted((p.seq, p.seq + p.len) for p in packets):
-        if start > reach:
-            return False
-        reach = max(reach, end)
-        if reach > last:
-            return True
-    return reach > last
-
-
-def lost_where(sends: list[SendMatch]) -> dict[str, int]:
-    """How many of a socket's round trips were lost, by place."""
-    counts = {place: 0 for place in LOST_PLACES}
-    for send in sends:
-        if send.where in counts:
-            counts[send.where] += 1
-    return {place: n for place, n in counts.items() if n}
 
 
 def row_address(ip: str, port: int | None) -> str | None:
@@ -379,11 +281,11 @@ def wire_row(flow: Flow | None, sock: Socket | None, notes: list[str]) -> dict[s
         row.update(handshake_ms=flow.handshake_ms, retransmissions=sum(flow.retransmissions.values()),
                    fin=sides(flow.fin), rst=sides(flow.rst))
     if sock is not None:
-        lost = lost_where(sock.sends)
-        row["lost_where"] = " ".join(f"{place}:{n}" for place, n in lost.items())
-        if any(s.where == NOT_ON_WIRE for s in sock.sends):
+        lost = {where: sock.lost[where] for where in LOST_PLACES if sock.lost.get(where)}
+        row["lost_where"] = " ".join(f"{where}:{n}" for where, n in lost.items())
+        if sock.sent_not_on_wire:
             flags.append("sent-not-on-wire")
-        if any(s.replied and not s.echo_on_wire and not s.after_damage for s in sock.sends):
+        if sock.reply_not_on_wire:
             flags.append("reply-not-on-wire")
     else:
         flags.append("wire-only")

@@ -7,9 +7,13 @@ the lab's bridge carries almost exclusively (Ethernet, IPv4 without options or f
 UDP) has its fixed header fields read at their fixed offsets; every other frame goes through
 dpkt's decoders, and a unit test holds both to the same answers.
 
-A second shortcut: a classic pcap's records are walked in memory with dpkt's own record header
-(its fields and byte order for the file's magic) rather than through dpkt's reader, which builds
-an object per record header; dpkt still reads and checks the file header, and reads pcapng.
+A second shortcut: a classic pcap's records are walked a chunk of the file at a time with dpkt's
+own record header (its fields and byte order for the file's magic) rather than through dpkt's
+reader, which builds an object per record header; dpkt still reads and checks the file header,
+and reads pcapng (from the file, as it goes).
+
+The file is read as a stream (`iter_capture`): a chunk of it and a batch of packets at a time,
+so what is held does not grow with the capture (issue 8).
 
 A run killed mid-capture leaves a torn last record: the packets before it are returned and
 `damage` says where the file stopped making sense.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import io
+import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -90,50 +94,93 @@ class _ShortReads:
 
 
 def read_capture(path: Path) -> Capture:
-    """Every TCP/UDP packet of a pcap or pcapng file, up to the first damage.
+    """Every TCP/UDP packet of a pcap or pcapng file, up to the first damage, in a list: for a
+    small capture (tests, tools). The wire view streams them instead (`iter_capture`).
 
     Raises OSError when the file cannot be opened and ValueError when it is not a capture file
     at all (no valid file header)."""
     capture = Capture()
-    with open(path, "rb") as fh:
-        data = fh.read()  # a lab run's capture is small; reading from memory is faster
-    raw = io.BytesIO(data)
-    magic = int.from_bytes(data[:4], "big")
+    for batch in iter_capture(path, capture):
+        capture.packets += batch
+    return capture
+
+
+def iter_capture(path: Path, capture: Capture) -> Iterator[list[Packet]]:
+    """The TCP/UDP packets of a capture file in file order (time order: tcpdump writes them as
+    they come), a batch at a time, up to the first damage; `capture`'s counts and `damage` are
+    filled in as they are read (complete once the batches are exhausted), its `packets` left alone.
+
+    Holds one read chunk of the file and one batch of packets, whatever the file's size (issue
+    8). Raises OSError when the file cannot be opened and ValueError when it is not a capture file
+    at all (no valid file header), both before the first batch."""
+    fh = open(path, "rb")
+    try:
+        frames, snaplen, decode, at = _open_frames(fh)
+    except BaseException:
+        fh.close()
+        raise
+    return _batches(fh, frames, snaplen, decode, at, capture)
+
+
+def _open_frames(fh: BinaryIO):
+    """The file header read and checked by dpkt; the records' (time, frame) walker for its format."""
+    size = os.fstat(fh.fileno()).st_size
+    head = fh.read(4)
+    fh.seek(0)
+    magic = int.from_bytes(head, "big")
     classic = magic in dpkt.pcap.MAGIC_TO_PKT_HDR
     # A torn record can only be the last one: a pcapng reader's reads are watched for a short one.
-    tracked = None if classic else _ShortReads(raw)
+    tracked = None if classic else _ShortReads(fh)
     try:
-        reader = dpkt.pcap.UniversalReader(tracked or raw)  # the file header, read and checked by dpkt
+        reader = dpkt.pcap.UniversalReader(tracked or fh)  # the file header, read and checked by dpkt
     except dpkt.dpkt.UnpackError as exc:  # NeedData included: an empty or cut file header
         # An empty file is what tcpdump leaves when it is stopped before its first write.
-        raise ValueError(f"no whole capture file header ({len(data)} bytes): {exc}") from exc
+        raise ValueError(f"no whole capture file header ({size} bytes): {exc}") from exc
     snaplen = getattr(reader, "snaplen", 0) or 0
     decode = _decoder(reader.datalink())
     at = _Reading()
     if classic:
-        frames = _classic_records(data, magic, at)
+        fh.seek(dpkt.pcap.FileHdr.__hdr_len__)
+        frames = _classic_records(fh, magic, at)
     else:
         tracked.short = None  # the file header was read whole
-        frames = _pcapng_records(reader, raw, tracked, at)
+        frames = _pcapng_records(reader, fh, size, tracked, at)
+    return frames, snaplen, decode, at
+
+
+BATCH = 2048  # packets handed on at a time: few enough to hold, many enough to cost nothing per packet
+
+
+def _batches(fh: BinaryIO, frames, snaplen: int, decode, at: _Reading, capture: Capture) -> Iterator[list[Packet]]:
     # The loop runs once per packet: its names are bound locally.
-    append, plain = capture.packets.append, decode is _from_ethernet
+    batch: list[Packet] = []
+    append, plain = batch.append, decode is _from_ethernet
     limit = snaplen or float("inf")
     records = 0
-    with no_collection():
-        try:
-            for ts, frame in frames:
-                if len(frame) > limit:
-                    at.damage = f"a record of {len(frame)} bytes exceeds the snapshot length {snaplen}"
-                    break
-                records += 1
-                if not (plain and _plain(append, ts, frame)):
-                    _add(capture, decode, ts, frame)
-        except (dpkt.dpkt.UnpackError, ValueError, OverflowError) as exc:
-            at.damage = f"an unreadable record header ({exc or type(exc).__name__})"
-    capture.records = records
-    if at.damage is not None:
-        capture.damage = {"after_packets": records, "offset": at.offset, "detail": at.damage}
-    return capture
+    try:
+        with no_collection():
+            try:
+                for ts, frame in frames:
+                    if len(frame) > limit:
+                        at.damage = f"a record of {len(frame)} bytes exceeds the snapshot length {snaplen}"
+                        break
+                    records += 1
+                    if not (plain and _plain(append, ts, frame)):
+                        _add(capture, decode, ts, frame, append)
+                    if len(batch) >= BATCH:
+                        capture.records = records
+                        yield batch
+                        batch = []
+                        append = batch.append
+            except (dpkt.dpkt.UnpackError, ValueError, OverflowError) as exc:
+                at.damage = f"an unreadable record header ({exc or type(exc).__name__})"
+        capture.records = records
+        if at.damage is not None:
+            capture.damage = {"after_packets": records, "offset": at.offset, "detail": at.damage}
+        if batch:
+            yield batch
+    finally:
+        fh.close()
 
 
 class _Reading:
@@ -144,37 +191,56 @@ class _Reading:
 
 
 _NANO = {dpkt.pcap.TCPDUMP_MAGIC_NANO, dpkt.pcap.PMUDPCT_MAGIC_NANO}
+CHUNK = 1 << 20  # bytes of the file read at a time
 
 
-def _classic_records(data: bytes, magic: int, at: _Reading) -> Iterator[tuple[float, bytes]]:
-    """(time, frame) of each classic pcap record, walked in memory with the record header that
-    dpkt reads this file's records with (its fields and byte order for this magic), without
-    dpkt's object per record header: that object was the largest single cost of a capture's
-    extraction (docs/benchmarks.md). `tests/unit/test_wire_paths.py` holds both to the same records."""
+def _classic_records(fh: BinaryIO, magic: int, at: _Reading) -> Iterator[tuple[float, bytes]]:
+    """(time, frame) of each classic pcap record, walked a chunk of the file at a time with the
+    record header that dpkt reads this file's records with (its fields and byte order for this
+    magic), without dpkt's object per record header: that object was the largest single cost of
+    a capture's extraction (docs/benchmarks.md). `tests/unit/test_wire_paths.py` holds both to
+    the same records."""
     header = dpkt.pcap.MAGIC_TO_PKT_HDR[magic]
     unpack, length = struct.Struct(header.__hdr_fmt__).unpack_from, header.__hdr_len__
     divisor = 1e9 if magic in _NANO else 1e6
-    offset, end = dpkt.pcap.FileHdr.__hdr_len__, len(data)
-    while offset < end:
-        at.offset = offset
-        start = offset + length
-        if start > end:
-            at.damage = f"an unreadable record header ({end - offset} of its {length} bytes)"
+    base = dpkt.pcap.FileHdr.__hdr_len__  # the file offset of data[0]
+    data, offset, end = b"", 0, 0
+    while True:
+        if offset + length <= end:
+            sec, fraction, caplen = unpack(data, offset)[:3]
+            start = offset + length
+            stop = start + caplen
+            if stop <= end:
+                at.offset = base + offset
+                offset = stop
+                yield sec + fraction / divisor, data[start:stop]
+                continue
+            need = length + caplen
+        else:
+            need = length
+        # The record at hand is not whole in this chunk: its rest and the next chunk.
+        more = fh.read(max(CHUNK, need - (end - offset)))
+        base += offset
+        data, offset = data[offset:] + more, 0
+        end = len(data)
+        if len(more) < need - (end - len(more)):  # the file ends inside this record
+            at.offset = base
+            if end == 0:
+                return
+            if end < length:
+                at.damage = f"an unreadable record header ({end} of its {length} bytes)"
+            else:
+                at.damage = f"the last record is torn: {end - length} of {unpack(data, 0)[2]} bytes"
             return
-        sec, fraction, caplen = unpack(data, offset)[:3]
-        offset = start + caplen
-        if offset > end:
-            at.damage = f"the last record is torn: {end - start} of {caplen} bytes"
-            return
-        yield sec + fraction / divisor, data[start:offset]
 
 
-def _pcapng_records(reader, raw: io.BytesIO, tracked: _ShortReads, at: _Reading) -> Iterator[tuple[float, bytes]]:
-    """(time, frame) of each pcapng packet block, read by dpkt; a short read at the end is a torn one."""
-    size = len(raw.getbuffer())
-    at.offset = raw.tell()
+def _pcapng_records(reader, fh: BinaryIO, size: int, tracked: _ShortReads,
+                    at: _Reading) -> Iterator[tuple[float, bytes]]:
+    """(time, frame) of each pcapng packet block, read by dpkt from the file as it goes; a short
+    read at the end is a torn one."""
+    at.offset = fh.tell()
     for ts, frame in reader:
-        after = raw.tell()
+        after = fh.tell()
         if after == size and tracked.short is not None:
             at.damage = "the last record is torn: {1} of {0} bytes".format(*tracked.short)
             return
@@ -264,8 +330,9 @@ def _plain(append, ts: float, frame: bytes) -> bool:
     return False
 
 
-def _add(capture: Capture, decode, ts: float, frame: bytes) -> None:
-    """Any frame, through dpkt's decoders."""
+def _add(capture: Capture, decode, ts: float, frame: bytes, append=None) -> None:
+    """Any frame, through dpkt's decoders; a packet goes to `append` (default: capture.packets)."""
+    append = append or capture.packets.append
     try:
         ip = decode(frame)
     except (dpkt.dpkt.UnpackError, IndexError, ValueError):
@@ -290,6 +357,6 @@ def _add(capture: Capture, decode, ts: float, frame: bytes) -> None:
         dst = f"{socket.inet_ntoa(ip.dst)}:{transport.dport}"
     payload = bytes(transport.data)
     if proto == TCP:
-        capture.packets.append(Packet(ts, proto, src, dst, payload, transport.flags, transport.seq, transport.ack))
+        append(Packet(ts, proto, src, dst, payload, transport.flags, transport.seq, transport.ack))
     else:
-        capture.packets.append(Packet(ts, proto, src, dst, payload))
+        append(Packet(ts, proto, src, dst, payload))

@@ -4,17 +4,20 @@ them with the conversation rows, and write `wire.json` (format: docs/wire.md).
 A run without a capture still gets a view that says why (`capture.status`, `capture.reason`),
 and every row then says `no-capture`; a damaged capture gives the flows up to the damage.
 
-The records are read as a stream: the view's `messages` (`Messages`) are listed again each time
-they are read, the sends of a socket without a flow derived again from the records, so a long
-run without a capture holds no message. With a capture, the packets are held (lab.wire.pcap
-reads the file whole) and so are the sends of the sockets matched with them.
+Everything is read as a stream, so what is held does not grow with the run (issue 8): each
+capture is read twice, a packet at a time (lab.wire.pcap). The first reading makes the flows'
+numbers (lab.wire.flows), which the sockets claim; the second gives each packet to its flow's
+lines on disk (lab.wire.spool) and, on the server's side, matches it on the way with the
+clients' messages, the records and the packets taken as one stream in time order
+(lab.wire.match). The view's `messages` (`Messages`) are listed again each time they are read:
+the settled sends of the followed sockets from disk, the others' derived again from the records.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import heapq
 import itertools
-import json
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,13 +25,16 @@ from typing import Any
 
 from lab.expect.query import Record, normal_addr, select
 from lab.labels import NETWORK
-from lab.wire.flows import C2S, S2C, Flow, extract_flows, flow_summary
-from lab.wire.join import FlowClaims, SendMatch, Socket, client_sockets, match_messages, row_address, unfollowed_sends, wire_row
-from lab.wire.pcap import read_capture
+from lab.wire.file import VERSION, WIRE_FILE, read_wire_capture, read_wire_view, write_wire_view
+from lab.wire.flows import C2S, S2C, Flow, FlowTable, WirePacket, flow_summary
+from lab.wire.join import FlowClaims, Socket, client_sockets, record_time, row_address, unfollowed_sends, wire_row
+from lab.wire.match import StreamMatch
+from lab.wire.pcap import Capture, iter_capture, no_collection
 from lab.wire.service import CAPTURE_DIR, PCAP_NAME, ROLE, pcap_name
+from lab.wire.spool import FlowItems, FlowLines, Lines
 
-VERSION = 1
-WIRE_FILE = "wire.json"
+__all__ = ["VERSION", "WIRE_FILE", "build_wire_view", "drop_details", "iso", "read_wire_capture", "read_wire_view",
+           "write_wire_view"]
 
 
 def iso(ts: float | None) -> str | None:
@@ -60,8 +66,10 @@ def build_wire_view(directory: Path, events: Iterable[Record], conversations: li
                 for net, name in points]
     flows: list[Flow] = []
     network_of: dict[int, str] = {}  # each flow's network, by id: the flows themselves stay as flows.py makes them
-    for point in captures:
-        for flow in point.pop("flows"):
+    by_point = [point.pop("flows") for point in captures]
+    paths = [point.pop("path", None) for point in captures]
+    for point, point_flows in zip(captures, by_point, strict=True):
+        for flow in point_flows:
             flows.append(flow)
             network_of[id(flow)] = point["network"]
     # The rows and their messages stand on the server's side: its captures decide their notes.
@@ -78,45 +86,91 @@ def build_wire_view(directory: Path, events: Iterable[Record], conversations: li
     translated = {(conv.proto, address): normal_addr(conv.server_saw) for conv in conversations
                   if conv.flag == "nat" and conv.server_saw
                   and (address := row_address(conv.client_ip, conv.client_port))}
-    # Each socket claims its flow as it opens: only a socket with one keeps its sends.
+    # Each socket claims its flow as it opens: only a socket with one has its sends matched.
     claims = FlowClaims(server_flows, translated)
     sockets = client_sockets(events, claims)
     leaks = claims.leaks
     near = _claim_near(sockets, near_flows)
-    for sock in sockets:
-        match_messages(sock, known_until)
+    index = {id(flow): i for i, flow in enumerate(flows)}  # each flow's place in wire.json
+    packets, followed = FlowLines(), Lines()
+    # The second reading: each packet to its flow's lines, the server's side's matched on the way
+    # with the clients' messages (one stream in time order, lab.wire.match).
+    match = StreamMatch(sockets, known_until, lambda i, p: packets.add(i, _packet_json(p)),
+                        lambda sock, send: followed.add(_message_json(sock, send)))
+    sides = {True: [], False: []}
+    for point, point_flows, path in zip(captures, by_point, paths, strict=True):
+        if path is not None:
+            sides[point["network"] in server_side].append(_packets(directory / path, point_flows, index))
+    _match_stream(events, heapq.merge(*sides[True], key=lambda item: item[0]), match)
+    for point_packets in sides[False]:
+        for _ts, _flow, i, packet in point_packets:
+            packet.payload = b""
+            packets.add(i, _packet_json(packet))
     notes = {"off": ["no-capture"], "missing": ["no-capture"], "damaged": ["capture-damaged"]}.get(rows_status, [])
     flags = _annotate(conversations, sockets, server_flows, notes, rows_status in ("ok", "damaged"), leaks,
                       near, near_flows, network_of)
     owners = {id(s.flow): s for s in sockets if s.flow is not None}
     owners.update({id(flow): sock for sock in sockets if (flow := near.get(id(sock))) is not None})
+    flows_json = []
+    for i, flow in enumerate(flows):
+        data = _flow_json(flow, owners.get(id(flow)), network_of[id(flow)], network_of[id(flow)] in server_side)
+        data["packets_list"] = FlowItems(packets, i)
+        flows_json.append(data)
     return {
         "v": VERSION,
         "capture": capture,
-        "flows": [_flow_json(flow, owners.get(id(flow)), network_of[id(flow)], network_of[id(flow)] in server_side)
-                  for flow in flows],
-        "messages": Messages(events, sockets, known_until),
+        "flows": flows_json,
+        "messages": Messages(events, sockets, known_until, followed),
         "flags": flags,
     }
 
 
+def _packets(path: Path, flows: list[Flow], index: dict[int, int]) -> Iterator[tuple[float, Flow, int, WirePacket]]:
+    """A capture's packets read again, each with its flow (as the first reading made it) and
+    that flow's place in wire.json: the same file gives the same flows in the same order."""
+    table = FlowTable(keep=False)
+    add = table.add
+    for batch in iter_capture(path, Capture()):
+        for packet in batch:
+            flow, wire = add(packet)
+            mine = flows[flow.index]
+            yield wire.ts, mine, index[id(mine)], wire
+
+
+def _match_stream(events: Iterable[Record], packets: Iterator[tuple], match: StreamMatch) -> None:
+    """The clients' records and the packets into `match`, whichever is earlier first."""
+    pending = next(packets, None)
+    for record in select(events, "client"):
+        try:
+            t = record_time(record)
+        except (KeyError, TypeError, ValueError):  # no usable time: it moves the stream on no further
+            t = float("-inf")
+        while pending is not None and pending[0] <= t:
+            match.packet(*pending[1:])
+            pending = next(packets, None)
+        match.record(record)
+    while pending is not None:
+        match.packet(*pending[1:])
+        pending = next(packets, None)
+    match.finish()
+
+
 class Messages:
     """wire.json's `messages`, listed again each time they are iterated: first the sends of the
-    sockets matched with a flow (kept: they were matched with the packets), then the others',
-    derived again from the records (lab.wire.join.unfollowed_sends), so none of those is held."""
+    sockets matched with a flow (settled as the stream was matched, kept on disk: `followed`),
+    then the others', derived again from the records (lab.wire.join.unfollowed_sends), so none
+    is held in memory."""
 
-    def __init__(self, events: Iterable[Record], sockets: list[Socket], known_until: float | None) -> None:
-        self.events, self.sockets, self.known_until = events, sockets, known_until
-
-    def sends(self) -> Iterator[tuple[Socket, SendMatch]]:
-        for sock in self.sockets:
-            for send in sock.sends:
-                yield sock, send
-        if any(not sock.follow for sock in self.sockets):
-            yield from unfollowed_sends(self.events, self.sockets, self.known_until)
+    def __init__(self, events: Iterable[Record], sockets: list[Socket], known_until: float | None,
+                 followed: Lines | None = None) -> None:
+        self.events, self.sockets, self.known_until, self.followed = events, sockets, known_until, followed
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (_message_json(sock, send) for sock, send in self.sends())
+        if self.followed is not None:
+            yield from self.followed
+        if any(not sock.follow for sock in self.sockets):
+            for sock, send in unfollowed_sends(self.events, self.sockets, self.known_until):
+                yield _message_json(sock, send)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """The index-th message (read up to it): for a quick look, not for going through them."""
@@ -144,18 +198,25 @@ def _read_point(directory: Path, network: str, name: str, server_side: bool, hel
                      "(its records are in records/capture.jsonl)", file=None)
     else:
         started = time.perf_counter()
+        read = Capture()
+        table = FlowTable(keep=False)  # the flows' numbers only: their packets are read again later
+        add, in_flows, last = table.add, 0, 0.0
         try:
-            read = read_capture(pcap)
+            with no_collection():
+                for batch in iter_capture(pcap, read):
+                    for packet in batch:
+                        add(packet)
+                    in_flows += len(batch)
+                    last = batch[-1].ts
         except (OSError, ValueError) as exc:
             point.update(status="missing", reason=f"{point['file']} is not a readable capture: {exc}")
         else:
-            point["flows"] = extract_flows(read.packets)
-            point.update(packets=read.records, in_flows=len(read.packets), other=read.other,
+            point["flows"], point["path"] = table.flows, f"{CAPTURE_DIR}/{name}"
+            point.update(packets=read.records, in_flows=in_flows, other=read.other,
                          undecodable=read.undecodable, damage=read.damage)
             if read.damage:
                 point.update(status="damaged", reason=f"the capture ends early: {read.damage['detail']} "
-                             f"after {read.damage['after_packets']} packets",
-                             known_until=read.packets[-1].ts if read.packets else 0.0)
+                             f"after {read.damage['after_packets']} packets", known_until=last)
         point["parse_seconds"] = round(time.perf_counter() - started, 4)
     return point
 
@@ -200,7 +261,7 @@ def _claim_near(sockets: list[Socket], flows: list[Flow]) -> dict[int, Flow]:
     for sock in sockets:
         candidates = by_address.get((sock.proto, sock.address))
         if candidates:
-            started = [f for f in candidates if f.packets and f.packets[0].ts <= sock.opened + 1.0]
+            started = [f for f in candidates if f.first_ts is not None and f.first_ts <= sock.opened + 1.0]
             near[id(sock)] = (started or candidates)[-1]
     return near
 
@@ -320,12 +381,12 @@ def _flow_json(flow: Flow, owner: Socket | None, network: str, server_side: bool
             tcp[key] = iso(tcp[key])
         tcp["fin"] = {d: iso(t) for d, t in tcp["fin"].items()}
         tcp["rst"] = {d: iso(t) for d, t in tcp["rst"].items()}
-    data["packets_list"] = [
-        {"ts": iso(p.ts), "dir": p.dir, "flags": p.flags, "seq": p.seq, "ack": p.ack, "len": p.len,
-         "retrans": p.retrans, "msg": p.msg}
-        for p in flow.packets
-    ]
     return data
+
+
+def _packet_json(p: WirePacket) -> dict[str, Any]:
+    return {"ts": iso(p.ts), "dir": p.dir, "flags": p.flags, "seq": p.seq, "ack": p.ack, "len": p.len,
+            "retrans": p.retrans, "msg": p.msg}
 
 
 def _message_json(sock: Socket, send) -> dict[str, Any]:
@@ -335,61 +396,6 @@ def _message_json(sock: Socket, send) -> dict[str, Any]:
         "request_ts": [iso(p.ts) for p in send.request], "echo_ts": [iso(p.ts) for p in send.echo],
         "retransmissions": send.retransmissions, "where": send.where,
     }
-
-
-def write_wire_view(directory: Path, view: dict[str, Any]) -> Path:
-    """wire.json, whole or not at all; its messages written one at a time as they are listed."""
-    path = directory / WIRE_FILE
-    tmp = path.with_suffix(".json.tmp")
-    rest = {key: value for key, value in view.items() if key != "messages"}
-    with open(tmp, "w", encoding="utf-8") as fh:
-        _write_json(fh, rest, view.get("messages"))
-    tmp.replace(path)
-    return path
-
-
-def _write_json(fh, rest: dict[str, Any], messages: Iterable[dict[str, Any]] | None) -> None:
-    """The view as json.dumps(view, indent=1) would write it, the messages streamed in."""
-    head = json.dumps(rest, indent=1, ensure_ascii=False)
-    if messages is None:
-        fh.write(head + "\n")
-        return
-    fh.write(head[:-2] + ',\n "messages": [' if rest else '{\n "messages": [')
-    first = True
-    for message in messages:
-        text = json.dumps(message, indent=1, ensure_ascii=False).replace("\n", "\n  ")
-        fh.write(("\n  " if first else ",\n  ") + text)
-        first = False
-    fh.write("\n ]\n}\n" if not first else "]\n}\n")
-
-
-def read_wire_view(directory: Path) -> dict[str, Any] | None:
-    """A run's wire.json, or None when the run has none (older runs, or it was never written)."""
-    path = directory / WIRE_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def read_wire_capture(directory: Path) -> dict[str, Any] | None:
-    """wire.json's `capture` alone, read from the head of the file (it is written first): whether
-    the run has a wire view, without reading its flows and messages. None without a wire.json."""
-    path = directory / WIRE_FILE
-    try:
-        with open(path, encoding="utf-8") as fh:
-            head = fh.read(1 << 20)
-    except OSError:
-        return None
-    at = head.find('"capture":')
-    try:
-        capture, _end = json.JSONDecoder().raw_decode(head, head.index("{", at)) if at >= 0 else (None, 0)
-    except ValueError:  # not where it is written: read the whole file
-        capture = (read_wire_view(directory) or {}).get("capture")
-    return capture if isinstance(capture, dict) else None
 
 
 def drop_details(view: dict[str, Any]) -> list[str]:

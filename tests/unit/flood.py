@@ -3,12 +3,15 @@ counting what they keep (records alive, messages held), never by timing.
 
 `Flood(n)` is read again each time it is iterated, like lab.logs.EventFile, and notes the most
 records alive at once while it is read: a reader that keeps records makes that grow with n.
+`flood_capture` writes the packets those records describe, for the wire view's tests.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+import socket
+import struct
 from collections.abc import Iterator
 
 START = dt.datetime(2026, 11, 25, 10, 0, 0, tzinfo=dt.UTC)
@@ -80,3 +83,77 @@ class Flood:
             yield rec({**CLIENT, "proto": proto}, event="summary", ok=True)
         if self.restart:
             yield rec(tcp, event="closed", local=local, reason="done")
+
+
+# The capture of a Flood: what its records say crossed the wire, written as raw pcap records
+# (dpkt's writer builds an object per frame: too slow for the long captures these tests make).
+_ETH = b"\x04" * 6 + b"\x02" * 6 + b"\x08\x00"
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_SERVER_ADDR = ("10.0.0.2", 19200)
+
+
+def _micros(ts: str) -> int:
+    when = dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    return (when - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _ip(src: str, dst: str, proto: int, transport: bytes) -> bytes:
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(transport), 0, 0x4000, 64, proto, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+    return _ETH + header + transport
+
+
+def _udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> bytes:
+    return _ip(src[0], dst[0], 17, struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload)
+
+
+def _tcp(src: tuple[str, int], dst: tuple[str, int], flags: int, seq: int, ack: int, payload: bytes = b"") -> bytes:
+    return _ip(src[0], dst[0], 6, struct.pack("!HHIIBBHHH", src[1], dst[1], seq, ack, 0x50, flags, 65535, 0, 0)
+               + payload)
+
+
+def flood_capture(path, flood: Flood) -> int:
+    """Write the packets a Flood's records describe (a TCP handshake for each connection, each
+    message and each echo the client got, each lost datagram's request) into a pcap file, a
+    microsecond or three before the record that follows them; returns how many."""
+    syn, ack, psh = 0x02, 0x10, 0x18
+    count = 0
+    seqs: dict[str, list[int]] = {}
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+
+        def put(micros: int, frame: bytes) -> None:
+            nonlocal count
+            fh.write(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)) + frame)
+            count += 1
+
+        for record in flood:
+            if record.get("role") != "client":
+                continue
+            at, event, proto = _micros(record["ts"]), record["event"], record["proto"]
+            if proto == "tcp":
+                local = record.get("local") or ""
+                me = (local.split(":")[0], int(local.split(":")[1])) if local else None
+                if event == "connected":
+                    seqs[local] = [1001, 5001]
+                    put(at - 3, _tcp(me, _SERVER_ADDR, syn, 1000, 0))
+                    put(at - 2, _tcp(_SERVER_ADDR, me, syn | ack, 5000, 1001))
+                    put(at - 1, _tcp(me, _SERVER_ADDR, ack, 1001, 5001))
+                elif event == "sent":
+                    mine = seqs[local]
+                    text = record["text"].encode()
+                    put(at - 1, _tcp(me, _SERVER_ADDR, psh, mine[0], mine[1], text))
+                    mine[0] += len(text)
+                elif event == "reply":
+                    mine = seqs[local]
+                    text = f"m{record['seq']:07d}".encode()
+                    put(at - 1, _tcp(_SERVER_ADDR, me, psh, mine[1], mine[0], text))
+                    mine[1] += len(text)
+            elif proto == "udp" and event in ("sent", "reply"):
+                me = (UDP_LOCAL.split(":")[0], int(UDP_LOCAL.split(":")[1]))
+                text = f"u{record['seq']:07d}".encode()
+                if event == "sent":
+                    put(at - 1, _udp(me, _SERVER_ADDR, text))
+                else:
+                    put(at - 1, _udp(_SERVER_ADDR, me, text))
+    return count

@@ -10,7 +10,7 @@ from lab.expect import evaluate
 from lab.logs import conversations_csv, join_views
 from lab.scenario import Scenario
 from lab.wire.pcap import read_capture
-from lab.wire.records import check_records, timeline_records
+from lab.wire.records import check_records, timeline_records, wire_timeline
 from lab.wire.view import build_wire_view, iso, read_wire_view, write_wire_view
 
 T0 = 1_800_000_000.0
@@ -225,6 +225,9 @@ def test_wire_json_round_trips_and_feeds_the_timeline(tmp_path):
     assert [(r["seq"], r["reason"]) for r in lines if r["event"] == "lost"] == [
         (2, "no-echo-on-wire"), (3, "echo-not-received"), (4, "request-not-on-wire")]
     assert timeline_records(read_wire_view(tmp_path), client="client2") == []
+    # Read as a stream, in time order: the same lines.
+    assert list(wire_timeline(tmp_path, client="client1")) == sorted(lines, key=lambda r: r["ts"])
+    assert list(wire_timeline(tmp_path, client="client2")) == []
 
 
 def test_the_fixed_offset_shortcut_reads_what_dpkt_reads():
@@ -459,7 +462,8 @@ def test_a_capture_cut_before_its_file_header_is_not_readable_and_the_view_says_
 
 def test_a_run_without_a_capture_holds_no_message_however_many(tmp_path, monkeypatch):
     """Without a flow to match them with, the sends are not kept: wire.json's messages are derived
-    again from the records as they are written, holding a send or two at a time."""
+    again from the records as they are written, holding at most OPEN sends per socket (those waiting
+    for their reply), the same for 10x the messages."""
     import weakref
 
     from flood import Flood
@@ -470,21 +474,146 @@ def test_a_run_without_a_capture_holds_no_message_however_many(tmp_path, monkeyp
     most = 0
 
     class Counted(join.SendMatch):
-        def __post_init__(self):
+        __hash__ = object.__hash__
+
+        def __init__(self, *args, **kwargs):  # a dataclass's __init__ calls no __post_init__ added later
             nonlocal most
+            super().__init__(*args, **kwargs)
             alive.add(self)
             most = max(most, len(alive))
 
     monkeypatch.setattr(join, "SendMatch", Counted)
+    held = {}
     for n in (2000, 20_000):
         most = 0
         records = Flood(n)
         view = build_wire_view(tmp_path, records, join_views(records), capture_on=False)
         write_wire_view(tmp_path, view)
         messages = read_wire_view(tmp_path)["messages"]
-        assert len(messages) == 2 * n and most <= 3 and records.most_alive <= 3
+        held[n] = most
+        # A lost UDP message waits for OPEN later sends before it is settled (unfollowed_sends).
+        assert len(messages) == 2 * n and most <= join.OPEN + 3 and records.most_alive <= 3
         where = [m["where"] for m in messages if m["proto"] == "udp"]
         assert where.count("ok") == n - n // 7
         assert [m["seq"] for m in messages if m["proto"] == "tcp"] == list(range(1, n + 1))
         # Nor are they listed for the expectations: without a capture they have nothing to measure.
         assert [r["event"] for r in check_records(view)] == ["capture"]
+    assert held[20_000] == held[2000]
+
+
+def test_a_run_with_a_capture_holds_a_bounded_window_however_many(tmp_path, monkeypatch):
+    """With a capture, the packets and the messages are matched as one stream: what is held (sends
+    not settled, packets not written, packets handed on by the reader at a time) is bounded by
+    the windows, the same for 10x the packets and messages. Counted, never timed."""
+    import weakref
+
+    from flood import Flood, flood_capture
+
+    import lab.wire.flows as flows
+    import lab.wire.join as join
+    import lab.wire.match as match
+    import lab.wire.pcap as pcap
+    from lab.html.ladder import MAX_ROWS
+    from lab.html.wire import read_wire
+
+    sends: weakref.WeakSet = weakref.WeakSet()
+    packets: weakref.WeakSet = weakref.WeakSet()
+    most = {"sends": 0, "packets": 0}
+
+    class CountedSend(join.SendMatch):
+        __hash__ = object.__hash__
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            sends.add(self)
+            most["sends"] = max(most["sends"], len(sends))
+
+    class CountedPacket(flows.WirePacket):
+        __slots__ = ("__weakref__",)
+        __hash__ = object.__hash__
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            packets.add(self)
+            most["packets"] = max(most["packets"], len(packets))
+
+    monkeypatch.setattr(match, "SendMatch", CountedSend)
+    monkeypatch.setattr(flows, "WirePacket", CountedPacket)
+    monkeypatch.setattr(match, "WINDOW", 50)
+    monkeypatch.setattr(match, "HOLD", 200)
+    monkeypatch.setattr(pcap, "BATCH", 64)
+    (tmp_path / "capture").mkdir()
+    held = {}
+    for n in (2000, 20_000):
+        most.update(sends=0, packets=0)
+        records = Flood(n)
+        on_wire = flood_capture(tmp_path / "capture" / "lab.pcap", records)
+        rows = join_views(records)
+        view = build_wire_view(tmp_path, records, rows, capture_on=True)
+        write_wire_view(tmp_path, view)
+        held[n] = dict(most)
+        assert view["capture"]["packets"] == on_wire and records.most_alive <= 3
+        where = {"tcp": [], "udp": []}
+        for message in view["messages"]:
+            where[message["proto"]].append(message["where"])
+        assert where["tcp"] == ["ok"] * n
+        assert where["udp"].count("ok") == n - n // 7 and where["udp"].count("no-echo-on-wire") == n // 7
+        tcp, udp = sorted(rows, key=lambda r: r.proto)
+        assert (tcp.wire["wire_packets_out"], tcp.wire["wire_packets_in"]) == (n + 2, n + 1)
+        assert udp.wire["lost_where"] == f"no-echo-on-wire:{n // 7}" and tcp.wire["wire_flag"] == "ok"
+        # The report reads wire.json as a stream: the ladder's packets of each flow, the rest counted.
+        wire, _note = read_wire(tmp_path)
+        assert [len(f["packets_list"]) for f in wire["flows"]] == [MAX_ROWS, MAX_ROWS]
+        assert sum(f["timed"] for f in wire["flows"]) == on_wire
+        assert len(wire["messages"]) == n // 7  # only the lost round trips
+        # `lab logs` reads it as a stream too, every flow side by side, in time order.
+        stamps = [r["ts"] for r in wire_timeline(tmp_path)]
+        assert len(stamps) == on_wire + n // 7 and stamps == sorted(stamps)
+    # The window, and the settled TCP sends a stream lets go of a few at a time (lab.wire.match).
+    assert held[20_000]["sends"] <= 50 + 32 + 1 and held[20_000]["packets"] <= 200 + 2 * 50 + 64
+    assert held[20_000] == held[2000], held
+
+
+@pytest.mark.parametrize("nat", [False, True])
+def test_a_udp_socket_logged_bound_after_its_first_round_trip_crossed_the_wire_still_has_it(tmp_path, nat):
+    """A UDP client knows its port only once it has sent: its `bound` (and `sent`, `reply`) records
+    come after its first datagram and echo crossed the wire, as in real runs (nat, udp-loss). The
+    stream matching must not take those packets as carrying no message (request-not-on-wire, or
+    reply-not-on-wire on the row)."""
+    local = (PRIVATE if nat else CLIENT, 40000)
+    outside = (ROUTER_OUT, 40000) if nat else local
+    s = (SERVER, 19200)
+    (tmp_path / "capture").mkdir()
+    server_frames = [(T0 + 1.000, frame(*outside, *s, b"alpha")), (T0 + 1.0002, frame(*s, *outside, b"alpha")),
+                     (T0 + 2.000, frame(*outside, *s, b"bravo")), (T0 + 2.0002, frame(*s, *outside, b"bravo"))]
+    if nat:
+        write_pcap(tmp_path / "capture" / "home.pcap",
+                   [(T0 + 0.9999, frame(*local, *s, b"alpha")), (T0 + 1.0003, frame(*s, *local, b"alpha")),
+                    (T0 + 1.9999, frame(*local, *s, b"bravo")), (T0 + 2.0003, frame(*s, *local, b"bravo"))])
+        write_pcap(tmp_path / "capture" / "internet.pcap", server_frames)
+    else:
+        write_pcap(tmp_path / "capture" / "lab.pcap", server_frames)
+    address = f"{local[0]}:{local[1]}"
+    events = [rec(1.0004, "client1", "udp", "bound", local="0.0.0.0:40000", local_route=address,
+                  peer=f"{SERVER}:19200", session=0),
+              rec(1.0005, "client1", "udp", "sent", seq=1, bytes=5, text="alpha", session=0),
+              rec(1.0006, "client1", "udp", "reply", seq=1, bytes=5, intact=True, session=0),
+              rec(2.0001, "client1", "udp", "sent", seq=2, bytes=5, text="bravo", session=0),
+              rec(2.0004, "client1", "udp", "reply", seq=2, bytes=5, intact=True, session=0),
+              rec(1.0001, "server", "udp", "received", local=f"{SERVER}:19200", peer=f"{outside[0]}:{outside[1]}",
+                  bytes=5, text="alpha")]
+    if nat:
+        events.append({"v": 2, "ts": iso(T0 + 0.5), "host": "nat", "role": "netns", "proto": None,
+                       "event": "applied", "nat": ["masquerade"], "addresses": ["10.0.1.2", ROUTER_OUT]})
+    events.sort(key=lambda r: r["ts"])
+    rows = join_views(events)
+    networks = {"networks": ["home", "internet"], "server_networks": ["internet"]} if nat else {}
+    view = build_wire_view(tmp_path, events, rows, capture_on=True, **networks)
+    messages = list(view["messages"])
+    assert [(m["seq"], m["where"], len(m["request_ts"]), len(m["echo_ts"])) for m in messages] == [
+        (1, "ok", 1, 1), (2, "ok", 1, 1)]
+    (row,) = [r for r in rows if r.client == "client1"]
+    assert row.wire["wire_flag"] == "ok" and row.wire["lost_where"] == "", row.wire
+    assert view["flags"] == []
+    server_flow = next(f for f in view["flows"] if f["side"] == "server")
+    assert [p["msg"] for p in server_flow["packets_list"]] == [1, 1, 2, 2]

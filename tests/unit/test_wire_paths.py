@@ -195,3 +195,43 @@ def test_packets_are_routed_into_flows_per_direction():
     for p in packets[:5] + packets[6:8]:
         one_by_one.add(p)
     assert one_by_one.packets == first.packets and one_by_one.retransmissions == first.retransmissions
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 16, 61, 1 << 20])
+def test_a_capture_read_a_chunk_at_a_time_gives_the_same_packets_and_damage(tmp_path, monkeypatch, chunk):
+    """The reader holds one chunk of the file at a time (issue 8): records that straddle chunks,
+    and a torn last record or header, read the same whatever the chunk's size."""
+    import lab.wire.pcap as pcap
+
+    records = [ether(ipv4(udp(b"x" * n))) for n in (5, 60, 7, 200, 0)]
+    data = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for i, frame in enumerate(records):
+        data += struct.pack("<IIII", 1_800_000_000 + i, i, len(frame), len(frame)) + frame
+    path = tmp_path / "x.pcap"
+    whole = {}
+    for cut in (0, 4, 12, 20):
+        path.write_bytes(data[:len(data) - cut])
+        whole[cut] = read_capture(path)
+    monkeypatch.setattr(pcap, "CHUNK", chunk)
+    for cut, expected in whole.items():
+        path.write_bytes(data[:len(data) - cut])
+        read = read_capture(path)
+        assert (read.packets, read.records, read.damage) == (expected.packets, expected.records, expected.damage)
+    assert whole[0].records == 5 and whole[0].damage is None
+    assert whole[4].records == 4 and "torn" in whole[4].damage["detail"]
+
+
+def test_the_reader_hands_on_packets_a_batch_at_a_time(tmp_path, monkeypatch):
+    """iter_capture gives the packets in batches of at most BATCH, the counts complete at the end."""
+    import lab.wire.pcap as pcap
+
+    monkeypatch.setattr(pcap, "BATCH", 3)
+    data = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for i in range(10):
+        frame = ether(ipv4(udp(bytes([i]))))
+        data += struct.pack("<IIII", 1_800_000_000 + i, 0, len(frame), len(frame)) + frame
+    path = tmp_path / "x.pcap"
+    path.write_bytes(data)
+    capture = Capture()
+    sizes = [len(batch) for batch in pcap.iter_capture(path, capture)]
+    assert sizes == [3, 3, 3, 1] and capture.records == 10 and capture.packets == []
