@@ -127,7 +127,8 @@ def step(kind: str, directory: Path) -> dict:
         results = evaluate(expectations, EventFile(directory / "events.jsonl", slim=True))
         detail = {"expectations": {r.name: r.passed for r in results}}
     elif kind == "wire":
-        from lab.wire.view import build_wire_view, write_wire_view
+        from lab.wire.file import write_wire_view
+        from lab.wire.view import build_wire_view
 
         events = EventFile(directory / "events.jsonl")
         view = build_wire_view(directory, events, join_views(events), capture_on=False)

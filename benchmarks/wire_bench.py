@@ -319,7 +319,8 @@ from pathlib import Path
 from lab.html.wire import read_wire
 from lab.logs import EventFile, join_views
 from lab.wire.records import check_records
-from lab.wire.view import build_wire_view, write_wire_view
+from lab.wire.file import write_wire_view
+from lab.wire.view import build_wire_view
 
 run = Path(sys.argv[1])
 events = EventFile(run / "events.jsonl")

@@ -239,8 +239,8 @@ def _with_wire(directory: Path, events: Iterable[dict], client: str | None, prot
     as a stream: both are in time order."""
     import heapq
 
+    from lab.wire.file import read_wire_capture
     from lab.wire.records import wire_timeline
-    from lab.wire.view import read_wire_capture
 
     def ts(record):
         return record.get("ts") or ""

@@ -42,9 +42,10 @@ from lab.records.schema import utc_timestamp
 from lab.scenario import Scenario
 from lab.streams import StreamCheck, problems
 from lab.verdict import Verdict
+from lab.wire.file import write_wire_view
 from lab.wire.records import check_records
 from lab.wire.service import CAPTURE_DIR
-from lab.wire.view import build_wire_view, drop_details, write_wire_view
+from lab.wire.view import build_wire_view, drop_details
 
 POLL_SECONDS = 0.25
 # Listing a run's containers costs the daemon about 1 ms per container: with hundreds of them,

@@ -25,16 +25,13 @@ from typing import Any
 
 from lab.expect.query import Record, normal_addr, select
 from lab.labels import NETWORK
-from lab.wire.file import VERSION, WIRE_FILE, read_wire_capture, read_wire_view, write_wire_view
+from lab.wire.file import VERSION
 from lab.wire.flows import C2S, S2C, Flow, FlowTable, WirePacket, flow_summary
 from lab.wire.join import FlowClaims, Socket, client_sockets, record_time, row_address, unfollowed_sends, wire_row
 from lab.wire.match import StreamMatch
 from lab.wire.pcap import Capture, iter_capture, no_collection
 from lab.wire.service import CAPTURE_DIR, PCAP_NAME, ROLE, pcap_name
 from lab.wire.spool import FlowItems, FlowLines, Lines
-
-__all__ = ["VERSION", "WIRE_FILE", "build_wire_view", "drop_details", "iso", "read_wire_capture", "read_wire_view",
-           "write_wire_view"]
 
 
 def iso(ts: float | None) -> str | None:

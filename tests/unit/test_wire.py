@@ -9,9 +9,10 @@ import pytest
 from lab.expect import evaluate
 from lab.logs import conversations_csv, join_views
 from lab.scenario import Scenario
+from lab.wire.file import read_wire_view, write_wire_view
 from lab.wire.pcap import read_capture
 from lab.wire.records import check_records, timeline_records, wire_timeline
-from lab.wire.view import build_wire_view, iso, read_wire_view, write_wire_view
+from lab.wire.view import build_wire_view, iso
 
 T0 = 1_800_000_000.0
 CLIENT, SERVER = "10.0.0.3", "10.0.0.2"
