@@ -7,9 +7,11 @@ For each N, one after the other (so both see the same machine load):
 - `lab run basic --clients N`: its phases from the manifest (bring-up, conversation and how
   long the clients talked, collection, teardown), the wall time, its verdict, and its peak RSS
   (from wait4 on that one process).
-- bare compose: the same compose file, rendered the same way for a run, brought up with
-  `docker compose up -d`, waited for with `docker wait` on every client, torn down with
-  `docker compose down`. Its start barrier is open from the start, as for a plain compose user.
+- bare compose: the same compose file, rendered the same way for a run (no health checks: the
+  lab sees its services get ready through files), brought up with `docker compose up -d`,
+  waited for with `docker wait` on every client, torn down with `docker compose down`. Its
+  start barrier is open from the start, as for a plain compose user, and nothing waits for the
+  server to be ready: its clients retry their connection until it is.
 
 Prints a table with lab/bare ratios and the load average before each measurement, and writes
 every number as JSON (`--json`). The machine's description goes with it. Leaves nothing behind
@@ -33,7 +35,8 @@ sys.path.insert(0, str(REPO))
 
 from lab.compose import barrier_clients, render, to_yaml  # noqa: E402
 from lab.engine import owner_token  # noqa: E402
-from lab.phases import control_directory, let_go, release_start  # noqa: E402
+from lab.phases import control_directory, let_go, ready_directories, release_start, up_directory  # noqa: E402
+from lab.readiness import watched_by_the_lab  # noqa: E402
 from lab.scenario import load_scenario  # noqa: E402
 from lab.wire.service import CAPTURE_DIR  # noqa: E402
 
@@ -109,8 +112,10 @@ def bare_compose(n: int, work: Path, round_: int = 0) -> dict:
     release_start(control, now)  # open from the start
     let_go(control, now)  # and the clients leave by themselves, as a plain compose user's do
     file = directory / "compose.yaml"
-    file.write_text(to_yaml(render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid(),
-                                   control_dir=str(control))))
+    compose_file = render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid(),
+                          control_dir=str(control))
+    ready_directories(control, watched_by_the_lab(compose_file["services"], str(up_directory(control))))
+    file.write_text(to_yaml(compose_file))
     project = f"lab-{run_id}"
     before = load()
     start = time.monotonic()

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenarios", nargs="*", metavar="NAME", help="scenario names or globs (`udp-*`), or files "
                    "(default: all)")
     p.add_argument("-j", "--jobs", type=int_in(1, 256), default=None,
-                   help="runs at once, 1 to 256 (default: 2 per CPU)")
+                   help="runs at once, 1 to 256 (default: 3 per CPU)")
     p.add_argument("--repeat", type=int_in(1, 1000), default=1, metavar="K",
                    help="run each scenario K times and report its pass rate")
     p.add_argument("--fail-fast", action="store_true", help="stop every run at the first that does not pass")

@@ -360,6 +360,12 @@ def barrier_clients(scenario: Scenario) -> list[str]:
     return [name for name in scenario.client_names() if not scenario.client(name).program]
 
 
+def all_wait_at_barrier(scenario: Scenario) -> bool:
+    """Does nothing of the scenario talk before the lab releases the clients? Then the lab, not
+    health checks, may tell when the server and the helpers are ready (lab/readiness.py)."""
+    return not scenario.server.program and len(barrier_clients(scenario)) == scenario.clients.count
+
+
 def start_deadline(scenario: Scenario) -> float:
     """How long a client waits for the start barrier: the slowest bring-up seen here took about
     0.3 s per container, so 2 s each and two minutes besides is room enough, yet a client whose

@@ -45,31 +45,53 @@ def control_directory(run_directory: Path, clients: Iterable[str] = ()) -> Path:
     return control
 
 
+def up_directory(control: Path) -> Path:
+    """Where the services whose readiness the lab watches write their ready files, one
+    directory each (lab/readiness.py)."""
+    return control / "up"
+
+
+def ready_directories(control: Path, services: Iterable[str]) -> None:
+    """Create each watched service's ready directory, writable by its program whatever uid it
+    runs as (uid 10001, or a root without CAP_DAC_OVERRIDE)."""
+    for name in services:
+        path = up_directory(control) / name
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o777)
+
+
 def await_ready(
     control: Path,
     clients: Iterable[str],
     gone: Callable[[], set[str]],
     deadline: float,
     *,
+    services: Iterable[str] = (),
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> set[str]:
-    """Wait until every client has written its ready file or exited (`gone()`: the names of
-    clients whose container stopped), at most `deadline` seconds; return the clients still not
-    ready then (none when all went well)."""
+    """Wait until every client has written its ready file or exited, and every watched service
+    (`services`) has written its own, at most `deadline` seconds; `gone()` names the services
+    whose container stopped. Returns what is still not ready then: the clients, or at once the
+    services that stopped before they were ready (the clients cannot be released without them)."""
     waiting = set(clients)
+    helpers = set(services)
     give_up = clock() + deadline
     asked = None
-    while waiting:
+    while waiting or helpers:
         waiting = {name for name in waiting if _empty(control / "ready" / name)}
+        helpers = {name for name in helpers if not (up_directory(control) / name / "ready").exists()}
         now = clock()
-        if waiting and (asked is None or now - asked >= GONE_SECONDS):
-            waiting -= gone()
+        if (waiting or helpers) and (asked is None or now - asked >= GONE_SECONDS):
+            stopped = gone()
+            if helpers & stopped:
+                return helpers & stopped
+            waiting -= stopped
             asked = now
-        if not waiting or now >= give_up:
+        if not (waiting or helpers) or now >= give_up:
             break
         sleep(min(READY_SECONDS, give_up - now))
-    return waiting
+    return waiting | helpers
 
 
 def _empty(path: Path) -> bool:

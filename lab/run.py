@@ -25,7 +25,7 @@ from typing import Any
 
 from lab import __version__
 from lab.collect import add_records, collect_run, prepare_records
-from lab.compose import barrier_clients, node_image, render, start_deadline, to_yaml
+from lab.compose import all_wait_at_barrier, barrier_clients, node_image, render, start_deadline, to_yaml
 from lab.compose_topology import routed_bridges, run_subnets
 from lab.engine import ContainerInfo, Engine, Project, owner_token
 from lab.errors import LabError, UsageError
@@ -34,10 +34,22 @@ from lab.faults import FaultTimeline, apply_fault
 from lab.hostrules import Mark, close_bridges, open_bridges
 from lab.html import write_report
 from lab.logs import EventFile, conversations_csv, join_views
-from lab.phases import Phases, await_ready, control_directory, finished, forget_done, last_client_record, let_go, release_start
+from lab.phases import (
+    Phases,
+    await_ready,
+    control_directory,
+    finished,
+    forget_done,
+    last_client_record,
+    let_go,
+    ready_directories,
+    release_start,
+    up_directory,
+)
 from lab.programs.diagnose import clients_by_address, diagnose, diagnosis_records
 from lab.programs.views import derive_views
 from lab.progress import QuietProgress, RunProgress
+from lab.readiness import watched_by_the_lab
 from lab.records.schema import utc_timestamp
 from lab.scenario import Scenario
 from lab.streams import StreamCheck, problems
@@ -150,6 +162,10 @@ def run_scenario(
         let_go(control, utc_timestamp)  # kept containers are left as the clients leave them: exited
     compose = render(scenario, run_id=run_id, owner=owner_token(), capture_group=os.getgid(), subnets=subnets,
                      control_dir=str(control.resolve()) if barrier else None, run_dir=directory.resolve())
+    # Nothing talks before the release: the lab itself sees the server and helpers get ready.
+    watched = (watched_by_the_lab(compose["services"], str(up_directory(control.resolve())))
+               if barrier and all_wait_at_barrier(scenario) else [])
+    ready_directories(control, watched)
     prepare_records(directory, compose["services"])
     compose_file.write_text(to_yaml(compose, f"# lab run {run_id}: rendered from {source or scenario.name}\n"))
     manifest: dict[str, Any] = {
@@ -192,7 +208,9 @@ def run_scenario(
             run.project.deploy()
             notes["containers"] = len(compose["services"])
             # Every container is up; the clients may talk once each waits (lab/phases.py).
-            late = await_ready(control, barrier, lambda: _exited_clients(run), start_deadline(scenario))
+            late = await_ready(control, barrier, lambda: _exited(run), start_deadline(scenario), services=watched)
+            if late & set(watched):
+                raise LabError(_not_ready(run, late & set(watched)))
             if late:
                 notes["not_ready"] = sorted(late)
                 progress.message(f"{len(late)} clients were not ready in time; starting without them")
@@ -296,9 +314,20 @@ def _observe(run: _Run) -> None:
         run.seen[info.name] = info
 
 
-def _exited_clients(run: _Run) -> set[str]:
+def _exited(run: _Run) -> set[str]:
     _observe(run)
-    return {c.service for c in run.seen.values() if c.role == "client" and c.status in ("exited", "dead")}
+    return {c.service for c in run.seen.values() if c.status in ("exited", "dead")}
+
+
+def _not_ready(run: _Run, services: set[str]) -> str:
+    """Why the clients cannot be released: what never got ready, and how each stopped."""
+    by_service = _by_service(run.seen)
+    said = []
+    for name in sorted(services):
+        info = by_service.get(name)
+        said.append(f"{name} (exited with {info.exit_code})" if info and info.status in ("exited", "dead")
+                    else f"{name} (not ready in time)")
+    return f"not ready, the clients were not started: {', '.join(said)}; its records and log say why"
 
 
 def _by_service(seen: dict[str, ContainerInfo]) -> dict[str, ContainerInfo]:

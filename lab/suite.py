@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
+import heapq
 import os
 import signal
 import statistics
@@ -36,8 +37,9 @@ from lab.verdict import Verdict
 
 GLOB_CHARS = frozenset("*?[")
 # A run is mostly asleep, but its start-up, log collection, wire view and report are not: on a
-# 2-core machine 8 at once turned CPU-bound (docs/benchmarks.md), 4 at once still overlap well.
-RUNS_PER_CPU = 2
+# 2-core machine 8 at once stretch every start-up (docs/benchmarks.md); 6 at once keep the
+# longest run's time, now that no health check probes the containers (lab/readiness.py).
+RUNS_PER_CPU = 3
 
 
 def cpus() -> int:
@@ -52,6 +54,34 @@ def default_jobs() -> int:
     return RUNS_PER_CPU * cpus()
 
 
+class Turns:
+    """At most `n` holders at a time, and a turn that frees goes to the waiting run ranked
+    first (its place in the start order), not to whichever thread wakes first: the longest
+    run, started first, must not wait behind short ones for its containers, or the whole
+    suite waits for it."""
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._waiting: list[int] = []
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def take(self, rank: int):
+        with self._changed:
+            heapq.heappush(self._waiting, rank)
+            while not (self._free and self._waiting[0] == rank):
+                self._changed.wait()
+            heapq.heappop(self._waiting)
+            self._free -= 1
+            self._changed.notify_all()  # the next in rank may take a turn still free
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += 1
+                self._changed.notify_all()
+
+
 class TakingTurns:
     """An engine whose project start-ups take turns with the other runs' engines: a few at a time.
 
@@ -60,29 +90,29 @@ class TakingTurns:
     starting close together. Teardown does not wait for a turn: a finished run frees the
     machine soonest by going at once."""
 
-    def __init__(self, engine: Engine, turns: threading.BoundedSemaphore) -> None:
+    def __init__(self, engine: Engine, turns: Turns, rank: int = 0) -> None:
         self._engine = engine
-        self._turns = turns
+        self._turns, self._rank = turns, rank
 
     def __getattr__(self, name: str):
         return getattr(self._engine, name)
 
     def project(self, name: str, file: Path) -> Project:
-        return _ProjectInTurn(self._engine.project(name, file), self._turns)
+        return _ProjectInTurn(self._engine.project(name, file), self._turns, self._rank)
 
 
 class _ProjectInTurn:
     """A project whose deploy waits for a turn."""
 
-    def __init__(self, project: Project, turns: threading.BoundedSemaphore) -> None:
-        self._project, self._turns = project, turns
+    def __init__(self, project: Project, turns: Turns, rank: int) -> None:
+        self._project, self._turns, self._rank = project, turns, rank
         self.name, self.file = project.name, project.file
 
     def resolved_config(self) -> str:
         return self._project.resolved_config()
 
     def deploy(self) -> None:
-        with self._turns:
+        with self._turns.take(self._rank):
             self._project.deploy()
 
     def stop(self, grace: float = 3) -> None:
@@ -279,7 +309,7 @@ def run_suite(
     stop = threading.Event()
     outcomes: dict[int, Outcome] = {}
     position = {id(p): i for i, p in enumerate(plan)}
-    queue = deque(start_order(plan, durations or {}))
+    queue = deque(enumerate(start_order(plan, durations or {})))
     running: dict[Future, Planned] = {}
     stopped_by: str | None = None
     interrupted = False
@@ -297,20 +327,21 @@ def run_suite(
             progress.stopping(stopped_by)
             stop.set()
 
-    turns = threading.BoundedSemaphore(max(1, starts or cpus()))
+    turns = Turns(max(1, starts or cpus()))
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lab-run")
     try:
         try:
             while queue or running:
                 while queue and len(running) < jobs and not stop.is_set():
-                    planned = queue.popleft()
+                    rank, planned = queue.popleft()
                     reason = cannot_run(planned.scenario)
                     if reason:
                         outcome = Outcome(planned, skipped=reason)
                         outcomes[position[id(planned)]] = outcome
                         progress.run_finished(outcome)
                         continue
-                    future = pool.submit(_one_run, run, planned, lambda: TakingTurns(new_engine(), turns),
+                    future = pool.submit(_one_run, run, planned,
+                                         lambda rank=rank: TakingTurns(new_engine(), turns, rank),
                                          runs_dir, root, stop, progress.run_started(planned))
                     running[future] = planned
                 if stop.is_set() and not running:
@@ -334,7 +365,7 @@ def run_suite(
             raise
     finally:
         pool.shutdown(wait=True)
-    for planned in queue:
+    for _, planned in queue:
         outcomes[position[id(planned)]] = Outcome(planned, skipped=f"not started: {stopped_by}")
     ordered = [outcomes[i] for i in sorted(outcomes)]
     return SuiteResult(ordered, interrupted=interrupted, stopped_by=stopped_by,

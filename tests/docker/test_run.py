@@ -64,6 +64,12 @@ def check_complete_basic_run(directory: Path) -> None:
 
     events = read_events(directory)
     assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
+    # No container is probed: the lab saw the capture and the server get ready, and released
+    # the clients only then.
+    assert "healthcheck" not in manifest["compose_config"]
+    ready = [e["ts"] for e in events if e["event"] in ("capturing", "listening")]
+    talked = [e["ts"] for e in events if e["role"] == "client" and e["event"] in ("connected", "sent")]
+    assert len(ready) == 3 and max(ready) < manifest["released"] < min(talked)
     assert all(e.get("container") and e.get("role") and e.get("service") for e in events)
     assert all(e.get("ip") for e in events if e["role"] == "client")
 

@@ -2,7 +2,8 @@
 
 Deploying a project reads the compose file the run rendered and "creates" one container per
 service, with the roles from its labels; each client at once writes its ready file, as the echo
-client does once it waits at the start barrier. Each poll of `containers` is a tick: a client exits
+client does once it waits at the start barrier, and so does each service whose readiness the lab
+watches (unless `not_ready` holds it back). Each poll of `containers` is a tick: a client exits
 (with its scripted status) once it has been polled `ticks_to_finish` times. Fault actions change
 the containers' states the way Docker would. `on[method]` runs before that method does, once, so
 a test can make any step fail or deliver a Ctrl-C exactly there; `calls` records what was done.
@@ -20,6 +21,7 @@ from lab.compose import READY_MOUNT
 from lab.engine import ContainerInfo, LabelledProject
 from lab.errors import EngineError
 from lab.labels import ROLE_LABEL, SERVICE_LABEL
+from lab.readiness import UP_FILE, UP_MOUNT
 
 # What each fault action leaves a container as: (status, exit code).
 AFTER_ACTION = {"stop": ("exited", 143), "kill": ("exited", 137), "start": ("running", None),
@@ -51,6 +53,13 @@ class FakeProject:
                 if isinstance(volume, dict) and volume.get("target") == READY_MOUNT:
                     Path(volume["source"]).write_text("waiting\n")
                     self.engine.ready_files[service] = Path(volume["source"])
+                if isinstance(volume, dict) and volume.get("target") == UP_MOUNT:
+                    assert UP_FILE in spec["command"] and "healthcheck" not in spec
+                    if service not in self.engine.not_ready:
+                        (Path(volume["source"]) / "ready").write_text("ready\n")
+                    elif self.engine.not_ready[service] is not None:
+                        info = self.engine.running[f"{self.name}-{service}-1"]
+                        info.status, info.exit_code = "exited", self.engine.not_ready[service]
 
     def stop(self, grace: float = 3) -> None:
         self.engine.call("stop")
@@ -77,6 +86,8 @@ class FakeEngine:
     stay: bool = False  # clients behind the barrier write `done N` and stay up, as the echo client does
     stop_code: int = 143  # what a container still running exits with when the project is stopped
     ready_files: dict[str, Path] = field(default_factory=dict)  # by client service
+    # Watched services that never get ready: each exits with the code given, or (None) hangs.
+    not_ready: dict[str, int | None] = field(default_factory=dict)
     on: dict[str, Callable[[], None]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     running: dict[str, ContainerInfo] = field(default_factory=dict)  # by container name

@@ -2,8 +2,9 @@
 
 import yaml
 
-from lab.compose import RECORDS_TARGET, RECORDS_VARIABLE, render, to_yaml
+from lab.compose import RECORDS_TARGET, RECORDS_VARIABLE, all_wait_at_barrier, render, to_yaml
 from lab.labels import MANAGED_LABEL, RUN_DIR_LABEL, RUN_LABEL
+from lab.readiness import UP_FILE, UP_MOUNT, watched_by_the_lab
 from lab.scenario import Scenario
 
 
@@ -127,3 +128,30 @@ def test_no_rendered_health_check_probes_more_often_than_every_2_s():
     assert len(files) > 10 and any(k.endswith("/capture") for k in probed) and any("router" in k for k in probed)
     too_often = {k: v for k, v in probed.items() if not (v.endswith("s") and not v.endswith("ms") and float(v[:-1]) >= 2)}
     assert too_often == {}
+
+
+def test_the_lab_watches_readiness_only_where_nothing_talks_before_its_release():
+    assert all_wait_at_barrier(scenario(server={"impair": {"delay_ms": 5}}))
+    learner = scenario(server={"program": {"path": "server.py"}}, clients={"count": 2})
+    assert not all_wait_at_barrier(learner)
+    assert not all_wait_at_barrier(scenario(clients={"count": 2, "program": {"path": "client.py"}}))
+    # A learner's server writes no ready file: its probe asks the socket table and stays.
+    services = render(learner, run_id="r1", control_dir="/runs/r1/control")["services"]
+    assert watched_by_the_lab(services, "/runs/r1/control/up") == ["capture", "server-sockets"]
+    assert services["server"]["healthcheck"]["test"][:4] == ["CMD", "python3", "-m", "lab.learner"]
+    assert services["client1"]["depends_on"]["server"]["condition"] == "service_healthy"
+
+
+def test_a_watched_service_writes_its_ready_file_into_its_own_host_directory():
+    services = render(scenario(server={"impair": {"delay_ms": 5}}, capture=True), run_id="r1",
+                      control_dir="/runs/r1/control")["services"]
+    probes = {name: spec["healthcheck"]["test"][3] for name, spec in services.items() if "healthcheck" in spec}
+    assert set(probes) == {"server", "server-shaper", "capture"}
+    assert sorted(watched_by_the_lab(services, "/runs/r1/control/up")) == sorted(probes)
+    for name, path in probes.items():
+        spec = services[name]
+        assert "healthcheck" not in spec and path not in spec["command"]
+        assert spec["command"][spec["command"].index("--ready-file") + 1] == UP_FILE
+        assert {"type": "bind", "source": f"/runs/r1/control/up/{name}", "target": UP_MOUNT} in spec["volumes"]
+    conditions = [cond["condition"] for spec in services.values() for cond in spec.get("depends_on", {}).values()]
+    assert conditions and set(conditions) == {"service_started"}

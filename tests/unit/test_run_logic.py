@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+import yaml
 from fake_engine import FakeEngine, FakeProject
 
 import lab.run
@@ -21,7 +22,7 @@ from lab.engine.swarm.engine import SwarmEngine, SwarmStack
 from lab.errors import EngineError
 from lab.run import run_scenario
 from lab.scenario import Scenario
-from lab.suite import TakingTurns
+from lab.suite import TakingTurns, Turns
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "events" / "threaded-ok.jsonl"
 ADDED_BY_THE_LAB = ("service", "container", "ip")
@@ -259,10 +260,11 @@ class default_sigint:
 
 def test_a_suite_engine_waits_for_its_turn_to_deploy_but_not_to_tear_down_or_look(engine, tmp_path):
     (tmp_path / "compose.yaml").write_text("services: {server: {labels: {}}}\n")
-    turns = threading.BoundedSemaphore(1)
+    turns = Turns(1)
     project = TakingTurns(engine, turns).project("lab-x", tmp_path / "compose.yaml")
     assert isinstance(project, Project)
-    turns.acquire()  # another run holds the only turn
+    held = turns.take(0)
+    held.__enter__()  # another run holds the only turn
     assert project.resolved_config()
     worker = threading.Thread(target=project.deploy)
     worker.start()
@@ -271,7 +273,7 @@ def test_a_suite_engine_waits_for_its_turn_to_deploy_but_not_to_tear_down_or_loo
     for step in ("stop", "remove"):  # a finished run tears down at once, turn or not
         getattr(project, step)()
         assert step in engine.calls
-    turns.release()
+    held.__exit__(None, None, None)
     worker.join(5)
     assert not worker.is_alive() and "deploy" in engine.calls
 
@@ -284,3 +286,55 @@ def test_clients_wait_at_the_start_barrier_only_where_the_engine_shares_the_run_
     compose = (result.directory / "compose.yaml").read_text()
     assert "--start-file" not in compose and "/lab/ready" not in compose
     assert result.verdict == manifest["verdict"] == "passed", result.error
+
+
+def test_the_lab_not_health_checks_sees_the_server_and_its_helpers_get_ready(engine, tmp_path):
+    result, manifest = run(engine, tmp_path, server={"mode": "threaded", "proto": ["tcp"],
+                                                     "impair": {"delay_ms": 5}})
+    assert result.verdict == manifest["verdict"] == "passed", result.error
+    services = yaml.safe_load((result.directory / "compose.yaml").read_text())["services"]
+    assert not any("healthcheck" in spec for spec in services.values())
+    assert services["server"]["depends_on"] == {"server-shaper": {"condition": "service_started"}}
+    assert services["client1"]["depends_on"]["server"] == {"condition": "service_started"}
+    for name in ("server", "server-shaper"):
+        ready = result.directory / "control" / "up" / name
+        assert (ready / "ready").is_file() and ready.stat().st_mode & 0o777 == 0o777
+
+
+@pytest.mark.parametrize("exit_code", [1, None])
+def test_a_helper_that_never_gets_ready_is_an_error_naming_it_and_no_client_is_released(
+        engine, tmp_path, monkeypatch, exit_code):
+    monkeypatch.setattr(lab.run, "start_deadline", lambda scenario: 0.3)
+    engine.not_ready["server-shaper"] = exit_code
+    result, manifest = run(engine, tmp_path, server={"mode": "threaded", "proto": ["tcp"],
+                                                     "impair": {"delay_ms": 5}})
+    assert result.verdict == manifest["verdict"] == "error"
+    assert "server-shaper (" + ("exited with 1)" if exit_code else "not ready in time)") in result.error
+    assert "released" not in manifest and not (result.directory / "control" / "go").exists()
+    assert torn_down(engine)
+
+
+
+def test_a_freed_turn_goes_to_the_waiting_run_ranked_first_whatever_order_they_came_in():
+    turns = Turns(2)
+    order: list[int] = []
+    gate = threading.Event()
+
+    def hold(rank: int) -> None:
+        with turns.take(rank):
+            order.append(rank)
+            gate.wait(5)
+
+    first = [threading.Thread(target=hold, args=(rank,)) for rank in (7, 8)]  # both turns taken
+    for thread in first:
+        thread.start()
+    while len(order) < 2:
+        threading.Event().wait(0.01)
+    later = [threading.Thread(target=hold, args=(rank,)) for rank in (5, 1, 3)]  # arrive out of rank
+    for thread in later:
+        thread.start()
+        threading.Event().wait(0.05)
+    gate.set()
+    for thread in first + later:
+        thread.join(5)
+    assert sorted(order[2:4]) == [1, 3] and order[4] == 5  # 5 waited though it came first
