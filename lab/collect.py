@@ -9,8 +9,9 @@ the sequence check says what the daemon did not keep.
 The steps never hold more than a line per stream:
 - `normalise` turns one container's lines into timeline lines (`ts<TAB>json`), adds who printed
   each record, and checks the stream's sequence numbers as they pass;
-- `merge` heap-merges the containers' timeline files (each already in time order) into
-  events.jsonl.
+- `merge` heap-merges the containers' timelines (each already in time order) into events.jsonl:
+  a records file is normalised on its way into the merge; only Docker's copy of a container's
+  output is written to a timeline file first.
 """
 
 from __future__ import annotations
@@ -229,6 +230,7 @@ def collect_run(engine: Engine, containers: Iterable[ContainerInfo], directory: 
     (directory / "logs").mkdir(exist_ok=True)
     checks: dict[str, StreamCheck] = {}
     timelines: list[Path] = []
+    own_files: list[tuple[Path, Normaliser]] = []
     for info in containers:
         own_file = records_file(directory, info.service)
         has_file = own_file.exists() and own_file.stat().st_size > 0
@@ -238,19 +240,22 @@ def collect_run(engine: Engine, containers: Iterable[ContainerInfo], directory: 
             owner = by_service.get(f"{info.service}-shaper") or by_service.get(f"{info.service}-sockets")
             info.ip = (owner.ip if owner else None) or _infer_ip(own_file, engine, info.id, has_file)
         origin = Origin(container=info.name, service=info.service, role=info.role, ip=info.ip, node=info.node)
+        if has_file:
+            # Its own records file has all of its output, already in time order: it goes
+            # straight into the merge, normalised on the way (no copy of it written and read back).
+            normaliser = Normaliser(origin)
+            own_files.append((own_file, normaliser))
+            checks[info.name] = normaliser.check
+            continue
+        # Without one, Docker's copy is read (and kept as it was printed in logs/).
         timeline = timeline_dir / f"{info.name}.tl"
         try:
-            # Its own records file has all of its output; only without one is Docker's copy read
-            # (and kept as it was printed in logs/).
-            with open(timeline, "wb") as out, \
-                    (open(own_file, "rb") if has_file else _nothing()) as records, \
-                    (_nothing() if has_file else open(directory / "logs" / f"{info.name}.log", "wb")) as raw:
-                docker = None if has_file else engine.container_output(info.id)
-                check = normalise(origin, records if has_file else None, docker, out, raw=raw or None)
+            with open(timeline, "wb") as out, open(directory / "logs" / f"{info.name}.log", "wb") as raw:
+                check = normalise(origin, None, engine.container_output(info.id), out, raw=raw)
         except (LabError, OSError) as exc:
             errors.append(f"logs of {info.name}: {exc}")
             continue
-        if check.missing and not has_file:
+        if check.missing:
             check.cause = _safe(lambda i=info: engine.log_limits(i.id)) or "Docker's log store did not keep them"
         checks[info.name] = check
         timelines.append(timeline)
@@ -262,7 +267,8 @@ def collect_run(engine: Engine, containers: Iterable[ContainerInfo], directory: 
     timelines.append(lab_timeline)
     events = directory / "events.jsonl"
     with ExitStack() as stack:
-        streams = [stack.enter_context(open(path, "rb")) for path in timelines]
+        streams = [normaliser.timeline(stack.enter_context(open(path, "rb"))) for path, normaliser in own_files]
+        streams += [stack.enter_context(open(path, "rb")) for path in timelines]
         out = stack.enter_context(open(events.with_suffix(".jsonl.tmp"), "wb"))
         merge(streams, out)
     events.with_suffix(".jsonl.tmp").replace(events)

@@ -155,3 +155,33 @@ def test_stderr_lines_in_the_records_file_sit_at_the_time_of_the_record_before()
     assert [(e["event"], e["ts"]) for e in events] == [("sent", ts(1)), ("output", ts(1)), ("output", ts(1)),
                                                        ("sent", ts(2))]
     assert events[2]["text"] == "RuntimeError: boom" and check.complete
+
+
+def test_a_run_s_records_files_and_docker_s_copy_merge_into_one_time_ordered_file(tmp_path):
+    from fake_engine import FakeEngine
+
+    from lab.collect import collect_run, prepare_records, records_file
+    from lab.engine import ContainerInfo
+
+    prepare_records(tmp_path, ["server", "client1"])
+    records_file(tmp_path, "server").write_bytes(
+        b"".join(written(n, n * 0.2, "listening" if n == 1 else "echo") for n in range(1, 6)))
+    records_file(tmp_path, "client1").write_bytes(  # a gap: record 3 is missing
+        b"".join(written(n, n * 0.2 + 0.1) for n in (1, 2, 4)))
+    engine = FakeEngine(outputs={"client2": written(1, 0.55).decode() + "a traceback line\n"})
+    containers = [ContainerInfo(name=f"lab-x-{s}-1", service=s, role=s.rstrip("12"), status="exited", exit_code=0,
+                                ip=f"10.77.0.{i}", id=f"id-{s}", labels={}) for i, s in enumerate(
+                                    ("server", "client1", "client2"), start=2)]
+    engine.running = {c.name: c for c in containers}
+    errors: list[str] = []
+    lab = [{"ts": ts(0.45), "event": "fault", "role": "lab"}]
+    checks = collect_run(engine, containers, tmp_path, lab, errors)
+    assert errors == []
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["ts"] for e in events] == sorted(e["ts"] for e in events) and len(events) == 5 + 3 + 2 + 1
+    assert [e["n"] for e in events if e.get("service") == "client1"] == [1, 2, 4]
+    assert {e["ip"] for e in events if e.get("service") == "server"} == {"10.77.0.2"}
+    assert checks["lab-x-server-1"].complete and checks["lab-x-client2-1"].complete
+    assert not checks["lab-x-client1-1"].complete and checks["lab-x-client1-1"].missing
+    assert (tmp_path / "logs" / "lab-x-client2-1.log").read_text().endswith("a traceback line\n")
+    assert not (tmp_path / ".timeline").exists()
