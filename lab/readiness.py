@@ -65,4 +65,3 @@ def watched_by_the_lab(services: dict[str, Any], up_directory: str) -> list[str]
         for name in set(depends) & set(watched):
             depends[name] = {**depends[name], "condition": "service_started"}
     return watched
-

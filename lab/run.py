@@ -327,7 +327,7 @@ def _not_ready(run: _Run, services: set[str]) -> str:
         info = by_service.get(name)
         said.append(f"{name} (exited with {info.exit_code})" if info and info.status in ("exited", "dead")
                     else f"{name} (not ready in time)")
-    return f"not ready, the clients were not started: {', '.join(said)}; its records and log say why"
+    return f"not ready, so the clients were not started: {', '.join(said)}; the records and logs say why"
 
 
 def _by_service(seen: dict[str, ContainerInfo]) -> dict[str, ContainerInfo]:

@@ -69,8 +69,14 @@ class Turns:
     def take(self, rank: int):
         with self._changed:
             heapq.heappush(self._waiting, rank)
-            while not (self._free and self._waiting[0] == rank):
-                self._changed.wait()
+            try:
+                while not (self._free and self._waiting[0] == rank):
+                    self._changed.wait()
+            except BaseException:  # gone from the queue, or every run ranked after it waits for ever
+                self._waiting.remove(rank)
+                heapq.heapify(self._waiting)
+                self._changed.notify_all()
+                raise
             heapq.heappop(self._waiting)
             self._free -= 1
             self._changed.notify_all()  # the next in rank may take a turn still free
