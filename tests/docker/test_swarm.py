@@ -36,11 +36,16 @@ def cluster(engine, node_image):  # node_image: built on the host first
     previous = os.environ.get("LAB_CLUSTER")
     os.environ["LAB_CLUSTER"] = name
     cluster = Cluster(name)
+    # A second name for the same image, sorting before the real one: the nodes must still get
+    # the image under the name the runs use.
+    alias = f"socketlab/node:a-second-name-{name}"
+    engine.client.images.get(node_image_ref()).tag(alias)
     try:
         cluster.up(3, node_image=node_image_ref(), progress=lambda _m: None,
                    build=lambda: build_cluster_image(engine, ROOT, lambda _m: None))
         yield cluster
     finally:
+        engine.client.images.remove(alias)
         cluster.down(progress=lambda _m: None)
         selector = {"label": f"{CLUSTER_LABEL}={name}"}
         assert not engine.client.containers.list(all=True, filters=selector)

@@ -211,7 +211,10 @@ class Cluster:
         with tempfile.TemporaryDirectory(prefix="lab-cluster-") as tmp:
             tarball = Path(tmp) / "image.tar"
             with docker_errors(f"saving {ref}"), tarball.open("wb") as out:
-                for chunk in self.host.images.get(ref).save(named=True):
+                image = self.host.images.get(ref)
+                # Named by `ref` itself: `named=True` takes the image's first tag, which is another
+                # name when the same image is tagged twice (a benchmark's copy, say).
+                for chunk in image.save(named=ref if ref in image.tags else True):
                     out.write(chunk)
 
             def load(node: Node) -> None:
