@@ -200,7 +200,9 @@ def test_a_swarm_run_killed_with_sigkill_leaves_nothing_after_lab_clean(cluster,
     try:
         deadline = time.monotonic() + 120
         while len(manager.services.list(filters=selector)) < 3:
-            assert lab.poll() is None and time.monotonic() < deadline, "the run's services never appeared"
+            if lab.poll() is not None:
+                pytest.fail(f"the run ended before its services appeared:\n{lab.communicate()[0]}")
+            assert time.monotonic() < deadline, "the run's services never appeared"
             time.sleep(0.5)
     finally:
         lab.kill()

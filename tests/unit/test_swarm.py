@@ -4,6 +4,8 @@ tests/docker/test_swarm.py."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -213,3 +215,32 @@ def test_stopping_a_run_puts_back_a_node_still_cut_off_before_it_stops_the_tasks
     monkeypatch.setattr(engine, "containers", lambda project: [])
     SwarmStack("lab-cut-1", tmp_path / "compose.yaml", engine).stop()
     assert [(node, "-X LAB-CUT" in script) for node, script in cluster.ran] == [("node2", False), ("node2", True)]
+
+
+def test_a_stack_is_resolved_once_however_many_threads_ask_at_once(tmp_path, monkeypatch):
+    """`lab run` resolves the stack in the background while it deploys: the deploy must wait for
+    that resolution, never read a stack file still being written."""
+    import lab.engine.swarm.engine as swarm_engine
+
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services: {server: {image: x}}\n")
+    made = []
+
+    def slow_stack(compose, nodes, endpoint_mode):
+        made.append(nodes)
+        time.sleep(0.2)  # a resolution still under way when the others ask
+        return {"services": {"server": {"image": "x", "deploy": {"labels": {}}}}}
+
+    monkeypatch.setattr(swarm_engine, "to_stack", slow_stack)
+    engine = SwarmEngine("tcp://manager.invalid:2375")
+    monkeypatch.setattr(engine, "ready_nodes", lambda: ["node1"])
+    monkeypatch.setattr(engine, "endpoint_mode", lambda: "dnsrr")
+    stack = SwarmStack("lab-x", compose, engine)
+    texts: list[str] = []
+    threads = [threading.Thread(target=lambda: texts.append(stack.resolved_config())) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert len(made) == 1 and len(texts) == 3 and len(set(texts)) == 1
+    assert (tmp_path / "stack.yaml").read_text() == texts[0]

@@ -482,22 +482,29 @@ class SwarmStack:
         self.file = file
         self.engine = engine
         self.stack_file = file.with_name("stack.yaml")
+        self._resolving = threading.Lock()
+        self._resolved: str | None = None
 
     def resolved_config(self) -> str:
-        """The stack file, written next to the compose file: what `docker stack deploy` reads."""
-        compose = yaml.safe_load(self.file.read_text(encoding="utf-8"))
-        stack = to_stack(compose, nodes=self.engine.ready_nodes(),
-                         endpoint_mode=self.engine.endpoint_mode())
-        text = to_yaml(stack, f"# stack {self.name}: {self.file.name} for a swarm\n")
-        self.stack_file.write_text(text, encoding="utf-8")
-        return text
+        """The stack file, written next to the compose file: what `docker stack deploy` reads.
+        Resolved once: `lab run` asks for it in the background while it deploys, and the deploy
+        must not read a file still being written (it did, one run in a few dozen)."""
+        with self._resolving:
+            if self._resolved is None:
+                compose = yaml.safe_load(self.file.read_text(encoding="utf-8"))
+                stack = to_stack(compose, nodes=self.engine.ready_nodes(),
+                                 endpoint_mode=self.engine.endpoint_mode())
+                text = to_yaml(stack, f"# stack {self.name}: {self.file.name} for a swarm\n")
+                tmp = self.stack_file.with_suffix(".tmp")
+                tmp.write_text(text, encoding="utf-8")
+                tmp.replace(self.stack_file)
+                self._resolved = text
+            return self._resolved
 
     def deploy(self) -> None:
         """The server first, then the clients once it runs (and is healthy: a task with a health
         check only counts as running then), as compose's `depends_on: service_healthy` does."""
-        if not self.stack_file.exists():
-            self.resolved_config()
-        stack = yaml.safe_load(self.stack_file.read_text(encoding="utf-8"))
+        stack = yaml.safe_load(self.resolved_config())
         first = {**stack, "services": {name: s for name, s in stack["services"].items()
                                        if s["deploy"]["labels"].get(ROLE_LABEL) != "client"}}
         first_file = self.stack_file.with_name("stack-server.yaml")
