@@ -16,9 +16,7 @@ from typing import Any
 from lab.expect.query import normal_addr
 from lab.html.ladder import MAX_ROWS
 from lab.html.rundata import Clock, RunData
-from lab.wire.file import iter_wire, read_wire_capture
-
-WIRE_FILE = "wire.json"
+from lab.wire.file import WIRE_FILE, iter_wire, read_wire_capture
 
 
 def read_wire(directory: Path) -> tuple[dict[str, Any] | None, str | None]:

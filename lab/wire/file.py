@@ -29,9 +29,7 @@ def write_wire_view(directory: Path, view: dict[str, Any]) -> Path:
 
 
 def _write(fh, view: dict[str, Any]) -> None:
-    head = {key: value for key, value in view.items() if key not in ("flows", "messages")}
-    head["v"] = VERSION
-    head = {"v": VERSION, **head}
+    head = {"v": VERSION, **{key: value for key, value in view.items() if key not in ("v", "flows", "messages")}}
     fh.write(json.dumps(head, indent=1, ensure_ascii=False)[:-2] + ',\n "flows": [\n')
     flows = view.get("flows") or []
     for n, flow in enumerate(flows):
@@ -63,78 +61,49 @@ def iter_wire(directory: Path) -> Iterator[tuple[str, Any]]:
     ("flow", its fields without its packets) followed by a ("packet", packet) for each of its
     packets, then ("message", message) for each message. Nothing for a run without a readable
     wire.json. A version 2 file is read a line at a time; any other, whole."""
-    path = directory / WIRE_FILE
     try:
-        fh = open(path, encoding="utf-8")
+        fh = open(directory / WIRE_FILE, "rb")
     except OSError:
         return
     with fh:
-        head_lines = []
-        for line in fh:
-            if line == ' "flows": [\n':
-                break
-            head_lines.append(line)
-            if len(head_lines) > 100_000:  # not this layout
-                break
-        else:
-            head_lines = None
-        head = None
-        if head_lines and line == ' "flows": [\n':
-            try:
-                head = json.loads("".join(head_lines).rstrip().rstrip(",") + "\n}")
-            except json.JSONDecodeError:
-                head = None
-        if not isinstance(head, dict) or head.get("v", 1) < 2:
-            yield from _whole(path)
+        head = _head(fh)
+        if head is None:
+            yield from _whole(directory)
             return
         yield "head", head
-        section = "flows"
+        in_flows = True
         for line in fh:
             text = line.strip()
-            if section == "flows":
-                if text.endswith(_OPEN_PACKETS.strip()) and text.startswith("{"):
-                    yield "flow", json.loads(text[: -len(_OPEN_PACKETS.lstrip(", "))].rstrip().rstrip(",") + "}")
-                elif text.startswith("{"):
-                    yield "packet", json.loads(text.rstrip(","))
-                elif text.startswith('"messages"'):
-                    section = "messages"
-            elif text.startswith("{"):
-                yield "message", json.loads(text.rstrip(","))
+            if in_flows:
+                if text.startswith(b"{") and text.endswith(_PACKETS_OPENED):
+                    yield "flow", _flow_fields(text)
+                elif text.startswith(b"{"):
+                    yield "packet", json.loads(text.rstrip(b","))
+                elif text.startswith(b'"messages"'):
+                    in_flows = False
+            elif text.startswith(b"{"):
+                yield "message", json.loads(text.rstrip(b","))
 
 
 def sections(directory: Path) -> tuple[dict[str, Any], list[tuple[dict[str, Any], int, int]], int] | None:
     """Where each part of a version 2 wire.json lies, for reading its flows' packets side by side:
     its head, each flow's fields with the byte range of its packets' lines, and where its
     messages start. None for a file in any other layout (or none)."""
-    path = directory / WIRE_FILE
     try:
-        fh = open(path, "rb")
+        fh = open(directory / WIRE_FILE, "rb")
     except OSError:
         return None
-    head_lines: list[bytes] = []
     flows: list[tuple[dict[str, Any], int, int]] = []
     with fh:
-        at, section, current = 0, "head", None
-        for line in fh:
+        head = _head(fh)
+        if head is None:
+            return None
+        at, current = fh.tell(), None
+        for line in iter(fh.readline, b""):  # readline, not iteration: tell() stays exact
             start, at = at, at + len(line)
-            if section == "head":
-                if line == b' "flows": [\n':
-                    try:
-                        head = json.loads(b"".join(head_lines).rstrip().rstrip(b",") + b"\n}")
-                    except json.JSONDecodeError:
-                        return None
-                    if not isinstance(head, dict) or head.get("v", 1) < 2:
-                        return None
-                    section = "flows"
-                else:
-                    head_lines.append(line)
-                    if len(head_lines) > 100_000:
-                        return None
-                continue
             text = line.strip()
-            if text.startswith(b"{") and text.endswith(b'"packets_list": ['):
-                fields = json.loads(text[: -len(b'"packets_list": [')].rstrip().rstrip(b",") + b"}")
-                current = [fields, at, at]
+            if text.startswith(b"{") and text.endswith(_PACKETS_OPENED):
+                current = [_flow_fields(text), at, at]
             elif text.startswith(b"]}") and current is not None:
                 current[2] = start
                 flows.append(tuple(current))
@@ -144,12 +113,35 @@ def sections(directory: Path) -> tuple[dict[str, Any], list[tuple[dict[str, Any]
     return None
 
 
-def _whole(path: Path) -> Iterator[tuple[str, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return
-    if not isinstance(data, dict):
+_FLOWS_OPENED = b' "flows": [\n'
+_PACKETS_OPENED = _OPEN_PACKETS.strip(", ").encode()
+
+
+def _head(fh) -> dict[str, Any] | None:
+    """The head of a version 2 file open in binary, read up to its flows (the file is then just
+    past that line); None for any other layout."""
+    lines = []
+    for line in iter(fh.readline, b""):
+        if line == _FLOWS_OPENED:
+            try:
+                head = json.loads(b"".join(lines).rstrip().rstrip(b",") + b"\n}")
+            except json.JSONDecodeError:
+                return None
+            return head if isinstance(head, dict) and head.get("v", 1) >= 2 else None
+        lines.append(line)
+        if len(lines) > 100_000:  # not this layout
+            return None
+    return None
+
+
+def _flow_fields(text: bytes) -> dict[str, Any]:
+    """A flow's line, which opens its packets_list, as the flow's other fields."""
+    return json.loads(text[: -len(_PACKETS_OPENED)].rstrip().rstrip(b",") + b"}")
+
+
+def _whole(directory: Path) -> Iterator[tuple[str, Any]]:
+    data = read_wire_view(directory)
+    if data is None:
         return
     yield "head", {key: value for key, value in data.items() if key not in ("flows", "messages")}
     for flow in data.get("flows") or []:
@@ -174,17 +166,14 @@ def read_wire_view(directory: Path) -> dict[str, Any] | None:
 
 
 def read_wire_capture(directory: Path) -> dict[str, Any] | None:
-    """wire.json's `capture` alone, read from the head of the file (it is written first): whether
-    the run has a wire view, without reading its flows and messages. None without a wire.json."""
-    path = directory / WIRE_FILE
+    """wire.json's `capture` alone, from the head of a version 2 file (it is written first):
+    whether the run has a wire view, without reading its flows and messages; an older file is
+    read whole. None without a wire.json."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            head = fh.read(1 << 20)
+        fh = open(directory / WIRE_FILE, "rb")
     except OSError:
         return None
-    at = head.find('"capture":')
-    try:
-        capture, _end = json.JSONDecoder().raw_decode(head, head.index("{", at)) if at >= 0 else (None, 0)
-    except ValueError:  # not where it is written: read the whole file
-        capture = (read_wire_view(directory) or {}).get("capture")
+    with fh:
+        head = _head(fh)
+    capture = (head if head is not None else read_wire_view(directory) or {}).get("capture")
     return capture if isinstance(capture, dict) else None
