@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from lab import compose_topology as topo
+from lab.echo.barrier import poll_interval
 from lab.home import project_root
 from lab.labels import (
     MANAGED_LABEL,
@@ -173,6 +174,7 @@ def render(
                 command = ["sh", "-c", f'sleep {spec.start_after:g} && exec "$@"', "start-after", *command]
         elif control_dir:
             command += ["--start-file", START_FILE, "--start-deadline", f"{start_deadline(scenario):g}",
+                        "--start-poll", f"{poll_interval(scenario.clients.count):g}",
                         "--ready-file", READY_MOUNT, "--leave-file", LEAVE_FILE]
             client.setdefault("volumes", []).extend([
                 {"type": "bind", "source": control_dir, "target": CONTROL_MOUNT, "read_only": True},

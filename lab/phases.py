@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from lab.compose import CONTROL_MOUNT, LEAVE_FILE, START_FILE
-from lab.echo.barrier import read_done
+from lab.echo.barrier import poll_interval, read_done
 
 # Teardown is reported as one phase made of these.
 TEARDOWN = ("stopping", "removal")
 REPORTED = ("bring_up", "conversation", "collection", "teardown")
 
 
-READY_SECONDS = 0.2  # how often the ready files are looked at
 GONE_SECONDS = 2.0  # how often the daemon is asked which clients exited (costly with hundreds)
 
 
@@ -90,7 +89,9 @@ def await_ready(
             asked = now
         if not (waiting or helpers) or now >= give_up:
             break
-        sleep(min(READY_SECONDS, give_up - now))
+        # As often as the clients look for the start file, for as many files: a few lookups in a
+        # small run every 20 ms, so the release follows the last ready file closely.
+        sleep(min(poll_interval(len(waiting) + len(helpers)), give_up - now))
     return waiting | helpers
 
 

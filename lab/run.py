@@ -27,6 +27,7 @@ from lab import __version__
 from lab.collect import add_records, collect_run, prepare_records
 from lab.compose import all_wait_at_barrier, barrier_clients, node_image, render, start_deadline, to_yaml
 from lab.compose_topology import routed_bridges, run_subnets
+from lab.echo.barrier import poll_interval
 from lab.engine import ContainerInfo, Engine, Project, owner_token
 from lab.errors import LabError, UsageError
 from lab.expect import Record, evaluate
@@ -265,16 +266,17 @@ def _drive(run: _Run, stop: threading.Event | None = None) -> Verdict:
 
     progress.clients(0, total)
     last_done = -1
-    interval = POLL_SECONDS
+    look = 0.0  # when the daemon is next asked for the run's containers
     while True:
         if stop is not None and stop.is_set():
             raise KeyboardInterrupt  # told to stop from outside: the same path as Ctrl-C
         listed = time.monotonic()
-        _observe(run)
-        interval = max(POLL_SECONDS, (time.monotonic() - listed) / POLL_SHARE)
-        clients = [c for c in seen.values() if c.role == "client"]
-        if scenario.faults and not everyone and _all_talking(engine, clients, total, talking):
-            everyone.append(time.monotonic())
+        if listed >= look:
+            _observe(run)
+            look = listed + max(POLL_SECONDS, (time.monotonic() - listed) / POLL_SHARE)
+            clients = [c for c in seen.values() if c.role == "client"]
+            if scenario.faults and not everyone and _all_talking(engine, clients, total, talking):
+                everyone.append(time.monotonic())
         carry_out(timeline.due(elapsed))
         statuses = run.done()
         done = len(statuses)
@@ -294,7 +296,10 @@ def _drive(run: _Run, stop: threading.Event | None = None) -> Verdict:
         if time.monotonic() - start > scenario.timeout:
             progress.message(f"timeout: {total - done} of {total} clients still running after {scenario.timeout:g} s")
             return Verdict.TIMEOUT
-        time.sleep(interval)
+        # The held clients say they are done in their files, cheap to read often (as often as they
+        # looked for the start file); only an exit needs the daemon's list.
+        wait = look - time.monotonic()
+        time.sleep(max(0.0, min(wait, poll_interval(len(run.held))) if run.held else wait))
 
 
 def _all_talking(engine: Engine, clients: list[ContainerInfo], total: int, talking: dict[str, float]) -> bool:
@@ -345,7 +350,7 @@ def _finish(run: _Run) -> None:
             try:
                 progress.message("stopping containers")
                 with result.phases.timed("stopping"):
-                    run.project.stop()
+                    run.project.stop(talked_out=len(run.done()) == scenario.clients.count)
             except (LabError, OSError) as exc:
                 errors.append(f"stop: {exc}")
         try:

@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from lab.echo.barrier import BarrierTimeout, mark_done, mark_ready, wait_for_start
+from lab.echo.barrier import POLL_SECONDS, BarrierTimeout, mark_done, mark_ready, wait_for_start
 from lab.echo.client_core import ClientPlan, SessionTally, StopFlag, family_of, prime_resolution
 from lab.echo.client_tcp import run_tcp_session
 from lab.echo.client_udp import run_udp_session
@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait until PATH exists before the first message (the lab's start barrier)")
     p.add_argument("--ready-file", metavar="PATH",
                    help="with --start-file: write PATH once waiting for it (the lab counts who is ready)")
+    p.add_argument("--start-poll", type=float, default=POLL_SECONDS, metavar="SECONDS",
+                   help=f"how often to look for --start-file and --leave-file (default {POLL_SECONDS:g}; the lab "
+                        "sets it for the size of the run)")
     p.add_argument("--start-deadline", type=float, default=600.0, metavar="SECONDS",
                    help="give up (exit 1) when --start-file has not appeared after this long (default 600)")
     p.add_argument("--leave-file", metavar="PATH",
@@ -273,7 +276,7 @@ def _started(args: argparse.Namespace, plan: ClientPlan, writer: RecordWriter, s
         try:
             if args.ready_file:
                 mark_ready(args.ready_file)
-            wait_for_start(args.start_file, args.start_deadline, stop.is_set)
+            wait_for_start(args.start_file, args.start_deadline, stop.is_set, poll=args.start_poll, sleep=stop.pause)
         except (BarrierTimeout, OSError) as exc:
             writer.emit(None, "error", reason="start", detail=str(exc))
             return False
@@ -289,7 +292,8 @@ def _stay(args: argparse.Namespace, status: int, stop: StopFlag) -> None:
         return
     try:
         mark_done(args.ready_file, status)
-        wait_for_start(args.leave_file, args.start_deadline, stop.is_set)
+        # A SIGTERM ends the pause at once: the teardown's stop waits for no poll.
+        wait_for_start(args.leave_file, args.start_deadline, stop.is_set, poll=args.start_poll, sleep=stop.pause)
     except (BarrierTimeout, OSError):
         pass  # an orchestrator that never lets go (killed): leave anyway, the records are complete
 

@@ -119,6 +119,10 @@ class StopFlag:
         if self._event.is_set():
             raise Interrupted()
 
+    def pause(self, seconds: float) -> None:
+        """Pause, ending early (without raising) as soon as the flag is set."""
+        self._event.wait(seconds)
+
     def sleep(self, seconds: float) -> None:
         """Pause, raising Interrupted as soon as the flag is set."""
         if seconds > 0 and self._event.wait(seconds):

@@ -49,9 +49,10 @@ class ComposeProject:
     name: str | None
     file: Path
     command: tuple[str, ...] = COMPOSE_COMMAND
-    # Stops the project's containers a few at a time (project name, grace seconds); without it,
-    # `compose stop` stops them all at once, whatever COMPOSE_PARALLEL_LIMIT says.
-    stopper: Callable[[str, float], None] | None = None
+    # Stops the project's containers a few at a time (project name, grace seconds, whether every
+    # client talked out); without it, `compose stop` stops them all at once, whatever
+    # COMPOSE_PARALLEL_LIMIT says.
+    stopper: Callable[[str, float, bool], None] | None = None
 
     def resolved_config(self) -> str:
         """The project as compose will run it (variables and defaults resolved)."""
@@ -61,10 +62,11 @@ class ComposeProject:
         """Create and start everything, waiting for the health conditions between services."""
         self.run("up", "-d", "--no-build", "--quiet-pull")
 
-    def stop(self, grace: float = 3) -> None:
-        """Stop every container (SIGTERM, then SIGKILL after `grace`), keeping them for their logs."""
+    def stop(self, grace: float = 3, talked_out: bool = False) -> None:
+        """Stop every container (SIGTERM, then SIGKILL after `grace`), keeping them for their logs;
+        `talked_out`: every client said its conversation is over (fewer waves are needed)."""
         if self.stopper is not None and self.name:
-            self.stopper(self.name, grace)
+            self.stopper(self.name, grace, talked_out)
         else:
             self.run("stop", "-t", f"{grace:g}", timeout=180)
 
@@ -73,7 +75,7 @@ class ComposeProject:
         are still leaving is tried again (`until_released`). Stopped first, a few at a time, when
         there is a `stopper`: `down` would stop what still runs all at once."""
         if self.stopper is not None and self.name:
-            self.stopper(self.name, 1)
+            self.stopper(self.name, 1, False)
         until_released(lambda: self.run("down", "-v", "--remove-orphans", "-t", "1", timeout=180),
                        (EngineError,), f"removing project {self.name or self.file}")
 

@@ -39,6 +39,15 @@ LEAVING_AT_ONCE = 8
 STOP_WAVES = (("client", "finished"), ("server", "router", "sockets"), ("shaper", "netns"), ("capture",))
 
 
+def stop_waves(talked_out: bool) -> tuple[tuple[str, ...], ...]:
+    """The waves for a teardown. Once every client has said its conversation is over
+    (`talked_out`), nothing is left to say between them and the server, routers or namespaces:
+    all of those stop in one wave, and only the capture waits, to see the last goodbyes."""
+    if not talked_out:
+        return STOP_WAVES
+    return tuple(role for wave in STOP_WAVES[:-1] for role in wave), STOP_WAVES[-1]
+
+
 class Containers(DockerConnection):
     """The SDK side of `Engine`: containers and networks."""
 
@@ -103,14 +112,17 @@ class Containers(DockerConnection):
             return None
 
     @sdk_call
-    def stop_project(self, project: str, grace: float) -> None:
-        """Stop a project's running containers in `STOP_WAVES`, at most `LEAVING_AT_ONCE` at a time
-        (SIGTERM, then SIGKILL after `grace` seconds)."""
+    def stop_project(self, project: str, grace: float, talked_out: bool = False) -> None:
+        """Stop a project's running containers in waves (`stop_waves`), at most `LEAVING_AT_ONCE`
+        at a time (SIGTERM, then SIGKILL after `grace` seconds). A role no wave names stops with
+        the server (in the one wave before the capture's, when the clients all talked out)."""
         docker = docker_module()
-        waves: list[list[str]] = [[] for _ in STOP_WAVES]
+        roles_by_wave = stop_waves(talked_out)
+        waves: list[list[str]] = [[] for _ in roles_by_wave]
+        unnamed = 1 if len(waves) > 2 else 0  # the server's wave
         for info in self.containers(project):
             if info.status in ("running", "paused", "restarting"):
-                rank = next((i for i, roles in enumerate(STOP_WAVES) if info.role in roles), 1)
+                rank = next((i for i, roles in enumerate(roles_by_wave) if info.role in roles), unnamed)
                 waves[rank].append(info.id)
 
         def stop(container_id: str) -> None:

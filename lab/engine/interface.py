@@ -72,8 +72,10 @@ class Project(Protocol):
     def deploy(self) -> None:
         """Create and start everything, waiting for the health conditions between services."""
 
-    def stop(self, grace: float = 3) -> None:
-        """Stop every container (SIGTERM, SIGKILL after `grace` s), keeping them for their logs."""
+    def stop(self, grace: float = 3, talked_out: bool = False) -> None:
+        """Stop every container (SIGTERM, SIGKILL after `grace` s), keeping them for their logs.
+        `talked_out`: every client said its conversation is over, so the order between them and
+        the hosts they talk to no longer matters."""
 
     def remove(self) -> None:
         """Remove every container, network and volume of the project."""

@@ -82,6 +82,25 @@ def test_a_client_that_has_talked_says_so_and_stays_until_stopped_then_exits_wit
     assert [r["ok"] for r in events(client.records, "summary")] == [True]  # one summary, no second one
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to know the handler is in place")
+def test_a_held_client_leaves_on_sigterm_without_finishing_its_look_for_the_leave_file(tmp_path):
+    """The teardown stops held clients a few at a time: each must go when told, not at its next
+    look for the leave file (here a minute away)."""
+    go, ready, leave = tmp_path / "go", tmp_path / "ready", tmp_path / "leave"
+    go.touch()
+    client = LiveProgram("client", "--port", "9", "--proto", "tcp", "--message", "x", "--timeout", "0.2",
+                         "--start-file", str(go), "--ready-file", str(ready), "--leave-file", str(leave),
+                         "--start-poll", "60")
+    try:
+        wait_for(lambda: ready.exists() and ready.read_text().startswith("done"), timeout=30)
+        time.sleep(0.3)  # into the minute-long look
+        assert client.proc.poll() is None
+        client.proc.send_signal(signal.SIGTERM)
+        assert client.finish(timeout=10) == 1  # well within the minute
+    finally:
+        client.kill()
+
+
 def test_a_client_that_has_talked_leaves_by_itself_once_the_leave_file_appears(tmp_path):
     go, ready, leave = tmp_path / "go", tmp_path / "ready", tmp_path / "leave"
     go.touch()

@@ -61,8 +61,9 @@ class FakeProject:
                         info = self.engine.running[f"{self.name}-{service}-1"]
                         info.status, info.exit_code = "exited", self.engine.not_ready[service]
 
-    def stop(self, grace: float = 3) -> None:
+    def stop(self, grace: float = 3, talked_out: bool = False) -> None:
         self.engine.call("stop")
+        self.engine.talked_out = talked_out
         for info in self.engine.running.values():
             if info.status != "exited":
                 info.status, info.exit_code, info.ip = "exited", self.engine.stop_code, None
@@ -95,6 +96,7 @@ class FakeEngine:
     labels: dict[str, dict[str, str]] = field(default_factory=dict)  # by image reference
     builds: list[dict[str, str]] = field(default_factory=list)  # the environment of each build
     ticks: int = 0
+    talked_out: bool | None = None  # what the last stop was told
 
     def call(self, what: str) -> None:
         self.calls.append(what)

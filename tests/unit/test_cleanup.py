@@ -104,7 +104,7 @@ def test_containers_leave_their_networks_a_few_at_a_time_dependents_first():
 
     roles = {f"client{i}": "client" for i in range(40)} | {"server": "server", "capture": "capture",
                                                           "server-shaper": "shaper", "done": "client"}
-    in_flight, most, order, lock = [0], [0], [], threading.Lock()
+    in_flight, most, order, lock, begun = [0], [0], [], threading.Lock(), {}
 
     class Api:
         def containers(self, all, filters):
@@ -116,6 +116,7 @@ def test_containers_leave_their_networks_a_few_at_a_time_dependents_first():
 
         def stop(self, container_id, timeout):
             with lock:
+                begun[container_id] = len(order)  # how many had stopped when this one began
                 in_flight[0] += 1
                 most[0] = max(most[0], in_flight[0])
             time.sleep(0.01)
@@ -130,3 +131,22 @@ def test_containers_leave_their_networks_a_few_at_a_time_dependents_first():
     assert sorted(order) == sorted(set(roles) - {"done"})  # every running one, once; not the exited one
     assert set(order[:40]) == {f"client{i}" for i in range(40)}
     assert order[40:] == ["server", "server-shaper", "capture"]
+
+    # Once every client has talked out, only the capture waits for the others: the server and
+    # its shaper leave with the clients (in the same batches of LEAVING_AT_ONCE).
+    order.clear()
+    most[0] = 0
+    engine.stop_project("p", grace=3, talked_out=True)
+    assert most[0] == LEAVING_AT_ONCE
+    assert sorted(order[:-1]) == sorted(set(roles) - {"done", "capture"}) and order[-1] == "capture"
+    assert begun["server"] < 40 and begun["server-shaper"] < 40  # not after every client
+    assert begun["capture"] == len(order) - 1  # after everything else
+
+
+def test_the_waves_merge_only_when_the_clients_have_talked_out_and_the_capture_is_always_last():
+    from lab.engine.containers import STOP_WAVES, stop_waves
+
+    assert stop_waves(False) == STOP_WAVES
+    first, last = stop_waves(True)
+    assert last == ("capture",)
+    assert set(first) == {role for wave in STOP_WAVES[:-1] for role in wave}

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from lab.compose import START_FILE, render
-from lab.echo.barrier import BarrierTimeout, mark_done, read_done, wait_for_start
+from lab.echo.barrier import POLL_SECONDS, BarrierTimeout, mark_done, poll_interval, read_done, wait_for_start
 from lab.phases import (
     Phases,
     await_ready,
@@ -59,6 +59,39 @@ def test_a_stopped_client_stops_waiting():
     opened = wait_for_start("/c/go", deadline=10, stopped=lambda: fake.now >= 0.2, exists=lambda _: False,
                             clock=fake.clock, sleep=fake.sleep)
     assert opened is False and fake.now < 0.3
+
+
+@pytest.mark.parametrize("waiting, interval", [(0, 0.02), (3, 0.02), (50, 0.02), (200, 0.08), (500, 0.2),
+                                               (5000, 0.2)])
+def test_the_waiting_clients_look_about_2500_times_a_second_in_all_within_20_ms_to_a_fifth(waiting, interval):
+    assert poll_interval(waiting) == pytest.approx(interval)
+    assert poll_interval(waiting) <= POLL_SECONDS
+
+
+def test_rendered_clients_look_for_the_start_as_often_as_their_number_allows(tmp_path):
+    def poll_of(count):
+        services = render(scenario(clients={"count": count}), run_id="r", owner="o",
+                          control_dir=str(tmp_path))["services"]
+        command = services["client1"]["command"]
+        return float(command[command.index("--start-poll") + 1])
+
+    assert poll_of(3) == pytest.approx(0.02)
+    assert poll_of(400) == pytest.approx(0.16)
+
+
+def test_the_lab_looks_at_the_ready_files_as_often_as_the_clients_look_for_the_start(tmp_path):
+    control = control_directory(tmp_path, ["client1", "client2"])
+    fake = FakeTime()
+
+    def sleep(seconds):
+        fake.sleep(seconds)
+        if fake.now >= 1:
+            for name in ("client1", "client2"):
+                (control / "ready" / name).write_text("waiting\n")
+
+    assert await_ready(control, ["client1", "client2"], set, deadline=60, clock=fake.clock, sleep=sleep) == set()
+    assert fake.sleeps == pytest.approx([poll_interval(2)] * len(fake.sleeps))
+    assert 1 <= fake.now < 1 + poll_interval(2) + 1e-9
 
 
 def test_release_creates_the_file_whole_and_readable_by_the_containers(tmp_path):

@@ -102,6 +102,7 @@ def test_clients_that_say_they_are_done_end_the_conversation_and_their_word_is_t
     assert manifest["phases"]["detail"]["conversation"]["clients_held"] == 3  # none left by itself
     assert result.clients == {"client1": 0, "client2": 1, "client3": 0}
     assert result.verdict == "failed" and torn_down(engine)
+    assert engine.talked_out is True  # every client said it is over: the teardown needs fewer waves
 
 
 def test_clients_still_running_at_the_timeout_give_a_timeout(engine, tmp_path):
@@ -112,6 +113,7 @@ def test_clients_still_running_at_the_timeout_give_a_timeout(engine, tmp_path):
     assert "timeout: 3 of 3 clients still running after 0.2 s" in progress.messages
     assert result.expectations == []  # a run that did not finish is not judged on its records
     assert torn_down(engine)
+    assert engine.talked_out is False  # clients still talking leave before what they talk to
 
 
 def test_a_client_that_dies_unplanned_fails_the_run(engine, tmp_path):

@@ -537,8 +537,9 @@ class SwarmStack:
                 raise EngineError(f"tasks of {', '.join(waiting) or self.name} not started within {timeout:g} s")
             time.sleep(0.25)
 
-    def stop(self, grace: float = 3) -> None:
-        """Stop every task's container, keeping the tasks and their containers for their logs.
+    def stop(self, grace: float = 3, talked_out: bool = False) -> None:
+        """Stop every task's container, keeping the tasks and their containers for their logs (all
+        at once, in any order: `talked_out` changes nothing here).
 
         On a lab cluster each container is stopped on its node (SIGTERM, SIGKILL after `grace`);
         swarm restarts nothing (restart policy none) and the stopped task stays. A manager alone
