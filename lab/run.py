@@ -366,34 +366,18 @@ def _finish(run: _Run) -> None:
         checks = collect_run(engine, seen.values(), directory, run.lab_records, errors)
         notes["containers"] = len(checks)
     if run.brought_up and not run.keep:
-        try:
-            progress.message("removing containers and network")
-            with result.phases.timed("removal"):
-                run.project.remove()
-        except (LabError, OSError) as exc:
-            errors.append(f"down: {exc} (run `lab clean`)")
-    if manifest.get("host_rules") and not run.keep:
-        try:
-            close_bridges(engine, node_image(), manifest["host_rules"], Mark.parse(manifest["host_rules_mark"]))
-        except (LabError, OSError) as exc:
-            errors.append(f"host rules: {exc} (run `lab clean`)")
-    with result.phases.timed("analysis"):
-        events_path = directory / "events.jsonl"
-        # Programs that print no records: their views come from the socket tables and their output.
-        add_records(events_path, derive_views(EventFile(events_path)))
-        events = EventFile(events_path)
-        if manifest.get("released"):
-            result.phases.note("conversation", clients_talked=last_client_record(events, manifest["released"]))
-        result.conversations = join_views(events)
-        wire = _wire_view(scenario, directory, events, result)
-        result.diagnoses = diagnose(events, wire,
-                                    clients_by_address=clients_by_address(result.conversations))
-        add_records(events_path, diagnosis_records(result.diagnoses, utc_timestamp()))
-        write_text(directory / "clients.csv", conversations_csv(result.conversations))
-        statuses = run.done()
-        result.clients = {c.service: statuses.get(c.service) for c in seen.values() if c.role == "client"}
-        # No expectation reads a message's text: leaving it out keeps what a check holds small.
-        _judge(scenario, result, EventFile(events_path, slim=True, then=check_records(wire)), errors, checks)
+        progress.message("removing containers and network")
+    # Everything the analysis reads is in the run directory by now: the removal goes on beside it
+    # (a second or more with hundreds of containers), and the verdict waits for both.
+    removed = _in_background(lambda: _remove(run))
+    try:
+        with result.phases.timed("analysis"):
+            wire = _analyse(run)
+    finally:
+        errors += removed()
+    # No expectation reads a message's text: leaving it out keeps what a check holds small.
+    _judge(scenario, result, EventFile(directory / "events.jsonl", slim=True, then=check_records(wire)), errors,
+           checks)
     manifest.update(
         ended=utc_timestamp(),
         verdict=result.verdict,
@@ -415,6 +399,44 @@ def _finish(run: _Run) -> None:
         result.report = write_report(directory)
     except (LabError, OSError) as exc:  # the run stands without its page; `lab report` can retry
         progress.message(f"report not written: {exc}")
+
+
+def _remove(run: _Run) -> list[str]:
+    """Remove the run's containers and network, then its host rules; what went wrong, said."""
+    errors = []
+    if run.brought_up and not run.keep:
+        try:
+            with run.result.phases.timed("removal"):
+                run.project.remove()
+        except (LabError, OSError) as exc:
+            errors.append(f"down: {exc} (run `lab clean`)")
+    if run.manifest.get("host_rules") and not run.keep:
+        try:
+            close_bridges(run.engine, node_image(), run.manifest["host_rules"],
+                          Mark.parse(run.manifest["host_rules_mark"]))
+        except (LabError, OSError) as exc:
+            errors.append(f"host rules: {exc} (run `lab clean`)")
+    return errors
+
+
+def _analyse(run: _Run) -> dict[str, Any]:
+    """The records joined into conversations, the wire view, the diagnoses and each client's
+    status; returns the wire view."""
+    scenario, directory, result = run.scenario, run.directory, run.result
+    events_path = directory / "events.jsonl"
+    # Programs that print no records: their views come from the socket tables and their output.
+    add_records(events_path, derive_views(EventFile(events_path)))
+    events = EventFile(events_path)
+    if run.manifest.get("released"):
+        result.phases.note("conversation", clients_talked=last_client_record(events, run.manifest["released"]))
+    result.conversations = join_views(events)
+    wire = _wire_view(scenario, directory, events, result)
+    result.diagnoses = diagnose(events, wire, clients_by_address=clients_by_address(result.conversations))
+    add_records(events_path, diagnosis_records(result.diagnoses, utc_timestamp()))
+    write_text(directory / "clients.csv", conversations_csv(result.conversations))
+    statuses = run.done()
+    result.clients = {c.service: statuses.get(c.service) for c in run.seen.values() if c.role == "client"}
+    return wire
 
 
 def _wire_view(scenario: Scenario, directory: Path, events: Iterable[Record], result: RunResult) -> dict[str, Any]:

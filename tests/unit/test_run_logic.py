@@ -180,6 +180,35 @@ def test_a_teardown_error_turns_a_pass_into_an_error_that_says_what_to_do(engine
     assert engine.calls.count("remove") == 1
 
 
+def test_the_removal_goes_on_beside_the_analysis_and_the_verdict_waits_for_it(engine, tmp_path):
+    """The analysis reads only the run directory: it need not wait for hundreds of containers to
+    be removed, but the verdict must (a failed removal is an error)."""
+    seen = {}
+
+    def slow_failing_removal():
+        # The analysis writes clients.csv: it does so while the removal still runs.
+        seen["analysed meanwhile"] = wait_for_file(tmp_path, "clients.csv", seconds=10)
+        raise EngineError("network has active endpoints")
+
+    engine.on["remove"] = slow_failing_removal
+    result, manifest = run(engine, tmp_path)
+    assert seen["analysed meanwhile"]
+    assert result.verdict == manifest["verdict"] == "error"
+    assert manifest["error"] == "down: network has active endpoints (run `lab clean`)"
+    assert "removal" in manifest["phases"]["detail"] and "analysis" in manifest["phases"]["detail"]
+
+
+def wait_for_file(directory: Path, name: str, seconds: float) -> bool:
+    import time
+
+    give_up = time.monotonic() + seconds
+    while time.monotonic() < give_up:
+        if any(directory.rglob(name)):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def test_a_stop_error_still_collects_logs_and_removes_everything(engine, tmp_path):
     engine.on["stop"] = raises(EngineError("stop timed out"))
     result, manifest = run(engine, tmp_path)
