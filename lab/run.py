@@ -299,7 +299,9 @@ def _drive(run: _Run, stop: threading.Event | None = None) -> Verdict:
         # The held clients say they are done in their files, cheap to read often (as often as they
         # looked for the start file); only an exit needs the daemon's list.
         wait = look - time.monotonic()
-        time.sleep(max(0.0, min(wait, poll_interval(len(run.held))) if run.held else wait))
+        if run.held:
+            wait = min(wait, poll_interval(len(run.held)))
+        time.sleep(max(0.0, wait))
 
 
 def _all_talking(engine: Engine, clients: list[ContainerInfo], total: int, talking: dict[str, float]) -> bool:
