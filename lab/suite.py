@@ -121,8 +121,8 @@ class _ProjectInTurn:
         with self._turns.take(self._rank):
             self._project.deploy()
 
-    def stop(self, grace: float = 3) -> None:
-        self._project.stop(grace)
+    def stop(self, grace: float = 3, talked_out: bool = False) -> None:
+        self._project.stop(grace, talked_out)
 
     def remove(self) -> None:
         self._project.remove()

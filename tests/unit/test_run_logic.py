@@ -22,7 +22,7 @@ from lab.engine.swarm.engine import SwarmEngine, SwarmStack
 from lab.errors import EngineError
 from lab.run import run_scenario
 from lab.scenario import Scenario
-from lab.suite import TakingTurns, Turns
+from lab.suite import TakingTurns, Turns, _ProjectInTurn
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "events" / "threaded-ok.jsonl"
 ADDED_BY_THE_LAB = ("service", "container", "ip")
@@ -250,7 +250,8 @@ def test_ctrl_c_at_each_phase_keeps_the_records_and_tears_down(engine, tmp_path,
 
 @pytest.mark.parametrize("implementation, protocol", [
     (DockerEngine, Engine), (FakeEngine, Engine), (SwarmEngine, Engine),
-    (ComposeProject, Project), (FakeProject, Project), (SwarmStack, Project)])
+    (ComposeProject, Project), (FakeProject, Project), (SwarmStack, Project),
+    (_ProjectInTurn, Project)])
 def test_implementations_have_every_method_of_their_protocol_with_its_parameters(implementation, protocol):
     for name, declared in vars(protocol).items():
         if name.startswith("_") or not callable(declared):
