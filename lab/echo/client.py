@@ -13,6 +13,7 @@ sessions that follow the plan, so one file says everything the client can be ask
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import signal
 import socket
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from lab.echo.barrier import POLL_SECONDS, BarrierTimeout, mark_done, mark_ready, wait_for_start
 from lab.echo.client_core import ClientPlan, SessionTally, StopFlag, family_of, prime_resolution
 from lab.echo.client_tcp import run_tcp_session
-from lab.echo.client_udp import run_udp_session
+from lab.echo.client_udp import Leaving, run_udp_session
 from lab.records.options import DEFAULT_PORT, UDP_PAYLOAD_MAX, OneLineParser, exit_status
 from lab.records.stats import percentile
 from lab.records.writer import RecordWriter
@@ -229,10 +230,13 @@ def _ms(value: float | None) -> float | None:
 def run_proto(plan: ClientPlan, proto: str, writer: RecordWriter, stop: StopFlag) -> list[SessionTally]:
     """Run the sessions of one protocol concurrently, one thread each, and collect their tallies."""
     tallies: list[SessionTally | None] = [None] * plan.sessions
+    runner = RUNNERS[proto]
+    if proto == "udp" and plan.sessions > 1:
+        runner = functools.partial(run_udp_session, leaving=Leaving(plan.sessions))  # one port each
 
     def session_main(index: int) -> None:
         try:
-            tallies[index] = RUNNERS[proto](plan, index, writer, stop)
+            tallies[index] = runner(plan, index, writer, stop)
         except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback, still summarise the others
             traceback.print_exc()
             writer.emit(proto, "error", session=index, reason="internal", detail=repr(exc))

@@ -5,12 +5,19 @@ the first sendto. Replies are matched by content, which is sound because the cli
 are unique (a cycled repeat is sent as `#SEQ text`): a late echo of an earlier message (after
 its timeout, or a second copy after a retry) is logged as `duplicate`, never counted for the
 message being waited on. Datagrams from any other address are logged as stray.
+
+The sessions of one client close their sockets together, once the last one is over (`Leaving`):
+a socket closed early frees its port, and the kernel may give that port to a session that
+starts later, so two sessions meant to run side by side would share one port (seen under load
+with 20 sessions). Closing a UDP socket puts nothing on the wire, so holding it changes nothing
+the server or the capture sees.
 """
 
 from __future__ import annotations
 
 import select
 import socket
+import threading
 import time
 
 from lab.echo.client_core import (
@@ -33,15 +40,31 @@ from lab.records.writer import RecordWriter
 DATAGRAM_MAX = 65535
 
 
+class Leaving:
+    """Holds each of `sessions` sessions at its end until the last one is over."""
+
+    def __init__(self, sessions: int) -> None:
+        self._running = sessions
+        self._changed = threading.Condition()
+
+    def over_and_wait(self) -> None:
+        with self._changed:
+            self._running -= 1
+            self._changed.notify_all()
+            self._changed.wait_for(lambda: self._running <= 0)
+
+
 class UdpSession(Session):
     """Runs one session's messages from one unconnected UDP socket."""
 
     proto = "udp"
 
-    def __init__(self, plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag) -> None:
+    def __init__(self, plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag,
+                 leaving: Leaving | None = None) -> None:
         super().__init__(plan, session, writer, stop)
         # payload -> (seq, echoed?) for every message already given up on or answered
         self.earlier: dict[bytes, tuple[int, bool]] = {}
+        self.leaving = leaving
 
     def run(self) -> SessionTally:
         try:
@@ -55,6 +78,8 @@ class UdpSession(Session):
         except SessionFailed as exc:
             self.record_failure(exc)
         finally:
+            if self.leaving is not None:
+                self.leaving.over_and_wait()  # the port stays this session's until every session is over
             if self.sock is not None:
                 self.sock.close()
                 if self.local is not None:
@@ -149,5 +174,6 @@ class UdpSession(Session):
         return None
 
 
-def run_udp_session(plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag) -> SessionTally:
-    return UdpSession(plan, session, writer, stop).run()
+def run_udp_session(plan: ClientPlan, session: int, writer: RecordWriter, stop: StopFlag,
+                    leaving: Leaving | None = None) -> SessionTally:
+    return UdpSession(plan, session, writer, stop, leaving).run()

@@ -120,6 +120,21 @@ def test_twenty_sessions_use_twenty_ports_the_server_saw(capsys):
     assert total["echoed"] == 40 and len(set(total["local_ports"])) == 20
 
 
+def test_sessions_keep_their_sockets_until_the_last_is_over_so_no_port_is_handed_on(capsys):
+    """A session that ends early frees its port for one that starts late: the sessions close
+    together (closing a UDP socket sends nothing). Here one session's first datagram is dropped,
+    so it ends a retry later than the other."""
+    with UdpEcho(policy=drop_numbers(1)) as server:
+        code, records = run_client(capsys, "--port", str(server.port), "--sessions", "2", "--count", "1",
+                                   "--timeout", "0.3", "--retries", "1", *FAST)
+    assert code == 0
+    kinds = [r["event"] for r in records if r.get("proto") == "udp"]
+    last_reply = max(i for i, kind in enumerate(kinds) if kind == "reply")
+    closed = [i for i, kind in enumerate(kinds) if kind == "closed"]
+    assert len(closed) == 2 and min(closed) > last_reply  # neither closed while the other still talked
+    assert len(set(summary(records, "udp")["local_ports"])) == 2
+
+
 def test_first_datagram_is_resent_while_connect_timeout_lasts(capsys):
     # a server that is "not up yet" for the first three datagrams
     with UdpEcho(policy=drop_numbers(1, 2, 3)) as server:
