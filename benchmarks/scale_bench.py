@@ -87,16 +87,20 @@ def lab_run(n: int, out: Path) -> dict:
         **{k: v for k, v in phases.get("reported", {}).items()},
         "clients_talked": detail.get("conversation", {}).get("clients_talked"),
         "containers": detail.get("bring_up", {}).get("containers"),
+        "error": manifest.get("error"),
     }
 
 
-def compose(project: str, file: Path, *args: str) -> float:
+def compose(project: str, file: Path, *args: str, check: bool = True) -> tuple[float, str | None]:
+    """Seconds `docker compose ARGS` took, and its last error line when it failed (raised when
+    `check`: nothing after a failed `up` can be measured)."""
     start = time.monotonic()
     done = subprocess.run(["docker", "compose", "-p", project, "-f", str(file), *args],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=file.parent)
-    if done.returncode:
+    error = done.stderr.strip().splitlines()[-1] if done.returncode and done.stderr.strip() else None
+    if done.returncode and check:
         raise SystemExit(f"docker compose {' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
-    return time.monotonic() - start
+    return time.monotonic() - start, error or (f"exit status {done.returncode}" if done.returncode else None)
 
 
 def bare_compose(n: int, work: Path, round_: int = 0) -> dict:
@@ -120,23 +124,37 @@ def bare_compose(n: int, work: Path, round_: int = 0) -> dict:
     before = load()
     start = time.monotonic()
     try:
-        up = compose(project, file, "up", "-d", "--no-build", "--quiet-pull")
+        up, _ = compose(project, file, "up", "-d", "--no-build", "--quiet-pull")
         ids = subprocess.run(["docker", "compose", "-p", project, "-f", str(file), "ps", "-aq", *scenario.client_names()],
                              capture_output=True, text=True, check=True, cwd=directory).stdout.split()
         waited = time.monotonic()
         codes = subprocess.run(["docker", "wait", *ids], capture_output=True, text=True, check=True).stdout.split()
         conversation = time.monotonic() - waited
     finally:
-        down = compose(project, file, "down", "-v", "--remove-orphans", "-t", "1")
+        # A failed `down` is reported, not raised: Docker 20.10 can keep the network ("active
+        # endpoints") under bare compose too, and the lab's numbers of the round still stand.
+        down, down_error = compose(project, file, "down", "-v", "--remove-orphans", "-t", "1", check=False)
     return {
         "load": before, "clients_ok": sum(c == "0" for c in codes), "bring_up": round(up, 2),
         "conversation": round(conversation, 2), "teardown": round(down, 2),
-        "wall": round(time.monotonic() - start, 2),
+        "wall": round(time.monotonic() - start, 2), "error": down_error,
     }
 
 
 def ratio(a, b) -> str:
     return f"{a / b:.2f}x" if a and b else "-"
+
+
+def describe(which: str, n: int, m: dict) -> str:
+    error = f" ERROR {m['error']}" if m.get("error") else ""
+    if which == "lab":
+        return (f"N={n:<4} lab: {m['verdict']} wall {m['wall']:.1f} s, bring-up {m.get('bring_up', 0):.1f} s "
+                f"({m.get('bring_up', 0) / (m.get('containers') or n + 1):.3f} s/container), "
+                f"conversation {m.get('conversation', 0):.1f} s (talked {m.get('clients_talked') or 0:.1f} s), "
+                f"collection {m.get('collection', 0):.1f} s, teardown {m.get('teardown', 0):.1f} s, "
+                f"peak RSS {m['rss_mib']} MiB, load {m['load']:.1f}{error}")
+    return (f"N={n:<4} bare: {m['clients_ok']}/{n} ok, wall {m['wall']:.1f} s, up {m['bring_up']:.1f} s, "
+            f"clients done {m['conversation']:.1f} s, down {m['teardown']:.1f} s, load {m['load']:.1f}{error}")
 
 
 def main() -> int:
@@ -154,17 +172,11 @@ def main() -> int:
                 # Alternate which goes first, so neither always meets the other's leftovers.
                 order = ("lab", "bare") if round_ % 2 == 0 else ("bare", "lab")
                 row = {"clients": n, "round": round_}
-                for which in order:
-                    row[which] = lab_run(n, work / "runs") if which == "lab" else bare_compose(n, work, round_)
                 results["rows"].append(row)
+                for which in order:  # each side printed as soon as it is measured
+                    row[which] = lab_run(n, work / "runs") if which == "lab" else bare_compose(n, work, round_)
+                    print(describe(which, n, row[which]), flush=True)
                 lab, bare = row["lab"], row["bare"]
-                print(f"N={n:<4} lab: {lab['verdict']} wall {lab['wall']:.1f} s, bring-up {lab.get('bring_up', 0):.1f} s "
-                      f"({lab.get('bring_up', 0) / (lab.get('containers') or n + 1):.3f} s/container), "
-                      f"conversation {lab.get('conversation', 0):.1f} s "
-                      f"(talked {lab.get('clients_talked') or 0:.1f} s), collection {lab.get('collection', 0):.1f} s, "
-                      f"teardown {lab.get('teardown', 0):.1f} s, peak RSS {lab['rss_mib']} MiB, load {lab['load']:.1f}")
-                print(f"       bare: {bare['clients_ok']}/{n} ok, wall {bare['wall']:.1f} s, up {bare['bring_up']:.1f} s, "
-                      f"clients done {bare['conversation']:.1f} s, down {bare['teardown']:.1f} s, load {bare['load']:.1f}")
                 print(f"       lab/bare: wall {ratio(lab['wall'], bare['wall'])}, bring-up "
                       f"{ratio(lab.get('bring_up'), bare['bring_up'])}, teardown {ratio(lab.get('teardown'), bare['teardown'])}",
                       flush=True)
