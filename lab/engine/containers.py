@@ -41,11 +41,13 @@ STOP_WAVES = (("client", "finished"), ("server", "router", "sockets"), ("shaper"
 
 def stop_waves(talked_out: bool) -> tuple[tuple[str, ...], ...]:
     """The waves for a teardown. Once every client has said its conversation is over
-    (`talked_out`), nothing is left to say between them and the server, routers or namespaces:
-    all of those stop in one wave, and only the capture waits, to see the last goodbyes."""
+    (`talked_out`), nothing is left to say between them and the server or routers: those stop
+    in one wave. The namespaces they run in still go after them (a holder stopping while the
+    containers in its namespace leave too is where a 20.10 daemon once deadlocked here), and
+    the capture last, to see the last goodbyes."""
     if not talked_out:
         return STOP_WAVES
-    return tuple(role for wave in STOP_WAVES[:-1] for role in wave), STOP_WAVES[-1]
+    return (*STOP_WAVES[0], *STOP_WAVES[1]), *STOP_WAVES[2:]
 
 
 class Containers(DockerConnection):
@@ -115,11 +117,11 @@ class Containers(DockerConnection):
     def stop_project(self, project: str, grace: float, talked_out: bool = False) -> None:
         """Stop a project's running containers in waves (`stop_waves`), at most `LEAVING_AT_ONCE`
         at a time (SIGTERM, then SIGKILL after `grace` seconds). A role no wave names stops with
-        the server (in the one wave before the capture's, when the clients all talked out)."""
+        the server."""
         docker = docker_module()
         roles_by_wave = stop_waves(talked_out)
         waves: list[list[str]] = [[] for _ in roles_by_wave]
-        unnamed = 1 if len(waves) > 2 else 0  # the server's wave
+        unnamed = len(waves) - 3  # the server's wave
         for info in self.containers(project):
             if info.status in ("running", "paused", "restarting"):
                 rank = next((i for i, roles in enumerate(roles_by_wave) if info.role in roles), unnamed)

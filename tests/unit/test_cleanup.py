@@ -132,21 +132,21 @@ def test_containers_leave_their_networks_a_few_at_a_time_dependents_first():
     assert set(order[:40]) == {f"client{i}" for i in range(40)}
     assert order[40:] == ["server", "server-shaper", "capture"]
 
-    # Once every client has talked out, only the capture waits for the others: the server and
-    # its shaper leave with the clients (in the same batches of LEAVING_AT_ONCE).
+    # Once every client has talked out, the server leaves with the clients (in the same batches
+    # of LEAVING_AT_ONCE); the shaper whose namespace it runs in, and then the capture, after.
     order.clear()
     most[0] = 0
     engine.stop_project("p", grace=3, talked_out=True)
     assert most[0] == LEAVING_AT_ONCE
-    assert sorted(order[:-1]) == sorted(set(roles) - {"done", "capture"}) and order[-1] == "capture"
-    assert begun["server"] < 40 and begun["server-shaper"] < 40  # not after every client
-    assert begun["capture"] == len(order) - 1  # after everything else
+    assert sorted(order) == sorted(set(roles) - {"done"}) and order[-2:] == ["server-shaper", "capture"]
+    assert begun["server"] < 40  # not after every client
+    assert begun["server-shaper"] == len(order) - 2 and begun["capture"] == len(order) - 1
 
 
 def test_the_waves_merge_only_when_the_clients_have_talked_out_and_the_capture_is_always_last():
     from lab.engine.containers import STOP_WAVES, stop_waves
 
     assert stop_waves(False) == STOP_WAVES
-    first, last = stop_waves(True)
-    assert last == ("capture",)
-    assert set(first) == {role for wave in STOP_WAVES[:-1] for role in wave}
+    first, namespaces, last = stop_waves(True)
+    assert set(first) == set(STOP_WAVES[0]) | set(STOP_WAVES[1])
+    assert namespaces == STOP_WAVES[2] == ("shaper", "netns") and last == ("capture",)
