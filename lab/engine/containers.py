@@ -121,7 +121,7 @@ class Containers(DockerConnection):
         docker = docker_module()
         roles_by_wave = stop_waves(talked_out)
         waves: list[list[str]] = [[] for _ in roles_by_wave]
-        unnamed = len(waves) - 3  # the server's wave
+        unnamed = next(i for i, roles in enumerate(roles_by_wave) if "server" in roles)
         for info in self.containers(project):
             if info.status in ("running", "paused", "restarting"):
                 rank = next((i for i, roles in enumerate(roles_by_wave) if info.role in roles), unnamed)

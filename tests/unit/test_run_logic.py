@@ -9,6 +9,7 @@ import inspect
 import json
 import signal
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -199,8 +200,6 @@ def test_the_removal_goes_on_beside_the_analysis_and_the_verdict_waits_for_it(en
 
 
 def wait_for_file(directory: Path, name: str, seconds: float) -> bool:
-    import time
-
     give_up = time.monotonic() + seconds
     while time.monotonic() < give_up:
         if any(directory.rglob(name)):
